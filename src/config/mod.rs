@@ -1,0 +1,329 @@
+//! The TOML configuration (DESIGN §7): types, loading, and `config check` problems.
+//!
+//! Fields whose values are checked after parsing are `Spanned`, so each problem can be
+//! reported with the line it stands on.
+
+pub mod check;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// One problem found in a config file, reported as `FILE:LINE: KEY: MESSAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// All problems of one file; `Display` prints one per line.
+#[derive(Clone, Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: {}: {}", self.file.display(), p.line, p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub identities: Vec<IdentityConfig>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub tools: Vec<ToolConfig>,
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerConfig>,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub escalation: Vec<EscalationTierConfig>,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on (`serve`, `console --listen`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Extra host names accepted in the `Host` header (loopback names are always allowed).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins allowed to call the API; empty means any request with an `Origin` is refused.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long an approval waits when neither its rule nor an escalation tier says.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub default_timeout: Duration,
+    #[serde(default = "default_io_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(default = "default_io_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: default_max_body_bytes(),
+            max_connections: default_max_connections(),
+            default_timeout: default_timeout(),
+            header_timeout: default_io_timeout(),
+            body_timeout: default_io_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".into()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_io_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub roles: Vec<Spanned<String>>,
+    /// A plain token, or `sha256:HEX` of the token.
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+    /// Name of the environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<Spanned<String>>,
+    /// OS user this identity stands for at a local console.
+    #[serde(default)]
+    pub os_user: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// For `kind = "scripted"`: the name of a built-in script.
+    #[serde(default)]
+    pub script: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub instructions: String,
+    pub model: Spanned<String>,
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mcp_servers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+}
+
+/// `needs_approval = true | false | "POLICY"`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum NeedsApproval {
+    Always(bool),
+    Policy(String),
+}
+
+impl Default for NeedsApproval {
+    fn default() -> Self {
+        // Destructive by default, as the seed advises.
+        NeedsApproval::Always(true)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub parameters: Option<toml::Value>,
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub builtin: Option<String>,
+    #[serde(default)]
+    pub needs_approval: Option<Spanned<NeedsApproval>>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `"always" | "never" | "POLICY"`.
+    #[serde(default)]
+    pub approval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub trusted: bool,
+    #[serde(default)]
+    pub tools: BTreeMap<String, McpToolOverride>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpToolOverride {
+    pub approval: Spanned<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Approve,
+    Deny,
+    Ask,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: Spanned<String>,
+    /// Globs over tool names this policy covers for external submissions; default all.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// CEL condition; absent means the rule always matches.
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
+    pub action: Spanned<RuleAction>,
+    /// Reason given with `deny` (and shown for `ask`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// At most this many auto-approvals per hour by this rule; past it the rule asks.
+    #[serde(default)]
+    pub max_per_hour: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationTierConfig {
+    pub queue: Spanned<String>,
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    #[serde(default)]
+    pub webhook: Option<String>,
+    #[serde(default)]
+    pub on_create: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    #[serde(default)]
+    pub theme: Option<String>,
+    #[serde(default)]
+    pub keys: BTreeMap<String, toml::Value>,
+}
+
+impl Config {
+    /// Parse and check a config file. Every problem found is returned, each with its line.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![ConfigProblem {
+                line: 0,
+                key: "file".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::parse(&text).map_err(|problems| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parse and check config text.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        let cfg: Config = toml::from_str(text).map_err(|e| vec![check::from_toml_error(text, &e)])?;
+        let problems = check::check(&cfg, text);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+}

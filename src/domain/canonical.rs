@@ -1,0 +1,145 @@
+//! RFC 8785 (JCS) canonical JSON: sorted keys (by UTF-16 code units), no whitespace,
+//! ECMAScript number formatting. Used for `arguments_sha256` and the audit hash chain.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, v);
+    out
+}
+
+pub fn arguments_sha256(args: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_object(&mut out, args);
+    hex::encode(Sha256::digest(out.as_bytes()))
+}
+
+fn write_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_string(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, x);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => write_object(out, m),
+    }
+}
+
+fn write_object(out: &mut String, m: &Map<String, Value>) {
+    let mut keys: Vec<&String> = m.keys().collect();
+    // JCS orders by UTF-16 code units, which differs from UTF-8 byte order above the BMP.
+    keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+    out.push('{');
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write_value(out, &m[k.as_str()]);
+    }
+    out.push('}');
+}
+
+fn write_number(out: &mut String, n: &serde_json::Number) {
+    if let Some(i) = n.as_i64() {
+        // Integers beyond 2^53 are not exactly representable as IEEE doubles; JCS
+        // serialises the double, so do the same to agree with other implementations.
+        if i.unsigned_abs() <= (1u64 << 53) {
+            let _ = write!(out, "{i}");
+            return;
+        }
+    }
+    let f = n.as_f64().unwrap_or(0.0);
+    if f == 0.0 {
+        out.push('0');
+        return;
+    }
+    let mut buf = ryu_js::Buffer::new();
+    out.push_str(buf.format_finite(f));
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_keys_and_strips_whitespace() {
+        let v = json!({"b": 1, "a": [true, null, "x"], "c": {"z": 1, "y": 2}});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":[true,null,"x"],"b":1,"c":{"y":2,"z":1}}"#
+        );
+    }
+
+    #[test]
+    fn rfc8785_numbers() {
+        // Examples from RFC 8785 appendix B.
+        let cases = [
+            (json!(1e21), "1e+21"),
+            (json!(1e-7), "1e-7"),
+            (json!(0.000001), "0.000001"),
+            (json!(333333333.3333333), "333333333.3333333"),
+            (json!(-0.0), "0"),
+            (json!(4.5), "4.5"),
+            (json!(9007199254740992u64), "9007199254740992"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(canonical_json(&v), want, "for {v}");
+        }
+    }
+
+    #[test]
+    fn escapes_controls_lowercase_and_keeps_unicode() {
+        let v = json!("a\u{1b}[31m\u{202e}é\n");
+        assert_eq!(canonical_json(&v), "\"a\\u001b[31m\u{202e}é\\n\"");
+    }
+
+    #[test]
+    fn utf16_key_order() {
+        // U+1F600 (surrogate pair D83D..) sorts before U+FB01 in UTF-16 but after it in UTF-8.
+        let v = json!({"\u{fb01}": 1, "\u{1f600}": 2});
+        assert_eq!(canonical_json(&v), "{\"\u{1f600}\":2,\"\u{fb01}\":1}");
+    }
+
+    #[test]
+    fn sha_is_stable_across_key_order() {
+        let a: Map<String, Value> = serde_json::from_str(r#"{"x":1,"y":"z"}"#).unwrap();
+        let b: Map<String, Value> = serde_json::from_str(r#"{ "y" : "z", "x" : 1 }"#).unwrap();
+        assert_eq!(arguments_sha256(&a), arguments_sha256(&b));
+        assert_eq!(arguments_sha256(&a).len(), 64);
+    }
+}

@@ -1,0 +1,5 @@
+//! gatehouse: a terminal approval console for AI-agent tool calls.
+
+pub mod config;
+pub mod domain;
+pub mod policy;
