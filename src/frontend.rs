@@ -1,0 +1,75 @@
+//! The link between a front end (the console) and a runner, in-process or across HTTP.
+//!
+//! The console only ever sees this pair of channels, so it cannot tell whether its runner
+//! is in the same process (`gatehouse console`) or a daemon reached over HTTP + SSE
+//! (`gatehouse console --connect URL`).
+
+use crate::domain::{Approval, Event, Verdict};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+/// State of the connection to the runner, shown in the status line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// In-process runner: always connected.
+    Local,
+    Connected { url: String },
+    Reconnecting { url: String, attempt: u32, last_error: String },
+}
+
+/// What a front end receives.
+#[derive(Clone, Debug)]
+pub enum FrontendEvent {
+    /// The full picture: every pending approval, plus recently decided ones for history.
+    /// Sent first, and again after a reconnect that could not resume.
+    Snapshot {
+        pending: Vec<Approval>,
+        recent: Vec<Approval>,
+        /// Sequence number of the last event the snapshot includes.
+        seq: u64,
+    },
+    /// One change, in sequence order.
+    Change(Event),
+    Connection(Connection),
+}
+
+/// A reviewer's decision as sent by a front end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRequest {
+    pub approval_id: uuid::Uuid,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    /// Hash of the arguments that were on screen; the runner refuses a mismatch.
+    pub arguments_sha256: String,
+    /// Edited arguments (the `e` key); `None` approves what was shown.
+    pub edited_arguments: Option<Map<String, Value>>,
+    /// `Some("run")` for a sticky grant (the `A` key).
+    pub scope: Option<String>,
+}
+
+/// How a decision ended. `NotSent` means the runner never saw it (e.g. the link dropped).
+#[derive(Clone, Debug)]
+pub enum DecisionOutcome {
+    Applied(Approval),
+    /// Someone else decided first, or the arguments changed: the approval as it stands.
+    Conflict { message: String, approval: Option<Approval> },
+    Refused { message: String },
+    NotSent { message: String },
+}
+
+/// Commands a front end sends.
+#[derive(Debug)]
+pub enum FrontendCommand {
+    Decide {
+        request: DecisionRequest,
+        reply: oneshot::Sender<DecisionOutcome>,
+    },
+}
+
+/// The front end's end of the link.
+pub struct FrontendLink {
+    pub events: mpsc::Receiver<FrontendEvent>,
+    pub commands: mpsc::Sender<FrontendCommand>,
+    /// Who decisions are recorded as.
+    pub reviewer: String,
+}
