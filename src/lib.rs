@@ -4,4 +4,5 @@ pub mod config;
 pub mod domain;
 pub mod frontend;
 pub mod policy;
+pub mod runner;
 pub mod store;
