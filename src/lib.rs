@@ -1,5 +1,6 @@
 //! gatehouse: a terminal approval console for AI-agent tool calls.
 
+pub mod api;
 pub mod config;
 pub mod domain;
 pub mod frontend;

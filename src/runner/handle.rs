@@ -55,6 +55,10 @@ impl RunnerHandle {
         self.ask(|reply| Command::Metrics { reply }).await
     }
 
+    pub async fn position(&self) -> Result<u64, RunnerError> {
+        self.ask(|reply| Command::Position { reply }).await
+    }
+
     pub async fn record_refusal(&self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
         let _ = self
             .tx

@@ -153,6 +153,9 @@ pub enum Command {
     /// A decision attempt refused before it reached the runner (e.g. missing role): audit it.
     RecordRefusal { who: String, approval_id: Option<Uuid>, code: String, message: String },
     Metrics { reply: Reply<RunnerMetrics> },
+    /// The sequence number of the newest record; the reply comes once it is durable and
+    /// published, so a subscriber that asks after subscribing misses nothing.
+    Position { reply: Reply<u64> },
 }
 
 pub use state::start;

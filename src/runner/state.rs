@@ -255,6 +255,7 @@ impl Runner {
                 Command::EventsAfter { reply, .. } => drop(reply.send(Err(err))),
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
                 Command::Metrics { reply } => drop(reply.send(Err(err))),
+                Command::Position { reply } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
             }
             return;
@@ -295,6 +296,10 @@ impl Runner {
                     seq: self.seq,
                 });
                 self.reply(reply, r);
+            }
+            Command::Position { reply } => {
+                let seq = self.seq;
+                self.reply(reply, Ok(seq));
             }
             Command::RecordRefusal { who, approval_id, code, message } => {
                 self.refused(&who, approval_id, &code, &message);
