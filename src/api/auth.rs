@@ -59,20 +59,33 @@ impl TokenTable {
             let roles = id
                 .roles
                 .iter()
-                .map(|r| Role::parse(r.get_ref()).ok_or_else(|| format!("identities[{i}].roles: unknown role {:?}", r.get_ref())))
+                .map(|r| {
+                    Role::parse(r.get_ref()).ok_or_else(|| {
+                        format!("identities[{i}].roles: unknown role {:?}", r.get_ref())
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let digest = match (&id.token, &id.token_env) {
-                (Some(t), None) => parse_token(t.get_ref()).map_err(|e| format!("identities[{i}].token: {e}"))?,
+                (Some(t), None) => {
+                    parse_token(t.get_ref()).map_err(|e| format!("identities[{i}].token: {e}"))?
+                }
                 (None, Some(var)) => {
                     let value = std::env::var(var.get_ref()).map_err(|_| {
                         format!("identities[{i}].token_env: environment variable {} is not set (identity {name})", var.get_ref())
                     })?;
                     if value.is_empty() {
-                        return Err(format!("identities[{i}].token_env: environment variable {} is empty", var.get_ref()));
+                        return Err(format!(
+                            "identities[{i}].token_env: environment variable {} is empty",
+                            var.get_ref()
+                        ));
                     }
                     digest(&value)
                 }
-                _ => return Err(format!("identities[{i}]: give exactly one of token or token_env (identity {name})")),
+                _ => {
+                    return Err(format!(
+                        "identities[{i}]: give exactly one of token or token_env (identity {name})"
+                    ));
+                }
             };
             entries.push((digest, Identity { name, roles }));
         }
@@ -111,7 +124,8 @@ fn digest(token: &str) -> [u8; 32] {
 /// A plain token, or `sha256:` and 64 hex digits of its digest.
 fn parse_token(t: &str) -> Result<[u8; 32], String> {
     if let Some(hexed) = t.strip_prefix("sha256:") {
-        let bytes = hex::decode(hexed).map_err(|_| "sha256: must be followed by 64 hex digits".to_string())?;
+        let bytes = hex::decode(hexed)
+            .map_err(|_| "sha256: must be followed by 64 hex digits".to_string())?;
         return bytes
             .try_into()
             .map_err(|_| "sha256: must be followed by 64 hex digits".to_string());

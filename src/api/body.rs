@@ -44,10 +44,15 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
                 ));
             }
             Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     return Err(too_large());
                 }
-                return Err(ApiError::bad_request("bad_body", format!("could not read the request body: {e}")));
+                return Err(ApiError::bad_request(
+                    "bad_body",
+                    format!("could not read the request body: {e}"),
+                ));
             }
             Ok(Ok(c)) => c.to_bytes(),
         };
@@ -60,11 +65,17 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_utf8",
-            format!("request body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            format!(
+                "request body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ),
         )
     })?;
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("malformed_json", "request body is empty; a JSON object is required"));
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "request body is empty; a JSON object is required",
+        ));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -75,7 +86,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 if path == "." || path.is_empty() {
                     ApiError::unprocessable(strip_position(&inner.to_string()))
                 } else {
-                    ApiError::unprocessable(format!("{path}: {}", strip_position(&inner.to_string())))
+                    ApiError::unprocessable(format!(
+                        "{path}: {}",
+                        strip_position(&inner.to_string())
+                    ))
                 }
             }
             _ => ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}")),

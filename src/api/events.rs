@@ -22,10 +22,16 @@ pub async fn stream(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
     if !who.has(Role::Reviewer) {
-        state.inner.counters.refused(axum::http::StatusCode::FORBIDDEN);
+        state
+            .inner
+            .counters
+            .refused(axum::http::StatusCode::FORBIDDEN);
         return Err(ApiError::forbidden(
             "forbidden",
-            format!("{} may not read events (it needs the reviewer role)", who.name),
+            format!(
+                "{} may not read events (it needs the reviewer role)",
+                who.name
+            ),
         ));
     }
     let raw_after = headers
@@ -35,11 +41,9 @@ pub async fn stream(
         .or_else(|| params.get("after").cloned());
     let after: Option<u64> = match raw_after {
         None => None,
-        Some(s) => Some(
-            s.trim()
-                .parse()
-                .map_err(|_| ApiError::unprocessable(format!("Last-Event-ID: {s:?} is not a sequence number")))?,
-        ),
+        Some(s) => Some(s.trim().parse().map_err(|_| {
+            ApiError::unprocessable(format!("Last-Event-ID: {s:?} is not a sequence number"))
+        })?),
     };
     let runner = state.inner.runner.clone();
     // Subscribe first: anything published from now on is either replayed or received live.
@@ -86,7 +90,11 @@ pub async fn stream(
 }
 
 /// Send every stored event after `last`, advancing it. Err when the client is gone.
-async fn replay(runner: &crate::runner::RunnerHandle, tx: &mpsc::Sender<Event>, last: &mut u64) -> Result<(), ()> {
+async fn replay(
+    runner: &crate::runner::RunnerHandle,
+    tx: &mpsc::Sender<Event>,
+    last: &mut u64,
+) -> Result<(), ()> {
     loop {
         // The audit log interleaves non-event records, so page by records, not events.
         let records = runner.audit(*last, REPLAY_PAGE).await.map_err(|_| ())?;

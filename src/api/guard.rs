@@ -38,7 +38,10 @@ fn check(state: &ApiState, req: &Request) -> Result<(), ApiError> {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !inner.allowed_origins.iter().any(|o| o == origin) {
-            inner.counters.origin_refused.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .origin_refused
+                .fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::forbidden(
                 "origin_not_allowed",
                 format!("Origin {origin:?} is not allowed (add it to [server] allowed_origins)"),
@@ -49,7 +52,10 @@ fn check(state: &ApiState, req: &Request) -> Result<(), ApiError> {
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
     {
-        return Err(ApiError::forbidden("origin_not_allowed", "cross-site requests are not allowed"));
+        return Err(ApiError::forbidden(
+            "origin_not_allowed",
+            "cross-site requests are not allowed",
+        ));
     }
     if req.method() == Method::POST {
         let ct = req

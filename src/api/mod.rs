@@ -82,7 +82,10 @@ pub struct ApiState {
 
 /// The API's router, ready to serve.
 pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Router {
-    let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "::1"].iter().map(|s| s.to_string()).collect();
+    let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
     let state = ApiState {
         inner: Arc::new(Inner {
@@ -105,6 +108,9 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }

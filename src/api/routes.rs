@@ -48,7 +48,11 @@ fn require(state: &ApiState, who: &Identity, role: Role, what: &str) -> Result<(
     state.inner.counters.refused(StatusCode::FORBIDDEN);
     Err(ApiError::forbidden(
         "forbidden",
-        format!("{} may not {what} (it needs the {} role)", who.name, role.as_str()),
+        format!(
+            "{} may not {what} (it needs the {} role)",
+            who.name,
+            role.as_str()
+        ),
     ))
 }
 
@@ -93,8 +97,12 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
     match v {
-        Some(s) if s.is_empty() => Err(ApiError::unprocessable(format!("{field}: must not be empty"))),
-        Some(s) if s.len() > max => Err(ApiError::unprocessable(format!("{field}: longer than {max} bytes"))),
+        Some(s) if s.is_empty() => Err(ApiError::unprocessable(format!(
+            "{field}: must not be empty"
+        ))),
+        Some(s) if s.len() > max => Err(ApiError::unprocessable(format!(
+            "{field}: longer than {max} bytes"
+        ))),
         _ => Ok(()),
     }
 }
@@ -116,22 +124,29 @@ impl SubmitBody {
         }
         if let Some(r) = &self.reasoning {
             if r.len() > MAX_TEXT {
-                return Err(ApiError::unprocessable(format!("reasoning: longer than {MAX_TEXT} bytes")));
+                return Err(ApiError::unprocessable(format!(
+                    "reasoning: longer than {MAX_TEXT} bytes"
+                )));
             }
         }
         let timeout = match self.timeout {
             None => None,
             Some(TimeoutValue::Seconds(s)) => {
                 if !(s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT.as_secs_f64()) {
-                    return Err(ApiError::unprocessable("timeout: must be between 0 and 30 days"));
+                    return Err(ApiError::unprocessable(
+                        "timeout: must be between 0 and 30 days",
+                    ));
                 }
                 Some(Duration::from_secs_f64(s))
             }
             Some(TimeoutValue::Text(t)) => {
-                let d = humantime::parse_duration(&t)
-                    .map_err(|e| ApiError::unprocessable(format!("timeout: {t:?} is not a duration ({e})")))?;
+                let d = humantime::parse_duration(&t).map_err(|e| {
+                    ApiError::unprocessable(format!("timeout: {t:?} is not a duration ({e})"))
+                })?;
                 if d.is_zero() || d > MAX_TIMEOUT {
-                    return Err(ApiError::unprocessable("timeout: must be between 0 and 30 days"));
+                    return Err(ApiError::unprocessable(
+                        "timeout: must be between 0 and 30 days",
+                    ));
                 }
                 Some(d)
             }
@@ -164,7 +179,11 @@ pub async fn submit(
     let started = std::time::Instant::now();
     let req = body.into_request()?;
     let done = state.inner.runner.submit(&who.name, req).await?;
-    state.inner.counters.submit_latency.observe(started.elapsed().as_secs_f64());
+    state
+        .inner
+        .counters
+        .submit_latency
+        .observe(started.elapsed().as_secs_f64());
     let status = if done.approval.is_pending() {
         StatusCode::CREATED
     } else {
@@ -172,7 +191,8 @@ pub async fn submit(
     };
     let mut resp = approval_response(status, &done.approval);
     if done.replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
@@ -217,7 +237,9 @@ pub async fn list(
         }
     }
     let page = state.inner.runner.list(q).await?;
-    Ok(Json(json!({"approvals": page.approvals, "next": page.next})))
+    Ok(Json(
+        json!({"approvals": page.approvals, "next": page.next}),
+    ))
 }
 
 pub async fn get_one(
@@ -235,10 +257,16 @@ pub async fn get_one(
                     .parse()
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds")))?;
+                    .ok_or_else(|| {
+                        ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds"))
+                    })?;
                 wait = Some(Duration::from_secs_f64(secs.min(300.0)));
             }
-            other => return Err(ApiError::unprocessable(format!("unknown query parameter {other:?}"))),
+            other => {
+                return Err(ApiError::unprocessable(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
         }
     }
     let runner = &state.inner.runner;
@@ -292,18 +320,26 @@ pub async fn decide(
     if !who.has(Role::Reviewer) {
         let e = require(&state, &who, Role::Reviewer, "decide approvals").err();
         let msg = e.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-        state.inner.runner.record_refusal(&who.name, Some(id), "forbidden", &msg).await;
+        state
+            .inner
+            .runner
+            .record_refusal(&who.name, Some(id), "forbidden", &msg)
+            .await;
         return Err(e.unwrap_or_else(|| ApiError::forbidden("forbidden", msg)));
     }
     let JsonBody(body) = body?;
     if let Some(r) = &body.reason {
         if r.len() > MAX_TEXT {
-            return Err(ApiError::unprocessable(format!("reason: longer than {MAX_TEXT} bytes")));
+            return Err(ApiError::unprocessable(format!(
+                "reason: longer than {MAX_TEXT} bytes"
+            )));
         }
     }
     if let Some(sha) = &body.arguments_sha256 {
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::unprocessable("arguments_sha256: must be 64 hex digits"));
+            return Err(ApiError::unprocessable(
+                "arguments_sha256: must be 64 hex digits",
+            ));
         }
     }
     let a = state
@@ -338,30 +374,47 @@ pub async fn audit(
     for (k, v) in &params {
         match k.as_str() {
             "after" => {
-                after = v
-                    .parse()
-                    .map_err(|_| ApiError::unprocessable(format!("after: {v:?} is not a sequence number")))?
+                after = v.parse().map_err(|_| {
+                    ApiError::unprocessable(format!("after: {v:?} is not a sequence number"))
+                })?
             }
             "limit" => {
                 limit = v
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| ApiError::unprocessable(format!("limit: {v:?} is not a number from 1 to 1000")))?
+                    .ok_or_else(|| {
+                        ApiError::unprocessable(format!(
+                            "limit: {v:?} is not a number from 1 to 1000"
+                        ))
+                    })?
             }
-            other => return Err(ApiError::unprocessable(format!("unknown query parameter {other:?}"))),
+            other => {
+                return Err(ApiError::unprocessable(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
         }
     }
     let records = state.inner.runner.audit(after, limit + 1).await?;
     let more = records.len() > limit;
     let records: Vec<_> = records.into_iter().take(limit).collect();
-    let next = if more { records.last().map(|r| r.seq) } else { None };
+    let next = if more {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
     Ok(Json(json!({"records": records, "next": next})))
 }
 
 pub async fn healthz(State(state): State<ApiState>) -> Response {
     if state.inner.runner.is_closed() {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the runner has stopped").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the runner has stopped",
+        )
+        .into_response();
     }
     Json(json!({"status": "ok"})).into_response()
 }
@@ -371,5 +424,9 @@ pub async fn fallback() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }

@@ -17,7 +17,12 @@ pub struct ServeLimits {
 }
 
 /// Serve until `shutdown` resolves; then stop accepting and return.
-pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -40,7 +45,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits, shut
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection cap of {} reached; closing a new connection", limits.max_connections);
+            tracing::warn!(
+                "connection cap of {} reached; closing a new connection",
+                limits.max_connections
+            );
             drop(stream);
             continue;
         };

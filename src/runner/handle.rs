@@ -40,11 +40,21 @@ impl RunnerHandle {
     }
 
     pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, RunnerError> {
-        self.ask(|reply| Command::Audit { after, limit, reply }).await
+        self.ask(|reply| Command::Audit {
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, RunnerError> {
-        self.ask(|reply| Command::EventsAfter { after, limit, reply }).await
+        self.ask(|reply| Command::EventsAfter {
+            after,
+            limit,
+            reply,
+        })
+        .await
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, RunnerError> {
@@ -59,7 +69,13 @@ impl RunnerHandle {
         self.ask(|reply| Command::Position { reply }).await
     }
 
-    pub async fn record_refusal(&self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
+    pub async fn record_refusal(
+        &self,
+        who: &str,
+        approval_id: Option<Uuid>,
+        code: &str,
+        message: &str,
+    ) {
         let _ = self
             .tx
             .send(Command::RecordRefusal {
@@ -86,6 +102,14 @@ impl RunnerHandle {
             if rx.changed().await.is_err() {
                 return "the runner has stopped".into();
             }
+        }
+    }
+
+    /// Stop the runner after everything written so far is durable.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply: tx }).await.is_ok() {
+            let _ = rx.await;
         }
     }
 

@@ -122,8 +122,14 @@ pub struct Snapshot {
 pub enum RunnerError {
     NotFound(String),
     /// The approval as it stands (already decided, or its arguments differ).
-    Conflict { message: String, approval: Box<Approval> },
-    Forbidden { code: &'static str, message: String },
+    Conflict {
+        message: String,
+        approval: Box<Approval>,
+    },
+    Forbidden {
+        code: &'static str,
+        message: String,
+    },
     Invalid(String),
     /// The store failed; nothing more is accepted.
     Unavailable(String),
@@ -133,7 +139,9 @@ impl std::fmt::Display for RunnerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotFound(m) | Self::Invalid(m) | Self::Unavailable(m) => f.write_str(m),
-            Self::Conflict { message, .. } | Self::Forbidden { message, .. } => f.write_str(message),
+            Self::Conflict { message, .. } | Self::Forbidden { message, .. } => {
+                f.write_str(message)
+            }
         }
     }
 }
@@ -142,20 +150,57 @@ pub type Reply<T> = oneshot::Sender<Result<T, RunnerError>>;
 
 /// Everything the runner can be asked to do.
 pub enum Command {
-    Submit { who: String, req: SubmitRequest, reply: Reply<Submitted> },
-    Decide { who: String, req: DecideRequest, reply: Reply<Approval> },
-    Get { id: Uuid, reply: Reply<Option<Approval>> },
-    List { query: ListQuery, reply: Reply<ApprovalPage> },
-    Audit { after: u64, limit: usize, reply: Reply<Vec<AuditRecord>> },
+    Submit {
+        who: String,
+        req: SubmitRequest,
+        reply: Reply<Submitted>,
+    },
+    Decide {
+        who: String,
+        req: DecideRequest,
+        reply: Reply<Approval>,
+    },
+    Get {
+        id: Uuid,
+        reply: Reply<Option<Approval>>,
+    },
+    List {
+        query: ListQuery,
+        reply: Reply<ApprovalPage>,
+    },
+    Audit {
+        after: u64,
+        limit: usize,
+        reply: Reply<Vec<AuditRecord>>,
+    },
     /// Events with `seq > after`, replayed from the audit log.
-    EventsAfter { after: u64, limit: usize, reply: Reply<Vec<Event>> },
-    Snapshot { reply: Reply<Snapshot> },
+    EventsAfter {
+        after: u64,
+        limit: usize,
+        reply: Reply<Vec<Event>>,
+    },
+    Snapshot {
+        reply: Reply<Snapshot>,
+    },
     /// A decision attempt refused before it reached the runner (e.g. missing role): audit it.
-    RecordRefusal { who: String, approval_id: Option<Uuid>, code: String, message: String },
-    Metrics { reply: Reply<RunnerMetrics> },
+    RecordRefusal {
+        who: String,
+        approval_id: Option<Uuid>,
+        code: String,
+        message: String,
+    },
+    Metrics {
+        reply: Reply<RunnerMetrics>,
+    },
     /// The sequence number of the newest record; the reply comes once it is durable and
     /// published, so a subscriber that asks after subscribing misses nothing.
-    Position { reply: Reply<u64> },
+    Position {
+        reply: Reply<u64>,
+    },
+    /// Stop: finish the commit in flight, make the rest durable, answer, and end.
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 pub use state::start;

@@ -35,7 +35,9 @@ pub struct RunnerMetrics {
     pub last_seq: u64,
 }
 
-const LATENCY_BOUNDS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0];
+const LATENCY_BOUNDS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
 
 struct Runner {
     store: Store,
@@ -114,7 +116,10 @@ impl Runner {
             let r = r?;
             if i == 0 {
                 if r.compute_hash() != r.hash {
-                    return Err(corrupt(format!("the last audit record (seq {}) fails its hash check", r.seq)));
+                    return Err(corrupt(format!(
+                        "the last audit record (seq {}) fails its hash check",
+                        r.seq
+                    )));
                 }
                 self.seq = r.seq;
                 self.last_hash = r.hash.clone();
@@ -123,9 +128,17 @@ impl Runner {
             if recent.len() >= self.cfg.recent_limit && !in_hour {
                 break;
             }
-            if matches!(r.kind, AuditKind::ApprovalDecided | AuditKind::ApprovalExpired | AuditKind::ApprovalCancelled) {
+            if matches!(
+                r.kind,
+                AuditKind::ApprovalDecided
+                    | AuditKind::ApprovalExpired
+                    | AuditKind::ApprovalCancelled
+            ) {
                 if let Some(a) = r.approval() {
-                    if in_hour && r.actor.starts_with("policy:") && a.status == ApprovalStatus::Approved {
+                    if in_hour
+                        && r.actor.starts_with("policy:")
+                        && a.status == ApprovalStatus::Approved
+                    {
                         if let (Some(name), Some(rule)) = (&a.policy.name, a.policy.rule) {
                             self.limits.record(name, rule, r.at);
                         }
@@ -144,6 +157,7 @@ impl Runner {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut buf = Vec::with_capacity(256);
+        let mut stop = None;
         loop {
             let next_deadline = self.deadlines.first().map(|(at, _)| *at);
             let sleep = next_deadline.map(|at| {
@@ -167,7 +181,14 @@ impl Runner {
                         break;
                     }
                     for cmd in buf.drain(..) {
+                        if let Command::Shutdown { reply } = cmd {
+                            stop = Some(reply);
+                            continue;
+                        }
                         self.handle(cmd);
+                    }
+                    if stop.is_some() {
+                        break;
                     }
                 }
                 _ = async {
@@ -192,6 +213,9 @@ impl Runner {
             let syncer = self.store.syncer();
             let r = tokio::task::spawn_blocking(move || syncer.sync()).await;
             self.finish_flush(batch, std::time::Instant::now(), r);
+        }
+        if let Some(reply) = stop {
+            let _ = reply.send(());
         }
     }
 
@@ -257,6 +281,7 @@ impl Runner {
                 Command::Metrics { reply } => drop(reply.send(Err(err))),
                 Command::Position { reply } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
+                Command::Shutdown { reply } => drop(reply.send(())),
             }
             return;
         }
@@ -277,11 +302,22 @@ impl Runner {
                 let r = self.list(query);
                 self.reply(reply, r);
             }
-            Command::Audit { after, limit, reply } => {
-                let r = self.store.audit_after(after, limit.min(MAX_LIST)).map_err(store_err);
+            Command::Audit {
+                after,
+                limit,
+                reply,
+            } => {
+                let r = self
+                    .store
+                    .audit_after(after, limit.min(MAX_LIST))
+                    .map_err(store_err);
                 self.reply(reply, r);
             }
-            Command::EventsAfter { after, limit, reply } => {
+            Command::EventsAfter {
+                after,
+                limit,
+                reply,
+            } => {
                 let r = self
                     .store
                     .audit_after(after, limit.min(MAX_LIST))
@@ -301,9 +337,16 @@ impl Runner {
                 let seq = self.seq;
                 self.reply(reply, Ok(seq));
             }
-            Command::RecordRefusal { who, approval_id, code, message } => {
+            Command::RecordRefusal {
+                who,
+                approval_id,
+                code,
+                message,
+            } => {
                 self.refused(&who, approval_id, &code, &message);
             }
+            // Handled by the loop before dispatch.
+            Command::Shutdown { reply } => drop(reply.send(())),
             Command::Metrics { reply } => {
                 let mut m = self.metrics.clone();
                 for a in self.pending.values() {
@@ -325,7 +368,10 @@ impl Runner {
         idempotency: Option<(&str, &str)>,
     ) -> Result<(), RunnerError> {
         if let (Some(a), Value::Object(m)) = (approval, &mut details) {
-            m.insert("approval".into(), serde_json::to_value(a).unwrap_or(Value::Null));
+            m.insert(
+                "approval".into(),
+                serde_json::to_value(a).unwrap_or(Value::Null),
+            );
         }
         let mut rec = AuditRecord {
             seq: self.seq + 1,
@@ -381,9 +427,11 @@ impl Runner {
         let sha = domain::arguments_sha256(&req.arguments);
         if let Some(key) = &req.idempotency_key {
             if let Some(id) = self.store.idempotent(who, key).map_err(store_err)? {
-                let first = self
-                    .find(id)?
-                    .ok_or_else(|| RunnerError::Unavailable(format!("idempotency key points at missing approval {id}")))?;
+                let first = self.find(id)?.ok_or_else(|| {
+                    RunnerError::Unavailable(format!(
+                        "idempotency key points at missing approval {id}"
+                    ))
+                })?;
                 if first.tool != req.tool || first.arguments_sha256 != sha {
                     return Err(RunnerError::Invalid(format!(
                         "idempotency_key {key:?} was already used for a different request (approval {id})"
@@ -420,7 +468,8 @@ impl Runner {
         let timeout = match (req.timeout, outcome.timeout) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or_else(|| {
-                tier.map(|i| self.cfg.tiers[i].after).unwrap_or(self.cfg.default_timeout)
+                tier.map(|i| self.cfg.tiers[i].after)
+                    .unwrap_or(self.cfg.default_timeout)
             }),
         };
         let mut approval = Approval {
@@ -437,7 +486,9 @@ impl Runner {
             tier: tier.unwrap_or(0) as u32,
             policy: outcome.policy.clone(),
             created_at: now,
-            expires_at: Some(now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX)),
+            expires_at: Some(
+                now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX),
+            ),
             status: ApprovalStatus::Pending,
             decision: None,
             editable: req.editable,
@@ -445,7 +496,13 @@ impl Runner {
         let idem = req.idempotency_key.as_deref().map(|k| (who, k));
         match outcome.action {
             RuleAction::Ask => {
-                self.record(AuditKind::ApprovalCreated, who, Some(&approval), json!({}), idem)?;
+                self.record(
+                    AuditKind::ApprovalCreated,
+                    who,
+                    Some(&approval),
+                    json!({}),
+                    idem,
+                )?;
                 self.metrics.submitted += 1;
                 if let Some(at) = approval.expires_at {
                     self.deadlines.insert((at, approval.id));
@@ -453,7 +510,10 @@ impl Runner {
                 self.pending.insert(approval.id, approval.clone());
             }
             RuleAction::Approve | RuleAction::Deny => {
-                let by = format!("policy:{}", outcome.policy.name.as_deref().unwrap_or("default"));
+                let by = format!(
+                    "policy:{}",
+                    outcome.policy.name.as_deref().unwrap_or("default")
+                );
                 approval.expires_at = None;
                 approval.status = if outcome.action == RuleAction::Approve {
                     ApprovalStatus::Approved
@@ -466,7 +526,13 @@ impl Runner {
                     reason: Some(outcome.policy.reason.clone()),
                     arguments_sha256: Some(approval.arguments_sha256.clone()),
                 });
-                self.record(AuditKind::ApprovalDecided, &by, Some(&approval), json!({"requested_by": who}), idem)?;
+                self.record(
+                    AuditKind::ApprovalDecided,
+                    &by,
+                    Some(&approval),
+                    json!({"requested_by": who}),
+                    idem,
+                )?;
                 if outcome.action == RuleAction::Approve {
                     self.metrics.auto_approved += 1;
                     if let (Some(name), Some(rule)) = (&outcome.policy.name, outcome.policy.rule) {
@@ -540,7 +606,10 @@ impl Runner {
             Verdict::Approve => self.metrics.approved += 1,
             Verdict::Deny => self.metrics.denied += 1,
         }
-        let secs = (now - a.created_at).to_std().unwrap_or_default().as_secs_f64();
+        let secs = (now - a.created_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
         self.metrics.decision_latency_sum += secs;
         self.metrics.decision_latency_count += 1;
         for (bound, count) in &mut self.metrics.decision_latency_buckets {
@@ -572,7 +641,9 @@ impl Runner {
         let mut more = false;
         if q.status == Some(ApprovalStatus::Pending) {
             let range = match q.after {
-                Some(after) => self.pending.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+                Some(after) => self
+                    .pending
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
                 None => self.pending.range(..),
             };
             for a in range.map(|(_, a)| a).filter(|a| keep(a)) {
@@ -596,7 +667,10 @@ impl Runner {
             }
         }
         let next = if more { out.last().map(|a| a.id) } else { None };
-        Ok(ApprovalPage { approvals: out, next })
+        Ok(ApprovalPage {
+            approvals: out,
+            next,
+        })
     }
 
     /// Escalate or expire every approval whose deadline has passed, oldest first.
@@ -614,17 +688,31 @@ impl Runner {
                 continue;
             }
             let tier = current.tier as usize;
-            let in_chain = self.cfg.tiers.get(tier).is_some_and(|t| t.queue == current.queue);
+            let in_chain = self
+                .cfg
+                .tiers
+                .get(tier)
+                .is_some_and(|t| t.queue == current.queue);
             if in_chain && tier + 1 < self.cfg.tiers.len() {
                 let next = self.cfg.tiers[tier + 1].clone();
                 let mut a = current;
                 let from = std::mem::replace(&mut a.queue, next.queue.clone());
                 a.tier += 1;
                 // From the missed deadline, not from now: after downtime the chain replays in order.
-                let next_at = at + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
+                let next_at =
+                    at + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
                 a.expires_at = Some(next_at);
                 let details = json!({"from_queue": from, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
-                if self.record(AuditKind::ApprovalEscalated, "timeout", Some(&a), details, None).is_err() {
+                if self
+                    .record(
+                        AuditKind::ApprovalEscalated,
+                        "timeout",
+                        Some(&a),
+                        details,
+                        None,
+                    )
+                    .is_err()
+                {
                     return;
                 }
                 self.metrics.escalated += 1;
@@ -643,7 +731,16 @@ impl Runner {
                     )),
                     arguments_sha256: None,
                 });
-                if self.record(AuditKind::ApprovalExpired, "timeout", Some(&a), json!({}), None).is_err() {
+                if self
+                    .record(
+                        AuditKind::ApprovalExpired,
+                        "timeout",
+                        Some(&a),
+                        json!({}),
+                        None,
+                    )
+                    .is_err()
+                {
                     return;
                 }
                 self.metrics.expired += 1;
@@ -655,7 +752,13 @@ impl Runner {
 
 fn standing(a: &Approval) -> String {
     match &a.decision {
-        Some(d) => format!("approval {} is already {} (by {} at {})", a.id, a.status.as_str(), d.by, d.at.to_rfc3339()),
+        Some(d) => format!(
+            "approval {} is already {} (by {} at {})",
+            a.id,
+            a.status.as_str(),
+            d.by,
+            d.at.to_rfc3339()
+        ),
         None => format!("approval {} is already {}", a.id, a.status.as_str()),
     }
 }
