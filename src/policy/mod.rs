@@ -1,7 +1,7 @@
 //! Policies: rules with CEL conditions that approve, deny or ask for a proposed tool call.
 //!
 //! INTERFACE (owned by the policy helper; the runner depends on exactly this):
-//! - `PolicySet::compile(&[PolicyConfig]) -> Result<PolicySet, Vec<ConfigProblem>>`
+//! - `PolicySet::compile(&[PolicyConfig], text: &str) -> Result<PolicySet, Vec<ConfigProblem>>`
 //! - `PolicySet::evaluate(&self, &CallContext, now, &RateLimits) -> PolicyOutcome`
 //! - `RateLimits::record(&PolicyRef-ish key, at)` after an auto-approval is committed.
 
@@ -58,11 +58,21 @@ impl Default for ToolAnnotations {
 pub struct PolicySet {}
 
 impl PolicySet {
-    pub fn compile(_policies: &[PolicyConfig]) -> Result<PolicySet, Vec<ConfigProblem>> {
+    /// Compile every rule's `when`; `text` is the config file's text, for the lines of problems
+    /// (reported with key `policies[i].rules[j].when`). Stub: compiles nothing yet.
+    pub fn compile(
+        _policies: &[PolicyConfig],
+        _text: &str,
+    ) -> Result<PolicySet, Vec<ConfigProblem>> {
         Ok(PolicySet {})
     }
 
-    pub fn evaluate(&self, call: &CallContext<'_>, _now: Timestamp, _limits: &RateLimits) -> PolicyOutcome {
+    pub fn evaluate(
+        &self,
+        call: &CallContext<'_>,
+        _now: Timestamp,
+        _limits: &RateLimits,
+    ) -> PolicyOutcome {
         PolicyOutcome {
             action: RuleAction::Ask,
             policy: PolicyRef {
