@@ -27,10 +27,9 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
+            && len > limit as u64
         {
-            if len > limit as u64 {
-                return Err(too_large());
-            }
+            return Err(too_large());
         }
         let body: Body = req.into_body();
         let limited = http_body_util::Limited::new(body, limit);

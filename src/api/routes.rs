@@ -122,12 +122,12 @@ impl SubmitBody {
         ] {
             check_len(field, v, MAX_NAME)?;
         }
-        if let Some(r) = &self.reasoning {
-            if r.len() > MAX_TEXT {
-                return Err(ApiError::unprocessable(format!(
-                    "reasoning: longer than {MAX_TEXT} bytes"
-                )));
-            }
+        if let Some(r) = &self.reasoning
+            && r.len() > MAX_TEXT
+        {
+            return Err(ApiError::unprocessable(format!(
+                "reasoning: longer than {MAX_TEXT} bytes"
+            )));
         }
         let timeout = match self.timeout {
             None => None,
@@ -328,19 +328,19 @@ pub async fn decide(
         return Err(e.unwrap_or_else(|| ApiError::forbidden("forbidden", msg)));
     }
     let JsonBody(body) = body?;
-    if let Some(r) = &body.reason {
-        if r.len() > MAX_TEXT {
-            return Err(ApiError::unprocessable(format!(
-                "reason: longer than {MAX_TEXT} bytes"
-            )));
-        }
+    if let Some(r) = &body.reason
+        && r.len() > MAX_TEXT
+    {
+        return Err(ApiError::unprocessable(format!(
+            "reason: longer than {MAX_TEXT} bytes"
+        )));
     }
-    if let Some(sha) = &body.arguments_sha256 {
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::unprocessable(
-                "arguments_sha256: must be 64 hex digits",
-            ));
-        }
+    if let Some(sha) = &body.arguments_sha256
+        && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::unprocessable(
+            "arguments_sha256: must be 64 hex digits",
+        ));
     }
     let a = state
         .inner

@@ -442,13 +442,13 @@ pub fn check(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
     c.ui(&cfg.ui);
 
     // CEL conditions are compiled by the policy module, which reports its own problems (with
-    // key `policies[i].rules[j].when`). Anything already reported at the same place is kept once.
+    // key `policies[i].rules[j].when`). A key already reported here is kept once.
     if let Err(policy_problems) = crate::policy::PolicySet::compile(&cfg.policies, text) {
         for p in policy_problems {
             if !c
                 .problems
                 .iter()
-                .any(|q| q.line == p.line && q.key == p.key)
+                .any(|q| q.key == p.key)
             {
                 c.problems.push(p);
             }

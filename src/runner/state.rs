@@ -133,19 +133,17 @@ impl Runner {
                 AuditKind::ApprovalDecided
                     | AuditKind::ApprovalExpired
                     | AuditKind::ApprovalCancelled
-            ) {
-                if let Some(a) = r.approval() {
-                    if in_hour
-                        && r.actor.starts_with("policy:")
-                        && a.status == ApprovalStatus::Approved
-                    {
-                        if let (Some(name), Some(rule)) = (&a.policy.name, a.policy.rule) {
-                            self.limits.record(name, rule, r.at);
-                        }
-                    }
-                    if recent.len() < self.cfg.recent_limit {
-                        recent.push(a);
-                    }
+            ) && let Some(a) = r.approval()
+            {
+                if in_hour
+                    && r.actor.starts_with("policy:")
+                    && a.status == ApprovalStatus::Approved
+                    && let (Some(name), Some(rule)) = (&a.policy.name, a.policy.rule)
+                {
+                    self.limits.record(name, rule, r.at);
+                }
+                if recent.len() < self.cfg.recent_limit {
+                    recent.push(a);
                 }
             }
         }
@@ -425,24 +423,22 @@ impl Runner {
 
     fn submit(&mut self, who: &str, req: SubmitRequest) -> Result<Submitted, RunnerError> {
         let sha = domain::arguments_sha256(&req.arguments);
-        if let Some(key) = &req.idempotency_key {
-            if let Some(id) = self.store.idempotent(who, key).map_err(store_err)? {
-                let first = self.find(id)?.ok_or_else(|| {
-                    RunnerError::Unavailable(format!(
-                        "idempotency key points at missing approval {id}"
-                    ))
-                })?;
-                if first.tool != req.tool || first.arguments_sha256 != sha {
-                    return Err(RunnerError::Invalid(format!(
-                        "idempotency_key {key:?} was already used for a different request (approval {id})"
-                    )));
-                }
-                self.metrics.replayed += 1;
-                return Ok(Submitted {
-                    approval: first,
-                    replayed: true,
-                });
+        if let Some(key) = &req.idempotency_key
+            && let Some(id) = self.store.idempotent(who, key).map_err(store_err)?
+        {
+            let first = self.find(id)?.ok_or_else(|| {
+                RunnerError::Unavailable(format!("idempotency key points at missing approval {id}"))
+            })?;
+            if first.tool != req.tool || first.arguments_sha256 != sha {
+                return Err(RunnerError::Invalid(format!(
+                    "idempotency_key {key:?} was already used for a different request (approval {id})"
+                )));
             }
+            self.metrics.replayed += 1;
+            return Ok(Submitted {
+                approval: first,
+                replayed: true,
+            });
         }
         let now = domain::now();
         let outcome = self.policies.evaluate(
@@ -575,18 +571,18 @@ impl Runner {
                 message: msg,
             });
         }
-        if let Some(sha) = &req.arguments_sha256 {
-            if !sha.eq_ignore_ascii_case(&current.arguments_sha256) {
-                let msg = format!(
-                    "arguments_sha256 {sha} does not match the approval's arguments ({}); nothing was decided",
-                    current.arguments_sha256
-                );
-                self.refused(who, Some(req.id), "arguments_mismatch", &msg);
-                return Err(RunnerError::Conflict {
-                    message: msg,
-                    approval: Box::new(current),
-                });
-            }
+        if let Some(sha) = &req.arguments_sha256
+            && !sha.eq_ignore_ascii_case(&current.arguments_sha256)
+        {
+            let msg = format!(
+                "arguments_sha256 {sha} does not match the approval's arguments ({}); nothing was decided",
+                current.arguments_sha256
+            );
+            self.refused(who, Some(req.id), "arguments_mismatch", &msg);
+            return Err(RunnerError::Conflict {
+                message: msg,
+                approval: Box::new(current),
+            });
         }
         let now = domain::now();
         let mut a = current;
@@ -622,10 +618,10 @@ impl Runner {
 
     /// Take a no-longer-pending approval out of the indexes.
     fn settle(&mut self, a: &Approval) {
-        if let Some(old) = self.pending.remove(&a.id) {
-            if let Some(at) = old.expires_at {
-                self.deadlines.remove(&(at, a.id));
-            }
+        if let Some(old) = self.pending.remove(&a.id)
+            && let Some(at) = old.expires_at
+        {
+            self.deadlines.remove(&(at, a.id));
         }
         self.remember(a.clone());
     }

@@ -416,10 +416,10 @@ fn idempotency_key(identity: &str, k: &str) -> Vec<u8> {
 }
 
 fn show_key(k: &[u8]) -> String {
-    if k.len() == 18 {
-        if let Ok(id) = Uuid::from_slice(&k[2..]) {
-            return format!("{}/{}", k[0] as char, id);
-        }
+    if k.len() == 18
+        && let Ok(id) = Uuid::from_slice(&k[2..])
+    {
+        return format!("{}/{}", k[0] as char, id);
     }
     if k.len() == 10 && k[0] == P_AUDIT {
         let mut b = [0u8; 8];
