@@ -445,11 +445,7 @@ pub fn check(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
     // key `policies[i].rules[j].when`). A key already reported here is kept once.
     if let Err(policy_problems) = crate::policy::PolicySet::compile(&cfg.policies, text) {
         for p in policy_problems {
-            if !c
-                .problems
-                .iter()
-                .any(|q| q.key == p.key)
-            {
+            if !c.problems.iter().any(|q| q.key == p.key) {
                 c.problems.push(p);
             }
         }

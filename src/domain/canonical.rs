@@ -17,7 +17,7 @@ pub fn arguments_sha256(args: &Map<String, Value>) -> String {
     hex::encode(Sha256::digest(out.as_bytes()))
 }
 
-fn write_value(out: &mut String, v: &Value) {
+pub fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -71,7 +71,7 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
     out.push_str(buf.format_finite(f));
 }
 
-fn write_string(out: &mut String, s: &str) {
+pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -204,3 +204,6 @@ pub enum Command {
 }
 
 pub use state::start;
+
+#[cfg(test)]
+mod tests;

@@ -100,16 +100,29 @@ pub fn start(
 impl Runner {
     /// Rebuild the in-memory index from the store, checking what it reads.
     fn load(&mut self) -> Result<(), StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt {
+            dir: self.store.dir().to_path_buf(),
+            what,
+        };
+        if let Some(last) = self.store.audit_rev().next() {
+            let last = last?;
+            if last.compute_hash() != last.hash {
+                return Err(corrupt(format!(
+                    "the last audit record (seq {}) fails its hash check",
+                    last.seq
+                )));
+            }
+            // A crash may have cut the newest change short after its audit record.
+            self.store.redo_last(&last)?;
+            self.seq = last.seq;
+            self.last_hash = last.hash;
+        }
         for a in self.store.pending()? {
             if let Some(at) = a.expires_at {
                 self.deadlines.insert((at, a.id));
             }
             self.pending.insert(a.id, a);
         }
-        let corrupt = |what: String| StoreError::Corrupt {
-            dir: self.store.dir().to_path_buf(),
-            what,
-        };
         let hour_ago = domain::now() - chrono::Duration::hours(1);
         let mut recent = Vec::new();
         for (i, r) in self.store.audit_rev().enumerate() {
@@ -400,7 +413,8 @@ impl Runner {
         }
         self.seq = rec.seq;
         self.last_hash = rec.hash.clone();
-        self.commit.wrote(Event::from_record(&rec));
+        self.commit
+            .wrote(approval.and_then(|a| Event::for_approval(&rec, a)));
         Ok(())
     }
 
