@@ -1,8 +1,17 @@
 //! Group commit: replies and events wait for the flush that makes their writes durable.
+//!
+//! Up to [`MAX_IN_FLIGHT`] flushes overlap (sled's flush and fsync are safe from several
+//! threads, and a device serves two syncs better than one after another); each covers every
+//! write applied before it started, and batches are released strictly in the order they
+//! started, so replies and events keep their order.
 
 use crate::domain::Event;
 use crate::store::Syncer;
+use std::collections::VecDeque;
+use std::time::Instant;
 use tokio::task::JoinHandle;
+
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Sends one reply: with `None` when its writes are durable, with the error otherwise.
 pub type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -14,17 +23,18 @@ pub struct Batch {
     pub writes: usize,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.writes == 0
-    }
+pub struct InFlight {
+    pub batch: Batch,
+    pub task: JoinHandle<std::io::Result<()>>,
+    pub started: Instant,
 }
 
-/// The pipeline: `open` collects what the next flush covers; `in_flight` is being flushed.
+/// The pipeline: `open` collects what the next flush covers; `in_flight` are being flushed,
+/// oldest first.
 #[derive(Default)]
 pub struct GroupCommit {
     pub open: Batch,
-    pub in_flight: Option<(Batch, JoinHandle<std::io::Result<()>>, std::time::Instant)>,
+    pub in_flight: VecDeque<InFlight>,
 }
 
 impl GroupCommit {
@@ -32,8 +42,8 @@ impl GroupCommit {
     pub fn defer(&mut self, reply: Deferred) {
         if self.open.writes > 0 {
             self.open.replies.push(reply);
-        } else if let Some((batch, _, _)) = &mut self.in_flight {
-            batch.replies.push(reply);
+        } else if let Some(newest) = self.in_flight.back_mut() {
+            newest.batch.replies.push(reply);
         } else {
             reply(None);
         }
@@ -46,14 +56,18 @@ impl GroupCommit {
         }
     }
 
-    /// Start a flush when there is something to flush and none is running.
+    /// Start a flush when there is something to flush and a slot is free.
     pub fn maybe_start(&mut self, syncer: &Syncer) {
-        if self.in_flight.is_some() || self.open.is_empty() {
+        if self.in_flight.len() >= MAX_IN_FLIGHT || self.open.writes == 0 {
             return;
         }
         let batch = std::mem::take(&mut self.open);
         let syncer = syncer.clone();
         let task = tokio::task::spawn_blocking(move || syncer.sync());
-        self.in_flight = Some((batch, task, std::time::Instant::now()));
+        self.in_flight.push_back(InFlight {
+            batch,
+            task,
+            started: Instant::now(),
+        });
     }
 }

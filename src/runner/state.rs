@@ -178,13 +178,13 @@ impl Runner {
             tokio::select! {
                 biased;
                 done = async {
-                    match &mut self.commit.in_flight {
-                        Some((_, task, _)) => task.await,
+                    match self.commit.in_flight.front_mut() {
+                        Some(f) => (&mut f.task).await,
                         None => std::future::pending().await,
                     }
                 } => {
-                    if let Some((batch, _, started)) = self.commit.in_flight.take() {
-                        self.finish_flush(batch, started, done);
+                    if let Some(f) = self.commit.in_flight.pop_front() {
+                        self.finish_flush(f.batch, f.started, done);
                     }
                 }
                 n = rx.recv_many(&mut buf, 256) => {
@@ -215,9 +215,9 @@ impl Runner {
             }
         }
         // Every front end is gone: make what was written durable before stopping.
-        if let Some((batch, task, started)) = self.commit.in_flight.take() {
-            let r = task.await;
-            self.finish_flush(batch, started, r);
+        while let Some(f) = self.commit.in_flight.pop_front() {
+            let r = f.task.await;
+            self.finish_flush(f.batch, f.started, r);
         }
         if self.commit.open.writes > 0 && self.failed.is_none() {
             let batch = std::mem::take(&mut self.commit.open);
@@ -258,6 +258,12 @@ impl Runner {
                 tracing::error!("{msg}");
                 for r in batch.replies {
                     r(Some(&msg));
+                }
+                // Later batches cannot be durable either: their flushes came after this one.
+                for f in std::mem::take(&mut self.commit.in_flight) {
+                    for r in f.batch.replies {
+                        r(Some(&msg));
+                    }
                 }
                 for r in std::mem::take(&mut self.commit.open.replies) {
                     r(Some(&msg));
@@ -649,14 +655,18 @@ impl Runner {
         };
         let mut out: Vec<Approval> = Vec::new();
         let mut more = false;
+        let lower = match q.after {
+            Some(after) => std::ops::Bound::Excluded(after),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut pending = self
+            .pending
+            .range((lower, std::ops::Bound::Unbounded))
+            .map(|(_, a)| a)
+            .filter(|a| keep(a))
+            .peekable();
         if q.status == Some(ApprovalStatus::Pending) {
-            let range = match q.after {
-                Some(after) => self
-                    .pending
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-                None => self.pending.range(..),
-            };
-            for a in range.map(|(_, a)| a).filter(|a| keep(a)) {
+            for a in pending {
                 if out.len() == limit {
                     more = true;
                     break;
@@ -664,9 +674,38 @@ impl Runner {
                 out.push(a.clone());
             }
         } else {
-            for a in self.store.approvals_after(q.after) {
-                let a = a.map_err(store_err)?;
-                if !keep(&a) {
+            // Decided approvals come from the store, pending ones from memory: merge by id.
+            let include_pending = q.status.is_none();
+            let mut decided = self.store.approvals_after(q.after).peekable();
+            loop {
+                let next_decided = match decided.peek() {
+                    Some(Ok(a)) => Some(a.id),
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = decided.next() {
+                            return Err(store_err(e));
+                        }
+                        continue;
+                    }
+                    None => None,
+                };
+                let next_pending = if include_pending {
+                    pending.peek().map(|a| a.id)
+                } else {
+                    None
+                };
+                let take_pending = match (next_pending, next_decided) {
+                    (None, None) => break,
+                    (Some(p), Some(d)) => p < d,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                };
+                let a = if take_pending {
+                    pending.next().cloned()
+                } else {
+                    decided.next().and_then(Result::ok)
+                };
+                let Some(a) = a else { break };
+                if !take_pending && !keep(&a) {
                     continue;
                 }
                 if out.len() == limit {

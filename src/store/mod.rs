@@ -314,17 +314,19 @@ impl Store {
     ) -> Result<()> {
         let id = approval.id;
         let pointer = seq.to_be_bytes();
-        let r = self
-            .db
-            .insert(key(P_APPROVAL, id.as_bytes()), pointer.as_slice());
-        self.sled(r)?;
-        let r = if approval.is_pending() {
-            self.db
-                .insert(key(P_PENDING, id.as_bytes()), pointer.as_slice())
+        if approval.is_pending() {
+            let r = self
+                .db
+                .insert(key(P_PENDING, id.as_bytes()), pointer.as_slice());
+            self.sled(r)?;
         } else {
-            self.db.remove(key(P_PENDING, id.as_bytes()))
-        };
-        self.sled(r)?;
+            let r = self
+                .db
+                .insert(key(P_APPROVAL, id.as_bytes()), pointer.as_slice());
+            self.sled(r)?;
+            let r = self.db.remove(key(P_PENDING, id.as_bytes()));
+            self.sled(r)?;
+        }
         if let Some((who, k)) = idempotency {
             let r = self
                 .db
@@ -361,12 +363,14 @@ impl Store {
     }
 
     pub fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
-        let k = key(P_APPROVAL, id.as_bytes());
-        let r = self.db.get(&k);
-        match self.sled(r)? {
-            Some(raw) => self.approval_at(&k, &raw, id).map(Some),
-            None => Ok(None),
+        for prefix in [P_PENDING, P_APPROVAL] {
+            let k = key(prefix, id.as_bytes());
+            let r = self.db.get(&k);
+            if let Some(raw) = self.sled(r)? {
+                return self.approval_at(&k, &raw, id).map(Some);
+            }
         }
+        Ok(None)
     }
 
     /// The approval snapshot in the audit record a pointer names.
@@ -408,7 +412,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Approvals in id (creation) order after `after`, for listing decided ones.
+    /// Approvals no longer pending, in id (creation) order after `after`.
     pub fn approvals_after(
         &self,
         after: Option<Uuid>,
