@@ -13,8 +13,14 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Connection {
     /// In-process runner: always connected.
     Local,
-    Connected { url: String },
-    Reconnecting { url: String, attempt: u32, last_error: String },
+    Connected {
+        url: String,
+    },
+    Reconnecting {
+        url: String,
+        attempt: u32,
+        last_error: String,
+    },
 }
 
 /// What a front end receives.
@@ -52,9 +58,16 @@ pub struct DecisionRequest {
 pub enum DecisionOutcome {
     Applied(Approval),
     /// Someone else decided first, or the arguments changed: the approval as it stands.
-    Conflict { message: String, approval: Option<Approval> },
-    Refused { message: String },
-    NotSent { message: String },
+    Conflict {
+        message: String,
+        approval: Option<Approval>,
+    },
+    Refused {
+        message: String,
+    },
+    NotSent {
+        message: String,
+    },
 }
 
 /// Commands a front end sends.

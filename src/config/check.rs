@@ -4,10 +4,7 @@ use super::{Config, ConfigProblem};
 
 /// Turn a TOML parse/shape error into a problem with a line and key.
 pub fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigProblem {
-    let line = e
-        .span()
-        .map(|s| line_of(text, s.start))
-        .unwrap_or(0);
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
     ConfigProblem {
         line,
         key: "toml".into(),

@@ -32,7 +32,14 @@ impl std::fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}: {}: {}", self.file.display(), p.line, p.key, p.message)?;
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                p.line,
+                p.key,
+                p.message
+            )?;
         }
         Ok(())
     }
@@ -318,7 +325,8 @@ impl Config {
 
     /// Parse and check config text.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
-        let cfg: Config = toml::from_str(text).map_err(|e| vec![check::from_toml_error(text, &e)])?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| vec![check::from_toml_error(text, &e)])?;
         let problems = check::check(&cfg, text);
         if problems.is_empty() {
             Ok(cfg)

@@ -62,7 +62,12 @@ impl PolicySet {
         Ok(PolicySet {})
     }
 
-    pub fn evaluate(&self, call: &CallContext<'_>, _now: Timestamp, _limits: &RateLimits) -> PolicyOutcome {
+    pub fn evaluate(
+        &self,
+        call: &CallContext<'_>,
+        _now: Timestamp,
+        _limits: &RateLimits,
+    ) -> PolicyOutcome {
         PolicyOutcome {
             action: RuleAction::Ask,
             policy: PolicyRef {
