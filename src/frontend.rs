@@ -35,7 +35,7 @@ pub enum FrontendEvent {
         seq: u64,
     },
     /// One change, in sequence order.
-    Change(Event),
+    Change(Box<Event>),
     Connection(Connection),
 }
 

@@ -1,7 +1,12 @@
 //! gatehouse: a terminal approval console for AI-agent tool calls.
 
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod frontend;
 pub mod policy;
+pub mod runner;
+pub mod store;
+pub mod text;
 pub mod tui;

@@ -325,8 +325,7 @@ impl Config {
 
     /// Parse and check config text.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| vec![check::from_toml_error(text, &e)])?;
+        let cfg = check::parse_config(text)?;
         let problems = check::check(&cfg, text);
         if problems.is_empty() {
             Ok(cfg)

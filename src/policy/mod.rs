@@ -1,14 +1,55 @@
 //! Policies: rules with CEL conditions that approve, deny or ask for a proposed tool call.
 //!
-//! INTERFACE (owned by the policy helper; the runner depends on exactly this):
-//! - `PolicySet::compile(&[PolicyConfig]) -> Result<PolicySet, Vec<ConfigProblem>>`
+//! INTERFACE (the runner and the config checker depend on exactly this):
+//! - `PolicySet::compile(&[PolicyConfig], text) -> Result<PolicySet, Vec<ConfigProblem>>`
 //! - `PolicySet::evaluate(&self, &CallContext, now, &RateLimits) -> PolicyOutcome`
-//! - `RateLimits::record(&PolicyRef-ish key, at)` after an auto-approval is committed.
+//! - `RateLimits::record(policy, rule, at)` after an auto-approval by that rule is committed
+//!   (recording every auto-approval is fine: only rules with `max_per_hour` look at the counts).
+//!
+//! # Choosing the policy
+//! `call.policy` names it directly (`needs_approval = "POLICY"`); otherwise the first policy
+//! whose `tools` globs match the tool name applies (no globs: every tool). No policy: ask.
+//!
+//! # Rules
+//! Tried in order; a rule without `when` always matches; the first match decides. A `when`
+//! that fails to evaluate, or gives anything but a bool, stops the policy and asks: an error
+//! never approves or denies. No rule matched: ask. `max_per_hour` on an approve rule asks
+//! once that rule auto-approved that many calls in the hour before `now`.
+//!
+//! # CEL variables
+//! - `tool`: map `{name: string, read_only: bool, destructive: bool, idempotent: bool,
+//!   open_world: bool}` (annotations as the caller trusted them).
+//! - `tool_name`: string, the same as `tool.name`.
+//! - `server`: string (MCP server name) or null.
+//! - `args`: map, the call's arguments. JSON numbers become `int` when integral and within
+//!   i64 (also `30.0`), `double` otherwise; comparisons mix the two (`args.amount < 50` holds
+//!   for 30 and 30.5), arithmetic does not (`args.amount * 1.5` fails for an int: write
+//!   `double(args.amount) * 1.5`). Nested more than 64 levels deep, a call's conditions ask.
+//! - `agent`: string or null.
+//! - `run`: the run as JSON converted like `args` (a map), or null.
+//! - `now`: timestamp (UTC): `now.getHours()`, `now.getHours('Europe/Berlin')`,
+//!   `now.getDayOfWeek()` (0 = Sunday), `now > timestamp('2025-01-01T00:00:00Z')`.
+//!
+//! The standard library plus the `strings`, `lists` and `math` extensions are available.
 
+mod rate;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+pub use rate::RateLimits;
+
+use crate::config::check::line_of;
 use crate::config::{ConfigProblem, PolicyConfig, RuleAction};
 use crate::domain::{PolicyRef, Timestamp};
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use vars::Used;
 
 /// What a policy decided for one proposed call.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,36 +96,400 @@ impl Default for ToolAnnotations {
     }
 }
 
-pub struct PolicySet {}
+/// The compiled `[[policies]]` of a config.
+pub struct PolicySet {
+    env: Arc<cel::Env>,
+    policies: Vec<Policy>,
+}
 
-impl PolicySet {
-    pub fn compile(_policies: &[PolicyConfig]) -> Result<PolicySet, Vec<ConfigProblem>> {
-        Ok(PolicySet {})
-    }
+struct Policy {
+    name: String,
+    /// `None`: covers every tool.
+    tools: Option<GlobSet>,
+    rules: Vec<Rule>,
+    /// Variables any of the rules refers to: only those are built per call.
+    used: Used,
+}
 
-    pub fn evaluate(
-        &self,
-        call: &CallContext<'_>,
-        _now: Timestamp,
-        _limits: &RateLimits,
-    ) -> PolicyOutcome {
-        PolicyOutcome {
-            action: RuleAction::Ask,
-            policy: PolicyRef {
-                name: None,
-                rule: None,
-                reason: format!("no policy covers tool {:?}; asking", call.tool),
-            },
-            queue: None,
-            timeout: None,
-        }
+struct Rule {
+    when: Option<Condition>,
+    action: RuleAction,
+    reason: Option<String>,
+    queue: Option<String>,
+    timeout: Option<Duration>,
+    max_per_hour: Option<u32>,
+}
+
+struct Condition {
+    program: cel::Program,
+    /// The source on one line, shortened, for reasons shown to reviewers.
+    shown: String,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.policies.iter().map(|p| &p.name))
+            .finish()
     }
 }
 
-/// Sliding one-hour windows of auto-approvals per (policy, rule).
-#[derive(Default, Debug)]
-pub struct RateLimits {}
+/// The CEL environment every rule compiles and runs in; built once per process.
+fn env() -> Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = cel::Env::stdlib();
+        // Declaring the bundled extensions on a fresh stdlib cannot conflict.
+        for ext in [
+            cel::extensions::strings as fn(&mut cel::Env) -> _,
+            cel::extensions::lists,
+            cel::extensions::math,
+        ] {
+            env.add_extension(ext).expect("cel extension");
+        }
+        Arc::new(env)
+    })
+    .clone()
+}
 
-impl RateLimits {
-    pub fn record(&mut self, _policy: &str, _rule: usize, _at: Timestamp) {}
+impl PolicySet {
+    /// No policies: every call asks.
+    pub fn empty() -> PolicySet {
+        PolicySet {
+            env: env(),
+            policies: Vec::new(),
+        }
+    }
+
+    /// Compile every policy, or report every problem found. `text` is the config file's
+    /// text, used only to turn spans into 1-based lines (empty: line 0).
+    pub fn compile(policies: &[PolicyConfig], text: &str) -> Result<PolicySet, Vec<ConfigProblem>> {
+        let env = env();
+        let line = |offset: usize| {
+            if text.is_empty() {
+                0
+            } else {
+                line_of(text, offset)
+            }
+        };
+        let mut problems = Vec::new();
+        let mut compiled = Vec::with_capacity(policies.len());
+        let mut names: HashMap<&str, usize> = HashMap::new();
+
+        for (i, p) in policies.iter().enumerate() {
+            let name = p.name.get_ref();
+            if let Some(first) = names.get(name.as_str()) {
+                problems.push(ConfigProblem {
+                    line: line(p.name.span().start),
+                    key: format!("policies[{i}].name"),
+                    message: format!(
+                        "duplicate policy name {name:?} (first defined by policies[{first}])"
+                    ),
+                });
+            } else {
+                names.insert(name, i);
+            }
+
+            let tools = if p.tools.is_empty() {
+                None
+            } else {
+                let mut set = GlobSetBuilder::new();
+                for (k, glob) in p.tools.iter().enumerate() {
+                    match Glob::new(glob.get_ref()) {
+                        Ok(g) => {
+                            set.add(g);
+                        }
+                        Err(e) => problems.push(ConfigProblem {
+                            line: line(glob.span().start),
+                            key: format!("policies[{i}].tools[{k}]"),
+                            message: format!("invalid glob: {}", one_line(&e.to_string(), 300)),
+                        }),
+                    }
+                }
+                match set.build() {
+                    Ok(set) => Some(set),
+                    Err(e) => {
+                        problems.push(ConfigProblem {
+                            line: line(p.name.span().start),
+                            key: format!("policies[{i}].tools"),
+                            message: format!("invalid globs: {}", one_line(&e.to_string(), 300)),
+                        });
+                        None
+                    }
+                }
+            };
+
+            let mut rules = Vec::with_capacity(p.rules.len());
+            let mut used = Used::default();
+            for (j, r) in p.rules.iter().enumerate() {
+                let action = *r.action.get_ref();
+                if r.max_per_hour.is_some() && action != RuleAction::Approve {
+                    problems.push(ConfigProblem {
+                        line: line(r.action.span().start),
+                        key: format!("policies[{i}].rules[{j}].max_per_hour"),
+                        message: "max_per_hour only applies to rules with action = \"approve\""
+                            .into(),
+                    });
+                }
+                let when = match &r.when {
+                    None => None,
+                    Some(src) if src.get_ref().trim().is_empty() => {
+                        problems.push(ConfigProblem {
+                            line: line(src.span().start),
+                            key: format!("policies[{i}].rules[{j}].when"),
+                            message:
+                                "empty condition: leave `when` out for a rule that always matches"
+                                    .into(),
+                        });
+                        None
+                    }
+                    Some(src) => match env.compile(src.get_ref()) {
+                        Ok(program) => {
+                            used = used.union(Used::of(&program));
+                            Some(Condition {
+                                program,
+                                shown: one_line(src.get_ref(), 120),
+                            })
+                        }
+                        Err(e) => {
+                            problems.push(ConfigProblem {
+                                line: when_line(text, src.span().start, &e),
+                                key: format!("policies[{i}].rules[{j}].when"),
+                                message: format!("invalid CEL: {}", parse_message(&e)),
+                            });
+                            None
+                        }
+                    },
+                };
+                rules.push(Rule {
+                    when,
+                    action,
+                    reason: r.reason.clone(),
+                    queue: r.queue.clone(),
+                    timeout: r.timeout,
+                    max_per_hour: r.max_per_hour,
+                });
+            }
+
+            compiled.push(Policy {
+                name: name.clone(),
+                tools,
+                rules,
+                used,
+            });
+        }
+
+        if problems.is_empty() {
+            Ok(PolicySet {
+                env,
+                policies: compiled,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Names of the policies, in config order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| p.name.as_str())
+    }
+
+    /// Decide one proposed call. Never fails: anything unexpected asks.
+    pub fn evaluate(
+        &self,
+        call: &CallContext<'_>,
+        now: Timestamp,
+        limits: &RateLimits,
+    ) -> PolicyOutcome {
+        let policy = match call.policy {
+            Some(name) => match self.policies.iter().find(|p| p.name == name) {
+                Some(p) => p,
+                None => {
+                    return ask(
+                        None,
+                        None,
+                        format!("policy {name:?} does not exist; asking"),
+                    );
+                }
+            },
+            None => match self.policies.iter().find(|p| p.covers(call.tool)) {
+                Some(p) => p,
+                None => {
+                    return ask(
+                        None,
+                        None,
+                        format!("no policy covers tool {:?}; asking", call.tool),
+                    );
+                }
+            },
+        };
+        policy.evaluate(&self.env, call, now, limits)
+    }
+}
+
+impl Policy {
+    fn covers(&self, tool: &str) -> bool {
+        self.tools.as_ref().is_none_or(|set| set.is_match(tool))
+    }
+
+    fn evaluate(
+        &self,
+        env: &Arc<cel::Env>,
+        call: &CallContext<'_>,
+        now: Timestamp,
+        limits: &RateLimits,
+    ) -> PolicyOutcome {
+        let name = &self.name;
+        // Built at the first rule with a condition, then shared by the rest.
+        let mut ctx: Option<Result<cel::Context<'_, '_>, String>> = None;
+
+        for (i, rule) in self.rules.iter().enumerate() {
+            let n = i + 1;
+            let why = match &rule.when {
+                None => format!("rule {n} matched (always)"),
+                Some(cond) => {
+                    let ctx = ctx.get_or_insert_with(|| {
+                        let mut c = cel::Context::with_env(env.clone());
+                        vars::bind(&mut c, self.used, call, now).map(|()| c)
+                    });
+                    let result = match ctx {
+                        Ok(ctx) => run(&cond.program, ctx),
+                        Err(e) => Err(e.clone()),
+                    };
+                    match result {
+                        Ok(true) => format!("rule {n} matched ({})", cond.shown),
+                        Ok(false) => continue,
+                        Err(e) => {
+                            return ask(
+                                Some(name),
+                                Some(n),
+                                format!("rule {n} failed to evaluate: {e}; asking"),
+                            );
+                        }
+                    }
+                }
+            };
+            let with_reason = |why: String| match &rule.reason {
+                Some(r) if !r.trim().is_empty() => format!("{why}: {}", r.trim()),
+                _ => why,
+            };
+            let (action, reason) = match rule.action {
+                RuleAction::Approve => match rule.max_per_hour {
+                    Some(max) if limits.count(name, n, now) >= max as usize => (
+                        RuleAction::Ask,
+                        format!(
+                            "rule {n} auto-approves at most {max} per hour; limit reached, asking"
+                        ),
+                    ),
+                    _ => (RuleAction::Approve, with_reason(why)),
+                },
+                RuleAction::Deny => (
+                    RuleAction::Deny,
+                    match &rule.reason {
+                        Some(r) if !r.trim().is_empty() => r.trim().to_string(),
+                        _ => format!("denied by policy {name} rule {n}"),
+                    },
+                ),
+                RuleAction::Ask => (RuleAction::Ask, with_reason(why)),
+            };
+            return PolicyOutcome {
+                action,
+                policy: PolicyRef {
+                    name: Some(name.clone()),
+                    rule: Some(n),
+                    reason,
+                },
+                queue: rule.queue.clone(),
+                timeout: rule.timeout,
+            };
+        }
+        ask(
+            Some(name),
+            None,
+            format!("no rule of policy {name} matched; asking"),
+        )
+    }
+}
+
+/// Run one condition: `Ok(bool)`, or why it could not decide.
+fn run(program: &cel::Program, ctx: &cel::Context<'_, '_>) -> Result<bool, String> {
+    // The interpreter is third-party code: a panic in it asks rather than taking the runner down.
+    match catch_unwind(AssertUnwindSafe(|| program.execute(ctx))) {
+        Ok(Ok(cel::Value::Bool(b))) => Ok(b),
+        Ok(Ok(other)) => Err(format!("result is {}, not bool", other.type_of())),
+        Ok(Err(e)) => Err(one_line(&e.to_string(), 200)),
+        Err(_) => Err("the CEL interpreter panicked".into()),
+    }
+}
+
+fn ask(policy: Option<&str>, rule: Option<usize>, reason: String) -> PolicyOutcome {
+    PolicyOutcome {
+        action: RuleAction::Ask,
+        policy: PolicyRef {
+            name: policy.map(str::to_owned),
+            rule,
+            reason,
+        },
+        queue: None,
+        timeout: None,
+    }
+}
+
+/// `s` with runs of whitespace collapsed to one space, cut to `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 3));
+    for (count, word) in s.split_whitespace().enumerate() {
+        if count > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > max {
+        let cut: String = out.chars().take(max.saturating_sub(1)).collect();
+        return format!("{cut}…");
+    }
+    out
+}
+
+/// A CEL parse failure on one line: `line L, column C: message`, for each error.
+fn parse_message(e: &cel::ParseErrors) -> String {
+    let parts: Vec<String> = e
+        .errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            let (l, c) = e.pos;
+            let msg = one_line(&e.msg, 200);
+            // Both 1-based.
+            if l > 0 && c > 0 {
+                format!("line {l}, column {c}: {msg}")
+            } else {
+                msg
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        one_line(&e.to_string(), 300)
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The config line of a CEL parse error: the `when` value's line, plus the error's line
+/// within a multi-line string (TOML drops a newline right after the opening `"""`).
+fn when_line(text: &str, start: usize, e: &cel::ParseErrors) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    let first = line_of(text, start);
+    let rest = text.get(start..).unwrap_or("");
+    let Some(body) = rest
+        .strip_prefix("\"\"\"")
+        .or_else(|| rest.strip_prefix("'''"))
+    else {
+        return first;
+    };
+    let skipped = usize::from(body.starts_with('\n') || body.starts_with("\r\n"));
+    let cel_line = e.errors.first().map_or(1, |e| e.pos.0.max(1) as usize);
+    first + skipped + cel_line - 1
 }

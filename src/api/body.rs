@@ -1,0 +1,108 @@
+//! Strict JSON bodies: 413 over the limit, 400 for invalid UTF-8 or malformed JSON,
+//! 422 for missing, unknown or wrong-typed fields, each naming the problem.
+
+use super::{ApiError, ApiState};
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let limit = state.inner.max_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body is larger than the limit of {limit} bytes"),
+            )
+        };
+        if let Some(len) = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > limit as u64
+        {
+            return Err(too_large());
+        }
+        let body: Body = req.into_body();
+        let limited = http_body_util::Limited::new(body, limit);
+        let collected = tokio::time::timeout(state.inner.body_timeout, limited.collect()).await;
+        let bytes = match collected {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body was not received in time",
+                ));
+            }
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return Err(too_large());
+                }
+                return Err(ApiError::bad_request(
+                    "bad_body",
+                    format!("could not read the request body: {e}"),
+                ));
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Parse a body in one pass, telling syntax (400) from shape (422) errors.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_utf8",
+            format!(
+                "request body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "request body is empty; a JSON object is required",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                if path == "." || path.is_empty() {
+                    ApiError::unprocessable(strip_position(&inner.to_string()))
+                } else {
+                    ApiError::unprocessable(format!(
+                        "{path}: {}",
+                        strip_position(&inner.to_string())
+                    ))
+                }
+            }
+            _ => ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C" to data errors; the path says more.
+fn strip_position(m: &str) -> String {
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m.to_string(),
+    }
+}

@@ -1,0 +1,112 @@
+//! `GET /v1/events`: Server-Sent Events, resumable with `Last-Event-ID`.
+
+use super::routes::Caller;
+use super::{ApiError, ApiState};
+use crate::api::auth::Role;
+use crate::domain::Event;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{self, KeepAlive, Sse};
+use futures::Stream;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+const REPLAY_PAGE: usize = 1000;
+
+pub async fn stream(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    if !who.has(Role::Reviewer) {
+        state
+            .inner
+            .counters
+            .refused(axum::http::StatusCode::FORBIDDEN);
+        return Err(ApiError::forbidden(
+            "forbidden",
+            format!(
+                "{} may not read events (it needs the reviewer role)",
+                who.name
+            ),
+        ));
+    }
+    let raw_after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| params.get("after").cloned());
+    let after: Option<u64> = match raw_after {
+        None => None,
+        Some(s) => Some(s.trim().parse().map_err(|_| {
+            ApiError::unprocessable(format!("Last-Event-ID: {s:?} is not a sequence number"))
+        })?),
+    };
+    let runner = state.inner.runner.clone();
+    // Subscribe first: anything published from now on is either replayed or received live.
+    let mut live = runner.subscribe();
+    let mut last = match after {
+        Some(a) => a,
+        None => runner.position().await?,
+    };
+    let (tx, rx) = mpsc::channel::<Event>(256);
+    tokio::spawn(async move {
+        if after.is_some() && replay(&runner, &tx, &mut last).await.is_err() {
+            return;
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) => {
+                    if e.seq <= last {
+                        continue;
+                    }
+                    last = e.seq;
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // Too slow for the live stream: catch up from the log instead.
+                    if replay(&runner, &tx, &mut last).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let stream = futures::StreamExt::map(stream, |e: Event| {
+        let data = serde_json::to_string(&e).unwrap_or_default();
+        Ok(sse::Event::default()
+            .id(e.seq.to_string())
+            .event(e.kind.as_str())
+            .data(data))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Send every stored event after `last`, advancing it. Err when the client is gone.
+async fn replay(
+    runner: &crate::runner::RunnerHandle,
+    tx: &mpsc::Sender<Event>,
+    last: &mut u64,
+) -> Result<(), ()> {
+    loop {
+        // The audit log interleaves non-event records, so page by records, not events.
+        let records = runner.audit(*last, REPLAY_PAGE).await.map_err(|_| ())?;
+        let n = records.len();
+        for r in &records {
+            if let Some(e) = Event::from_record(r) {
+                tx.send(e).await.map_err(|_| ())?;
+            }
+            *last = r.seq;
+        }
+        if n < REPLAY_PAGE {
+            return Ok(());
+        }
+    }
+}

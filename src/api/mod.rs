@@ -1,0 +1,116 @@
+//! The HTTP API (DESIGN §4, §4a): a second front end over the runner's channels.
+
+pub mod auth;
+mod body;
+mod error;
+mod events;
+mod guard;
+mod metrics;
+mod routes;
+pub mod server;
+
+pub use auth::{Identity, Role, TokenTable};
+pub use error::ApiError;
+
+use crate::runner::RunnerHandle;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What the API needs besides the runner.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+impl ApiOptions {
+    pub fn from_config(cfg: &crate::config::Config, listen: &str) -> Self {
+        let mut hosts = cfg.server.allowed_hosts.clone();
+        hosts.push(guard::host_name(listen));
+        Self {
+            allowed_hosts: hosts,
+            allowed_origins: cfg.server.allowed_origins.clone(),
+            max_body_bytes: cfg.server.max_body_bytes,
+            body_timeout: cfg.server.body_timeout,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub host_refused: AtomicU64,
+    pub origin_refused: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub submit_latency: metrics::Histogram,
+}
+
+impl Counters {
+    pub fn refused(&self, status: StatusCode) {
+        match status {
+            StatusCode::UNAUTHORIZED => &self.unauthorized,
+            StatusCode::FORBIDDEN => &self.forbidden,
+            _ => &self.bad_requests,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Inner {
+    pub runner: RunnerHandle,
+    pub tokens: TokenTable,
+    pub allowed_hosts: HashSet<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub counters: Counters,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The API's router, ready to serve.
+pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Router {
+    let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
+    let state = ApiState {
+        inner: Arc::new(Inner {
+            runner,
+            tokens,
+            allowed_hosts: hosts,
+            allowed_origins: opts.allowed_origins,
+            max_body_bytes: opts.max_body_bytes,
+            body_timeout: opts.body_timeout,
+            counters: Counters::default(),
+        }),
+    };
+    Router::new()
+        .route("/v1/approvals", post(routes::submit).get(routes::list))
+        .route("/v1/approvals/{id}", get(routes::get_one))
+        .route("/v1/approvals/{id}/decision", post(routes::decide))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/audit", get(routes::audit))
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(metrics::render))
+        .fallback(routes::fallback)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,188 @@
+//! The command line (DESIGN §5). Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+
+mod approvals;
+mod bench;
+pub mod remote;
+mod serve;
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A terminal approval console for AI-agent tool calls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the headless daemon: the runner and the HTTP API.
+    Serve(ServeArgs),
+    /// List, show and decide approvals from scripts.
+    Approvals {
+        #[command(subcommand)]
+        action: approvals::Action,
+    },
+    /// Check a config file and report every problem with its line.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Load generators that measure a running daemon.
+    Bench {
+        #[command(subcommand)]
+        action: bench::Action,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on (default: [server] listen, else 127.0.0.1:7878).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// Options every local mode shares.
+#[derive(Args, Clone, Default)]
+pub struct CommonArgs {
+    /// Config file (TOML).
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default: the user's data dir, e.g. ~/.local/share/gatehouse).
+    #[arg(long, env = "GATEHOUSE_DATA")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Report every problem in the config file, each with its line and key.
+    Check {
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// A failure to report in one line, with its exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(m: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: m.into(),
+        }
+    }
+    pub fn runtime(m: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: m.into(),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("gatehouse: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => {
+            let cfg = Config::load(&config).map_err(|e| {
+                Failure::usage(format!(
+                    "{} problem(s) in the config:\n{e}",
+                    e.problems.len()
+                ))
+            })?;
+            println!(
+                "{}: ok ({} identities, {} policies, {} tools, {} agents, {} escalation tiers)",
+                config.display(),
+                cfg.identities.len(),
+                cfg.policies.len(),
+                cfg.tools.len(),
+                cfg.agents.len(),
+                cfg.escalation.len()
+            );
+            Ok(())
+        }
+        Command::Serve(args) => {
+            init_logging();
+            runtime()?.block_on(serve::serve(args))
+        }
+        Command::Approvals { action } => runtime()?.block_on(approvals::run(action)),
+        Command::Bench { action } => runtime()?.block_on(bench::run(action)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The config file, or the defaults when none is given.
+pub fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| {
+            Failure::usage(format!(
+                "{} problem(s) in the config:\n{e}",
+                e.problems.len()
+            ))
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+pub fn data_dir(arg: Option<&PathBuf>) -> Result<PathBuf, Failure> {
+    match arg {
+        Some(p) => Ok(p.clone()),
+        None => dirs::data_dir()
+            .map(|d| d.join("gatehouse"))
+            .ok_or_else(|| Failure::usage("no data directory: pass --data DIR")),
+    }
+}
+
+/// The OS user running this process.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,111 @@
+//! `gatehouse serve`, and the start-up every local mode shares.
+
+use super::{CommonArgs, Failure, ServeArgs, data_dir, load_config};
+use crate::api::server::{ServeLimits, serve as serve_http};
+use crate::api::{ApiOptions, TokenTable, router};
+use crate::config::Config;
+use crate::policy::PolicySet;
+use crate::runner::{self, RunnerConfig, RunnerHandle};
+use crate::store::Store;
+
+/// A runner on an opened data directory, with its config.
+pub struct Local {
+    pub config: Config,
+    pub runner: RunnerHandle,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Open the store and start the runner. Config problems exit 2; store problems exit 1.
+pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
+    let config = load_config(common.config.as_ref())?;
+    let dir = data_dir(common.data.as_ref())?;
+    let policies = PolicySet::compile(&config.policies, "").map_err(|p| {
+        Failure::usage(format!(
+            "invalid policies: {}",
+            p.first().map(|p| p.message.as_str()).unwrap_or("")
+        ))
+    })?;
+    let store = Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+    let (runner, task) = runner::start(store, policies, RunnerConfig::from_config(&config))
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    Ok(Local {
+        config,
+        runner,
+        task,
+    })
+}
+
+impl Local {
+    /// Make everything durable and stop.
+    pub async fn stop(self) {
+        self.runner.shutdown().await;
+        let _ = self.task.await;
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let local = start_local(&args.common)?;
+    let tokens = TokenTable::from_config(&local.config).map_err(Failure::usage)?;
+    if tokens.is_empty() {
+        tracing::warn!("no [[identities]] configured: every API request will be refused with 401");
+    }
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| local.config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
+    let app = router(
+        local.runner.clone(),
+        tokens,
+        ApiOptions::from_config(&local.config, &addr.to_string()),
+    );
+    let limits = ServeLimits {
+        max_connections: local.config.server.max_connections,
+        header_timeout: local.config.server.header_timeout,
+    };
+    // The line tests and scripts wait for; the address is the real one (port 0 resolved).
+    tracing::info!(
+        "gatehouse listening on http://{addr} (data {})",
+        data_dir(args.common.data.as_ref())?.display()
+    );
+    eprintln!("listening on http://{addr}");
+    let runner = local.runner.clone();
+    let failed = std::sync::Arc::new(tokio::sync::Mutex::new(None::<String>));
+    let failed_w = failed.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate() => tracing::info!("shutting down"),
+            msg = runner.failed() => {
+                *failed_w.lock().await = Some(msg);
+            }
+        }
+    };
+    serve_http(listener, app, limits, shutdown).await;
+    local.stop().await;
+    match failed.lock().await.take() {
+        Some(msg) => Err(Failure::runtime(msg)),
+        None => Ok(()),
+    }
+}
+
+/// SIGINT, SIGTERM or SIGHUP.
+pub async fn terminate() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match &mut term { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            _ = async { match &mut hup { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,120 @@
+//! The cloneable handle front ends hold.
+
+use super::*;
+use tokio::sync::{broadcast, mpsc, watch};
+
+#[derive(Clone)]
+pub struct RunnerHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) fatal: watch::Receiver<Option<String>>,
+}
+
+impl RunnerHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunnerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| RunnerError::Unavailable("the runner has stopped".into()))?;
+        rx.await
+            .map_err(|_| RunnerError::Unavailable("the runner has stopped".into()))?
+    }
+
+    pub async fn submit(&self, who: &str, req: SubmitRequest) -> Result<Submitted, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::Submit { who, req, reply }).await
+    }
+
+    pub async fn decide(&self, who: &str, req: DecideRequest) -> Result<Approval, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::Decide { who, req, reply }).await
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
+        self.ask(|reply| Command::Get { id, reply }).await
+    }
+
+    pub async fn list(&self, query: ListQuery) -> Result<ApprovalPage, RunnerError> {
+        self.ask(|reply| Command::List { query, reply }).await
+    }
+
+    pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, RunnerError> {
+        self.ask(|reply| Command::Audit {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, RunnerError> {
+        self.ask(|reply| Command::EventsAfter {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, RunnerError> {
+        self.ask(|reply| Command::Snapshot { reply }).await
+    }
+
+    pub async fn metrics(&self) -> Result<RunnerMetrics, RunnerError> {
+        self.ask(|reply| Command::Metrics { reply }).await
+    }
+
+    pub async fn position(&self) -> Result<u64, RunnerError> {
+        self.ask(|reply| Command::Position { reply }).await
+    }
+
+    pub async fn record_refusal(
+        &self,
+        who: &str,
+        approval_id: Option<Uuid>,
+        code: &str,
+        message: &str,
+    ) {
+        let _ = self
+            .tx
+            .send(Command::RecordRefusal {
+                who: who.to_string(),
+                approval_id,
+                code: code.to_string(),
+                message: message.to_string(),
+            })
+            .await;
+    }
+
+    /// Live events, published only once durable. Subscribe before reading state to miss nothing.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Resolves when the runner stopped because the store failed; carries the reason.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.fatal.clone();
+        loop {
+            if let Some(msg) = rx.borrow().clone() {
+                return msg;
+            }
+            if rx.changed().await.is_err() {
+                return "the runner has stopped".into();
+            }
+        }
+    }
+
+    /// Stop the runner after everything written so far is durable.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Ends the runner once every handle is dropped; this waits for the task.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}

@@ -1,0 +1,206 @@
+//! The runner task: the one owner of the store and of all mutation.
+//!
+//! Front ends (HTTP API, console, CLI) send typed [`Command`]s over an `mpsc` and learn of
+//! changes from a `broadcast` of [`Event`]s. Nothing is acknowledged before it is durable:
+//! writes are applied to sled at once, and every reply and event waits for the group commit
+//! (one flush + fsync) that covers it. While one commit is in flight new writes keep being
+//! applied and share the next one, so concurrent requests share fsyncs.
+
+mod commit;
+mod handle;
+mod state;
+
+pub use handle::RunnerHandle;
+pub use state::RunnerMetrics;
+
+use crate::domain::{Approval, AuditRecord, Event, Verdict};
+use serde_json::{Map, Value};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// One escalation tier (`[[escalation]]`).
+#[derive(Clone, Debug)]
+pub struct EscalationTier {
+    pub queue: String,
+    pub reviewers: Vec<String>,
+    pub after: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub tiers: Vec<EscalationTier>,
+    pub default_timeout: Duration,
+    /// How many decided approvals the runner keeps at hand for consoles' history panes.
+    pub recent_limit: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            tiers: Vec::new(),
+            default_timeout: Duration::from_secs(3600),
+            recent_limit: 200,
+        }
+    }
+}
+
+impl RunnerConfig {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self {
+            tiers: cfg
+                .escalation
+                .iter()
+                .map(|t| EscalationTier {
+                    queue: t.queue.get_ref().clone(),
+                    reviewers: t.reviewers.clone(),
+                    after: t.after,
+                })
+                .collect(),
+            default_timeout: cfg.server.default_timeout,
+            recent_limit: 200,
+        }
+    }
+}
+
+/// An external approval request, already checked for shape by the front end.
+#[derive(Clone, Debug, Default)]
+pub struct SubmitRequest {
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub reasoning: Option<String>,
+    pub agent: Option<String>,
+    pub run_id: Option<String>,
+    pub server: Option<String>,
+    pub queue: Option<String>,
+    pub timeout: Option<Duration>,
+    pub idempotency_key: Option<String>,
+    pub editable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub approval: Approval,
+    /// True when an idempotency key matched an earlier submission.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DecideRequest {
+    pub id: Uuid,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub arguments_sha256: Option<String>,
+}
+
+/// Which approvals a list asks for.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// `None` lists every status.
+    pub status: Option<crate::domain::ApprovalStatus>,
+    pub queue: Option<String>,
+    pub requested_by: Option<String>,
+    pub limit: usize,
+    pub after: Option<Uuid>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApprovalPage {
+    pub approvals: Vec<Approval>,
+    pub next: Option<Uuid>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub pending: Vec<Approval>,
+    pub recent: Vec<Approval>,
+    pub seq: u64,
+}
+
+/// Why the runner refused a command. Front ends map these to their own words (HTTP statuses).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunnerError {
+    NotFound(String),
+    /// The approval as it stands (already decided, or its arguments differ).
+    Conflict {
+        message: String,
+        approval: Box<Approval>,
+    },
+    Forbidden {
+        code: &'static str,
+        message: String,
+    },
+    Invalid(String),
+    /// The store failed; nothing more is accepted.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for RunnerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(m) | Self::Invalid(m) | Self::Unavailable(m) => f.write_str(m),
+            Self::Conflict { message, .. } | Self::Forbidden { message, .. } => {
+                f.write_str(message)
+            }
+        }
+    }
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, RunnerError>>;
+
+/// Everything the runner can be asked to do.
+pub enum Command {
+    Submit {
+        who: String,
+        req: SubmitRequest,
+        reply: Reply<Submitted>,
+    },
+    Decide {
+        who: String,
+        req: DecideRequest,
+        reply: Reply<Approval>,
+    },
+    Get {
+        id: Uuid,
+        reply: Reply<Option<Approval>>,
+    },
+    List {
+        query: ListQuery,
+        reply: Reply<ApprovalPage>,
+    },
+    Audit {
+        after: u64,
+        limit: usize,
+        reply: Reply<Vec<AuditRecord>>,
+    },
+    /// Events with `seq > after`, replayed from the audit log.
+    EventsAfter {
+        after: u64,
+        limit: usize,
+        reply: Reply<Vec<Event>>,
+    },
+    Snapshot {
+        reply: Reply<Snapshot>,
+    },
+    /// A decision attempt refused before it reached the runner (e.g. missing role): audit it.
+    RecordRefusal {
+        who: String,
+        approval_id: Option<Uuid>,
+        code: String,
+        message: String,
+    },
+    Metrics {
+        reply: Reply<RunnerMetrics>,
+    },
+    /// The sequence number of the newest record; the reply comes once it is durable and
+    /// published, so a subscriber that asks after subscribing misses nothing.
+    Position {
+        reply: Reply<u64>,
+    },
+    /// Stop: finish the commit in flight, make the rest durable, answer, and end.
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub use state::start;

@@ -1,0 +1,764 @@
+//! The runner's in-memory state and its command loop.
+
+use super::commit::{Deferred, GroupCommit};
+use super::*;
+use crate::config::RuleAction;
+use crate::domain::{self, ApprovalStatus, AuditKind, Decision, GENESIS_HASH, Timestamp};
+use crate::policy::{CallContext, PolicySet, RateLimits, ToolAnnotations};
+use crate::store::{ApprovalWrite, Store, StoreError};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use tokio::sync::{broadcast, mpsc, watch};
+
+const MAX_LIST: usize = 1000;
+
+/// Counters for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct RunnerMetrics {
+    pub pending_by_queue: BTreeMap<String, usize>,
+    pub submitted: u64,
+    pub replayed: u64,
+    pub auto_approved: u64,
+    pub auto_denied: u64,
+    pub approved: u64,
+    pub denied: u64,
+    pub expired: u64,
+    pub escalated: u64,
+    pub refused_decisions: u64,
+    pub flushes: u64,
+    pub flushed_writes: u64,
+    pub flush_seconds: f64,
+    /// Seconds from creation to a human decision: bucket upper bounds and cumulative counts.
+    pub decision_latency_buckets: Vec<(f64, u64)>,
+    pub decision_latency_sum: f64,
+    pub decision_latency_count: u64,
+    pub last_seq: u64,
+}
+
+const LATENCY_BOUNDS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
+
+struct Runner {
+    store: Store,
+    cfg: RunnerConfig,
+    policies: PolicySet,
+    limits: RateLimits,
+    /// Pending approvals in id (= creation) order.
+    pending: BTreeMap<Uuid, Approval>,
+    deadlines: BTreeSet<(Timestamp, Uuid)>,
+    recent: VecDeque<Approval>,
+    seq: u64,
+    last_hash: String,
+    events: broadcast::Sender<Event>,
+    commit: GroupCommit,
+    failed: Option<String>,
+    fatal: watch::Sender<Option<String>>,
+    metrics: RunnerMetrics,
+}
+
+/// Load the store's state and start the runner task.
+pub fn start(
+    store: Store,
+    policies: PolicySet,
+    cfg: RunnerConfig,
+) -> Result<(RunnerHandle, tokio::task::JoinHandle<()>), StoreError> {
+    let (events, _) = broadcast::channel(8192);
+    let (fatal, fatal_rx) = watch::channel(None);
+    let mut runner = Runner {
+        store,
+        cfg,
+        policies,
+        limits: RateLimits::default(),
+        pending: BTreeMap::new(),
+        deadlines: BTreeSet::new(),
+        recent: VecDeque::new(),
+        seq: 0,
+        last_hash: GENESIS_HASH.into(),
+        events: events.clone(),
+        commit: GroupCommit::default(),
+        failed: None,
+        fatal,
+        metrics: RunnerMetrics {
+            decision_latency_buckets: LATENCY_BOUNDS.iter().map(|b| (*b, 0)).collect(),
+            ..Default::default()
+        },
+    };
+    runner.load()?;
+    let (tx, rx) = mpsc::channel(4096);
+    let task = tokio::spawn(runner.run(rx));
+    Ok((
+        RunnerHandle {
+            tx,
+            events,
+            fatal: fatal_rx,
+        },
+        task,
+    ))
+}
+
+impl Runner {
+    /// Rebuild the in-memory index from the store, checking what it reads.
+    fn load(&mut self) -> Result<(), StoreError> {
+        for a in self.store.pending()? {
+            if let Some(at) = a.expires_at {
+                self.deadlines.insert((at, a.id));
+            }
+            self.pending.insert(a.id, a);
+        }
+        let corrupt = |what: String| StoreError::Corrupt {
+            dir: self.store.dir().to_path_buf(),
+            what,
+        };
+        let hour_ago = domain::now() - chrono::Duration::hours(1);
+        let mut recent = Vec::new();
+        for (i, r) in self.store.audit_rev().enumerate() {
+            let r = r?;
+            if i == 0 {
+                if r.compute_hash() != r.hash {
+                    return Err(corrupt(format!(
+                        "the last audit record (seq {}) fails its hash check",
+                        r.seq
+                    )));
+                }
+                self.seq = r.seq;
+                self.last_hash = r.hash.clone();
+            }
+            let in_hour = r.at >= hour_ago;
+            if recent.len() >= self.cfg.recent_limit && !in_hour {
+                break;
+            }
+            if matches!(
+                r.kind,
+                AuditKind::ApprovalDecided
+                    | AuditKind::ApprovalExpired
+                    | AuditKind::ApprovalCancelled
+            ) && let Some(a) = r.approval()
+            {
+                if in_hour
+                    && r.actor.starts_with("policy:")
+                    && a.status == ApprovalStatus::Approved
+                    && let (Some(name), Some(rule)) = (&a.policy.name, a.policy.rule)
+                {
+                    self.limits.record(name, rule, r.at);
+                }
+                if recent.len() < self.cfg.recent_limit {
+                    recent.push(a);
+                }
+            }
+        }
+        recent.reverse();
+        self.recent = recent.into();
+        self.metrics.last_seq = self.seq;
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut buf = Vec::with_capacity(256);
+        let mut stop = None;
+        loop {
+            let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+            let sleep = next_deadline.map(|at| {
+                let wait = (at - domain::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + wait
+            });
+            tokio::select! {
+                biased;
+                done = async {
+                    match &mut self.commit.in_flight {
+                        Some((_, task, _)) => task.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some((batch, _, started)) = self.commit.in_flight.take() {
+                        self.finish_flush(batch, started, done);
+                    }
+                }
+                n = rx.recv_many(&mut buf, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for cmd in buf.drain(..) {
+                        if let Command::Shutdown { reply } = cmd {
+                            stop = Some(reply);
+                            continue;
+                        }
+                        self.handle(cmd);
+                    }
+                    if stop.is_some() {
+                        break;
+                    }
+                }
+                _ = async {
+                    match sleep {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.fire_deadlines(),
+            }
+            if self.failed.is_none() {
+                let syncer = self.store.syncer();
+                self.commit.maybe_start(&syncer);
+            }
+        }
+        // Every front end is gone: make what was written durable before stopping.
+        if let Some((batch, task, started)) = self.commit.in_flight.take() {
+            let r = task.await;
+            self.finish_flush(batch, started, r);
+        }
+        if self.commit.open.writes > 0 && self.failed.is_none() {
+            let batch = std::mem::take(&mut self.commit.open);
+            let syncer = self.store.syncer();
+            let r = tokio::task::spawn_blocking(move || syncer.sync()).await;
+            self.finish_flush(batch, std::time::Instant::now(), r);
+        }
+        if let Some(reply) = stop {
+            let _ = reply.send(());
+        }
+    }
+
+    fn finish_flush(
+        &mut self,
+        batch: super::commit::Batch,
+        started: std::time::Instant,
+        done: Result<std::io::Result<()>, tokio::task::JoinError>,
+    ) {
+        let result = match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the store could not make writes durable: {e}")),
+            Err(e) => Err(format!("the store's flush failed: {e}")),
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.flushes += 1;
+                self.metrics.flushed_writes += batch.writes as u64;
+                self.metrics.flush_seconds += started.elapsed().as_secs_f64();
+                for e in batch.events {
+                    let _ = self.events.send(e);
+                }
+                for r in batch.replies {
+                    r(None);
+                }
+            }
+            Err(msg) => {
+                // Nothing more can be promised: refuse everything and tell the process to stop.
+                tracing::error!("{msg}");
+                for r in batch.replies {
+                    r(Some(&msg));
+                }
+                for r in std::mem::take(&mut self.commit.open.replies) {
+                    r(Some(&msg));
+                }
+                self.failed = Some(msg.clone());
+                let _ = self.fatal.send(Some(msg));
+            }
+        }
+    }
+
+    fn reply<T: Send + 'static>(&mut self, tx: Reply<T>, value: Result<T, RunnerError>) {
+        let deferred: Deferred = Box::new(move |err| {
+            let _ = tx.send(match err {
+                None => value,
+                Some(e) => Err(RunnerError::Unavailable(e.to_string())),
+            });
+        });
+        self.commit.defer(deferred);
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        if let Some(msg) = self.failed.clone() {
+            let err = RunnerError::Unavailable(msg);
+            match cmd {
+                Command::Submit { reply, .. } => drop(reply.send(Err(err))),
+                Command::Decide { reply, .. } => drop(reply.send(Err(err))),
+                Command::Get { reply, .. } => drop(reply.send(Err(err))),
+                Command::List { reply, .. } => drop(reply.send(Err(err))),
+                Command::Audit { reply, .. } => drop(reply.send(Err(err))),
+                Command::EventsAfter { reply, .. } => drop(reply.send(Err(err))),
+                Command::Snapshot { reply } => drop(reply.send(Err(err))),
+                Command::Metrics { reply } => drop(reply.send(Err(err))),
+                Command::Position { reply } => drop(reply.send(Err(err))),
+                Command::RecordRefusal { .. } => {}
+                Command::Shutdown { reply } => drop(reply.send(())),
+            }
+            return;
+        }
+        match cmd {
+            Command::Submit { who, req, reply } => {
+                let r = self.submit(&who, req);
+                self.reply(reply, r);
+            }
+            Command::Decide { who, req, reply } => {
+                let r = self.decide(&who, req);
+                self.reply(reply, r);
+            }
+            Command::Get { id, reply } => {
+                let r = self.get(id);
+                self.reply(reply, r);
+            }
+            Command::List { query, reply } => {
+                let r = self.list(query);
+                self.reply(reply, r);
+            }
+            Command::Audit {
+                after,
+                limit,
+                reply,
+            } => {
+                let r = self
+                    .store
+                    .audit_after(after, limit.min(MAX_LIST))
+                    .map_err(store_err);
+                self.reply(reply, r);
+            }
+            Command::EventsAfter {
+                after,
+                limit,
+                reply,
+            } => {
+                let r = self
+                    .store
+                    .audit_after(after, limit.min(MAX_LIST))
+                    .map(|rs| rs.iter().filter_map(Event::from_record).collect())
+                    .map_err(store_err);
+                self.reply(reply, r);
+            }
+            Command::Snapshot { reply } => {
+                let r = Ok(Snapshot {
+                    pending: self.pending.values().cloned().collect(),
+                    recent: self.recent.iter().cloned().collect(),
+                    seq: self.seq,
+                });
+                self.reply(reply, r);
+            }
+            Command::Position { reply } => {
+                let seq = self.seq;
+                self.reply(reply, Ok(seq));
+            }
+            Command::RecordRefusal {
+                who,
+                approval_id,
+                code,
+                message,
+            } => {
+                self.refused(&who, approval_id, &code, &message);
+            }
+            // Handled by the loop before dispatch.
+            Command::Shutdown { reply } => drop(reply.send(())),
+            Command::Metrics { reply } => {
+                let mut m = self.metrics.clone();
+                for a in self.pending.values() {
+                    *m.pending_by_queue.entry(a.queue.clone()).or_default() += 1;
+                }
+                m.last_seq = self.seq;
+                self.reply(reply, Ok(m));
+            }
+        }
+    }
+
+    /// Append an audit record (and the approval change it describes) to the store.
+    fn record(
+        &mut self,
+        kind: AuditKind,
+        actor: &str,
+        approval: Option<&Approval>,
+        mut details: Value,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<(), RunnerError> {
+        if let (Some(a), Value::Object(m)) = (approval, &mut details) {
+            m.insert(
+                "approval".into(),
+                serde_json::to_value(a).unwrap_or(Value::Null),
+            );
+        }
+        let mut rec = AuditRecord {
+            seq: self.seq + 1,
+            at: domain::now(),
+            kind,
+            actor: actor.to_string(),
+            approval_id: approval.map(|a| a.id),
+            run_id: approval.and_then(|a| a.run_id.clone()),
+            details,
+            prev_hash: self.last_hash.clone(),
+            hash: String::new(),
+        };
+        rec.hash = rec.compute_hash();
+        let written = match approval {
+            Some(a) => self.store.write_approval(ApprovalWrite {
+                approval: a,
+                audit: &rec,
+                idempotency,
+            }),
+            None => self.store.write_audit(&rec),
+        };
+        if let Err(e) = written {
+            let msg = format!("the store refused a write: {e}");
+            tracing::error!("{msg}");
+            self.failed = Some(msg.clone());
+            let _ = self.fatal.send(Some(msg.clone()));
+            return Err(RunnerError::Unavailable(msg));
+        }
+        self.seq = rec.seq;
+        self.last_hash = rec.hash.clone();
+        self.commit.wrote(Event::from_record(&rec));
+        Ok(())
+    }
+
+    fn refused(&mut self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
+        self.metrics.refused_decisions += 1;
+        let details = json!({"code": code, "message": message, "approval_id": approval_id});
+        let _ = self.record(AuditKind::DecisionRefused, who, None, details, None);
+    }
+
+    fn find(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
+        if let Some(a) = self.pending.get(&id) {
+            return Ok(Some(a.clone()));
+        }
+        self.store.approval(id).map_err(store_err)
+    }
+
+    fn get(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
+        self.find(id)
+    }
+
+    fn submit(&mut self, who: &str, req: SubmitRequest) -> Result<Submitted, RunnerError> {
+        let sha = domain::arguments_sha256(&req.arguments);
+        if let Some(key) = &req.idempotency_key
+            && let Some(id) = self.store.idempotent(who, key).map_err(store_err)?
+        {
+            let first = self.find(id)?.ok_or_else(|| {
+                RunnerError::Unavailable(format!("idempotency key points at missing approval {id}"))
+            })?;
+            if first.tool != req.tool || first.arguments_sha256 != sha {
+                return Err(RunnerError::Invalid(format!(
+                    "idempotency_key {key:?} was already used for a different request (approval {id})"
+                )));
+            }
+            self.metrics.replayed += 1;
+            return Ok(Submitted {
+                approval: first,
+                replayed: true,
+            });
+        }
+        let now = domain::now();
+        let outcome = self.policies.evaluate(
+            &CallContext {
+                tool: &req.tool,
+                server: req.server.as_deref(),
+                args: &req.arguments,
+                agent: req.agent.as_deref(),
+                run: None,
+                annotations: ToolAnnotations::default(),
+                policy: None,
+            },
+            now,
+            &self.limits,
+        );
+        let queue = outcome
+            .queue
+            .clone()
+            .or(req.queue.clone())
+            .or_else(|| self.cfg.tiers.first().map(|t| t.queue.clone()))
+            .unwrap_or_else(|| "default".into());
+        let tier = self.cfg.tiers.iter().position(|t| t.queue == queue);
+        let timeout = match (req.timeout, outcome.timeout) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or_else(|| {
+                tier.map(|i| self.cfg.tiers[i].after)
+                    .unwrap_or(self.cfg.default_timeout)
+            }),
+        };
+        let mut approval = Approval {
+            id: Uuid::now_v7(),
+            run_id: req.run_id,
+            agent: req.agent,
+            tool: req.tool,
+            server: req.server,
+            arguments: req.arguments,
+            arguments_sha256: sha,
+            reasoning: req.reasoning,
+            requested_by: who.to_string(),
+            queue,
+            tier: tier.unwrap_or(0) as u32,
+            policy: outcome.policy.clone(),
+            created_at: now,
+            expires_at: Some(
+                now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX),
+            ),
+            status: ApprovalStatus::Pending,
+            decision: None,
+            editable: req.editable,
+        };
+        let idem = req.idempotency_key.as_deref().map(|k| (who, k));
+        match outcome.action {
+            RuleAction::Ask => {
+                self.record(
+                    AuditKind::ApprovalCreated,
+                    who,
+                    Some(&approval),
+                    json!({}),
+                    idem,
+                )?;
+                self.metrics.submitted += 1;
+                if let Some(at) = approval.expires_at {
+                    self.deadlines.insert((at, approval.id));
+                }
+                self.pending.insert(approval.id, approval.clone());
+            }
+            RuleAction::Approve | RuleAction::Deny => {
+                let by = format!(
+                    "policy:{}",
+                    outcome.policy.name.as_deref().unwrap_or("default")
+                );
+                approval.expires_at = None;
+                approval.status = if outcome.action == RuleAction::Approve {
+                    ApprovalStatus::Approved
+                } else {
+                    ApprovalStatus::Denied
+                };
+                approval.decision = Some(Decision {
+                    by: by.clone(),
+                    at: now,
+                    reason: Some(outcome.policy.reason.clone()),
+                    arguments_sha256: Some(approval.arguments_sha256.clone()),
+                });
+                self.record(
+                    AuditKind::ApprovalDecided,
+                    &by,
+                    Some(&approval),
+                    json!({"requested_by": who}),
+                    idem,
+                )?;
+                if outcome.action == RuleAction::Approve {
+                    self.metrics.auto_approved += 1;
+                    if let (Some(name), Some(rule)) = (&outcome.policy.name, outcome.policy.rule) {
+                        self.limits.record(name, rule, now);
+                    }
+                } else {
+                    self.metrics.auto_denied += 1;
+                }
+                self.remember(approval.clone());
+            }
+        }
+        Ok(Submitted {
+            approval,
+            replayed: false,
+        })
+    }
+
+    fn remember(&mut self, a: Approval) {
+        self.recent.push_back(a);
+        while self.recent.len() > self.cfg.recent_limit {
+            self.recent.pop_front();
+        }
+    }
+
+    fn decide(&mut self, who: &str, req: DecideRequest) -> Result<Approval, RunnerError> {
+        let Some(current) = self.pending.get(&req.id).cloned() else {
+            return match self.store.approval(req.id).map_err(store_err)? {
+                None => Err(RunnerError::NotFound(format!("no approval {}", req.id))),
+                Some(a) => Err(RunnerError::Conflict {
+                    message: standing(&a),
+                    approval: Box::new(a),
+                }),
+            };
+        };
+        if current.requested_by == who {
+            let msg = format!("{who} requested this approval and cannot decide it");
+            self.refused(who, Some(req.id), "self_approval", &msg);
+            return Err(RunnerError::Forbidden {
+                code: "self_approval",
+                message: msg,
+            });
+        }
+        if let Some(sha) = &req.arguments_sha256
+            && !sha.eq_ignore_ascii_case(&current.arguments_sha256)
+        {
+            let msg = format!(
+                "arguments_sha256 {sha} does not match the approval's arguments ({}); nothing was decided",
+                current.arguments_sha256
+            );
+            self.refused(who, Some(req.id), "arguments_mismatch", &msg);
+            return Err(RunnerError::Conflict {
+                message: msg,
+                approval: Box::new(current),
+            });
+        }
+        let now = domain::now();
+        let mut a = current;
+        a.status = match req.verdict {
+            Verdict::Approve => ApprovalStatus::Approved,
+            Verdict::Deny => ApprovalStatus::Denied,
+        };
+        a.decision = Some(Decision {
+            by: who.to_string(),
+            at: now,
+            reason: req.reason.clone(),
+            arguments_sha256: Some(a.arguments_sha256.clone()),
+        });
+        self.record(AuditKind::ApprovalDecided, who, Some(&a), json!({}), None)?;
+        self.settle(&a);
+        match req.verdict {
+            Verdict::Approve => self.metrics.approved += 1,
+            Verdict::Deny => self.metrics.denied += 1,
+        }
+        let secs = (now - a.created_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.metrics.decision_latency_sum += secs;
+        self.metrics.decision_latency_count += 1;
+        for (bound, count) in &mut self.metrics.decision_latency_buckets {
+            if secs <= *bound {
+                *count += 1;
+            }
+        }
+        Ok(a)
+    }
+
+    /// Take a no-longer-pending approval out of the indexes.
+    fn settle(&mut self, a: &Approval) {
+        if let Some(old) = self.pending.remove(&a.id)
+            && let Some(at) = old.expires_at
+        {
+            self.deadlines.remove(&(at, a.id));
+        }
+        self.remember(a.clone());
+    }
+
+    fn list(&self, q: ListQuery) -> Result<ApprovalPage, RunnerError> {
+        let limit = q.limit.clamp(1, MAX_LIST);
+        let keep = |a: &Approval| {
+            q.status.is_none_or(|s| a.status == s)
+                && q.queue.as_ref().is_none_or(|qq| &a.queue == qq)
+                && q.requested_by.as_ref().is_none_or(|r| &a.requested_by == r)
+        };
+        let mut out: Vec<Approval> = Vec::new();
+        let mut more = false;
+        if q.status == Some(ApprovalStatus::Pending) {
+            let range = match q.after {
+                Some(after) => self
+                    .pending
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+                None => self.pending.range(..),
+            };
+            for a in range.map(|(_, a)| a).filter(|a| keep(a)) {
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(a.clone());
+            }
+        } else {
+            for a in self.store.approvals_after(q.after) {
+                let a = a.map_err(store_err)?;
+                if !keep(&a) {
+                    continue;
+                }
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(a);
+            }
+        }
+        let next = if more { out.last().map(|a| a.id) } else { None };
+        Ok(ApprovalPage {
+            approvals: out,
+            next,
+        })
+    }
+
+    /// Escalate or expire every approval whose deadline has passed, oldest first.
+    fn fire_deadlines(&mut self) {
+        let now = domain::now();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now || self.failed.is_some() {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(current) = self.pending.get(&id).cloned() else {
+                continue;
+            };
+            if current.expires_at != Some(at) {
+                continue;
+            }
+            let tier = current.tier as usize;
+            let in_chain = self
+                .cfg
+                .tiers
+                .get(tier)
+                .is_some_and(|t| t.queue == current.queue);
+            if in_chain && tier + 1 < self.cfg.tiers.len() {
+                let next = self.cfg.tiers[tier + 1].clone();
+                let mut a = current;
+                let from = std::mem::replace(&mut a.queue, next.queue.clone());
+                a.tier += 1;
+                // From the missed deadline, not from now: after downtime the chain replays in order.
+                let next_at =
+                    at + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
+                a.expires_at = Some(next_at);
+                let details = json!({"from_queue": from, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
+                if self
+                    .record(
+                        AuditKind::ApprovalEscalated,
+                        "timeout",
+                        Some(&a),
+                        details,
+                        None,
+                    )
+                    .is_err()
+                {
+                    return;
+                }
+                self.metrics.escalated += 1;
+                self.deadlines.insert((next_at, id));
+                self.pending.insert(id, a);
+            } else {
+                let mut a = current;
+                let waited = (at - a.created_at).to_std().unwrap_or_default();
+                a.status = ApprovalStatus::Expired;
+                a.decision = Some(Decision {
+                    by: "timeout".into(),
+                    at: now,
+                    reason: Some(format!(
+                        "approval timed out after {} without a decision",
+                        humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                    )),
+                    arguments_sha256: None,
+                });
+                if self
+                    .record(
+                        AuditKind::ApprovalExpired,
+                        "timeout",
+                        Some(&a),
+                        json!({}),
+                        None,
+                    )
+                    .is_err()
+                {
+                    return;
+                }
+                self.metrics.expired += 1;
+                self.settle(&a);
+            }
+        }
+    }
+}
+
+fn standing(a: &Approval) -> String {
+    match &a.decision {
+        Some(d) => format!(
+            "approval {} is already {} (by {} at {})",
+            a.id,
+            a.status.as_str(),
+            d.by,
+            d.at.to_rfc3339()
+        ),
+        None => format!("approval {} is already {}", a.id, a.status.as_str()),
+    }
+}
+
+fn store_err(e: StoreError) -> RunnerError {
+    RunnerError::Unavailable(e.to_string())
+}

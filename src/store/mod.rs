@@ -1,0 +1,495 @@
+//! The store: every sled call in gatehouse lives behind this module.
+//!
+//! Layout of a data directory:
+//! - `gatehouse.lock` — held with an exclusive lock while a process uses the directory; holds its PID.
+//! - `GATEHOUSE`      — marker with the schema version, written only after the store is initialised.
+//! - `store/`         — the sled database, one tree with prefixed keys, so that one
+//!   `apply_batch` writes an approval, its pending-index entry, its audit record and its
+//!   idempotency key atomically.
+//!
+//! Every value is an envelope `[b'G', schema version, crc32 (LE, 4 bytes), JSON body]`.
+//! Durability: sled 0.34's `flush()` ends in `sync_file_range`, which neither syncs file
+//! metadata nor the device cache, and it writes large values ("blobs") to their own files
+//! without any sync; so [`Syncer::sync`] follows the flush with an fsync of the log file and
+//! of every blob file not yet synced, then the blob directory.
+
+mod envelope;
+mod lock;
+
+use crate::domain::{Approval, AuditRecord};
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+pub use envelope::SCHEMA_VERSION;
+
+const MARKER: &str = "GATEHOUSE";
+const LOCK: &str = "gatehouse.lock";
+const SLED_DIR: &str = "store";
+
+const META_SCHEMA: &[u8] = b"m/schema";
+const P_APPROVAL: u8 = b'a';
+const P_PENDING: u8 = b'p';
+const P_AUDIT: u8 = b'l';
+const P_IDEMPOTENCY: u8 = b'i';
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {dir} is in use by PID {pid}")]
+    InUse { dir: PathBuf, pid: String },
+    #[error("{dir} is not a gatehouse data directory ({why}); refusing to use it")]
+    Foreign { dir: PathBuf, why: String },
+    #[error(
+        "data directory {dir} is corrupt: {what}; refusing to start (restore it from a backup or move it aside)"
+    )]
+    Corrupt { dir: PathBuf, what: String },
+    #[error(
+        "data directory {dir} was written by a newer gatehouse (schema {found}, this build reads up to {supported}); refusing to start"
+    )]
+    NewerSchema {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("data directory {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The open store. Cheap to share: the runner owns the only instance that writes.
+pub struct Store {
+    db: sled::Db,
+    dir: PathBuf,
+    syncer: Syncer,
+    _lock: lock::DirLock,
+}
+
+/// Makes everything written so far durable. Runs on a blocking thread during group commit.
+#[derive(Clone)]
+pub struct Syncer {
+    db: sled::Db,
+    log_file: Arc<File>,
+    blob_dir: PathBuf,
+    synced_blobs: Arc<Mutex<HashSet<OsString>>>,
+}
+
+impl Syncer {
+    pub fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(sled_io)?;
+        self.log_file.sync_all()?;
+        self.sync_new_blobs()
+    }
+
+    fn sync_new_blobs(&self) -> io::Result<()> {
+        let mut seen = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut any = false;
+        for entry in fs::read_dir(&self.blob_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if seen.contains(&name) {
+                continue;
+            }
+            File::open(entry.path())?.sync_all()?;
+            seen.insert(name);
+            any = true;
+        }
+        if any {
+            File::open(&self.blob_dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn sled_io(e: sled::Error) -> io::Error {
+    match e {
+        sled::Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// A write of one approval change, applied atomically.
+pub struct ApprovalWrite<'a> {
+    pub approval: &'a Approval,
+    pub audit: &'a AuditRecord,
+    /// `(identity, key)` to remember for idempotent retries.
+    pub idempotency: Option<(&'a str, &'a str)>,
+}
+
+impl Store {
+    /// Open (or initialise) the data directory. Never resets anything silently.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let io_err = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let lock = lock::DirLock::acquire(&dir.join(LOCK)).map_err(|e| match e {
+            lock::LockError::Held(pid) => StoreError::InUse {
+                dir: dir.to_path_buf(),
+                pid,
+            },
+            lock::LockError::Io(e) => io_err(e),
+        })?;
+
+        let marker = dir.join(MARKER);
+        let fresh = match fs::read_to_string(&marker) {
+            Ok(text) => {
+                check_marker(dir, &text)?;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let others: Vec<String> = fs::read_dir(dir)
+                    .map_err(io_err)?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != LOCK && n != SLED_DIR)
+                    .collect();
+                if !others.is_empty() {
+                    let mut shown = others.clone();
+                    shown.sort();
+                    shown.truncate(5);
+                    return Err(StoreError::Foreign {
+                        dir: dir.to_path_buf(),
+                        why: format!("no {MARKER} marker, and it holds {}", shown.join(", ")),
+                    });
+                }
+                if dir.join(SLED_DIR).exists() {
+                    // The marker is written only after the store's metadata is durable and
+                    // before anything is acknowledged, so a store without it holds nothing
+                    // that was ever acknowledged: an initialisation that was cut short.
+                    tracing::warn!(dir = %dir.display(), "finishing an interrupted initialisation");
+                    fs::remove_dir_all(dir.join(SLED_DIR)).map_err(io_err)?;
+                }
+                true
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+
+        let sled_path = dir.join(SLED_DIR);
+        if !fresh && !sled_path.join("db").is_file() {
+            return Err(StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                what: "the store's database file store/db is missing".into(),
+            });
+        }
+        let db = open_sled(&sled_path).map_err(|what| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            what,
+        })?;
+        let log_file = File::open(sled_path.join("db")).map_err(io_err)?;
+        let blob_dir = sled_path.join("blobs");
+        fs::create_dir_all(&blob_dir).map_err(io_err)?;
+        let syncer = Syncer {
+            db: db.clone(),
+            log_file: Arc::new(log_file),
+            blob_dir,
+            synced_blobs: Arc::new(Mutex::new(HashSet::new())),
+        };
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+            syncer,
+            _lock: lock,
+        };
+
+        if fresh {
+            store
+                .db
+                .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())
+                .map_err(|e| store.corrupt(format!("cannot write metadata: {e}")))?;
+            store.syncer.sync().map_err(io_err)?;
+            File::open(&sled_path)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err)?;
+            write_marker(dir).map_err(io_err)?;
+        } else {
+            store.check_meta()?;
+        }
+        // The blobs that exist at open were synced by whoever wrote them (or are unacknowledged).
+        if let Ok(rd) = fs::read_dir(&store.syncer.blob_dir) {
+            let mut seen = store
+                .syncer
+                .synced_blobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            seen.extend(rd.filter_map(|e| e.ok()).map(|e| e.file_name()));
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone()
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            dir: self.dir.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn check_meta(&self) -> Result<()> {
+        let raw = self
+            .db
+            .get(META_SCHEMA)
+            .map_err(|e| self.corrupt(format!("cannot read metadata: {e}")))?
+            .ok_or_else(|| {
+                self.corrupt(
+                    "the store has no metadata (it was replaced, truncated or never finished)",
+                )
+            })?;
+        let found: u32 = std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.corrupt("unreadable schema version in the store's metadata"))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                dir: self.dir.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, key: &[u8], raw: &[u8]) -> Result<T> {
+        envelope::decode(raw).map_err(|e| match e {
+            envelope::DecodeError::Newer(found) => StoreError::NewerSchema {
+                dir: self.dir.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            envelope::DecodeError::Bad(what) => {
+                self.corrupt(format!("record {}: {what}", show_key(key)))
+            }
+        })
+    }
+
+    fn sled<T>(&self, r: sled::Result<T>) -> Result<T> {
+        r.map_err(|e| match e {
+            sled::Error::Io(source) => StoreError::Io {
+                dir: self.dir.clone(),
+                source,
+            },
+            other => self.corrupt(other.to_string()),
+        })
+    }
+
+    /// Write an approval, its pending-index entry, its audit record and (for a new
+    /// submission) its idempotency key in one atomic batch. Not durable until the next sync.
+    pub fn write_approval(&self, w: ApprovalWrite<'_>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let id = w.approval.id;
+        batch.insert(key(P_APPROVAL, id.as_bytes()), envelope::encode(w.approval));
+        if w.approval.is_pending() {
+            batch.insert(key(P_PENDING, id.as_bytes()), w.approval.queue.as_bytes());
+        } else {
+            batch.remove(key(P_PENDING, id.as_bytes()));
+        }
+        batch.insert(
+            key(P_AUDIT, &w.audit.seq.to_be_bytes()),
+            envelope::encode(w.audit),
+        );
+        if let Some((who, k)) = w.idempotency {
+            batch.insert(idempotency_key(who, k), id.as_bytes().as_slice());
+        }
+        let r = self.db.apply_batch(batch);
+        self.sled(r)
+    }
+
+    /// Append an audit record that changes no approval (e.g. a refused decision).
+    pub fn write_audit(&self, record: &AuditRecord) -> Result<()> {
+        let r = self.db.insert(
+            key(P_AUDIT, &record.seq.to_be_bytes()),
+            envelope::encode(record),
+        );
+        self.sled(r).map(|_| ())
+    }
+
+    pub fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        let k = key(P_APPROVAL, id.as_bytes());
+        let r = self.db.get(&k);
+        match self.sled(r)? {
+            Some(raw) => self.decode(&k, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every approval in the pending index, verified.
+    pub fn pending(&self) -> Result<Vec<Approval>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([P_PENDING, b'/']) {
+            let (k, _) = self.sled(item)?;
+            let id = Uuid::from_slice(&k[2..])
+                .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(&k))))?;
+            let a = self
+                .approval(id)?
+                .ok_or_else(|| self.corrupt(format!("pending approval {id} has no record")))?;
+            if !a.is_pending() {
+                return Err(self.corrupt(format!(
+                    "approval {id} is indexed as pending but is {}",
+                    a.status.as_str()
+                )));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    /// Approvals in id (creation) order after `after`, for listing decided ones.
+    pub fn approvals_after(
+        &self,
+        after: Option<Uuid>,
+    ) -> impl Iterator<Item = Result<Approval>> + '_ {
+        let start = match after {
+            Some(id) => {
+                let mut k = key(P_APPROVAL, id.as_bytes());
+                k.push(0); // strictly after
+                k
+            }
+            None => vec![P_APPROVAL, b'/'],
+        };
+        let end = vec![P_APPROVAL, b'/' + 1];
+        self.db.range(start..end).map(move |item| {
+            let (k, v) = self.sled(item)?;
+            self.decode(&k, &v)
+        })
+    }
+
+    pub fn idempotent(&self, identity: &str, k: &str) -> Result<Option<Uuid>> {
+        let r = self.db.get(idempotency_key(identity, k));
+        match self.sled(r)? {
+            Some(raw) => Uuid::from_slice(&raw)
+                .map(Some)
+                .map_err(|_| self.corrupt("bad idempotency entry")),
+            None => Ok(None),
+        }
+    }
+
+    /// Audit records with `seq > after`, at most `limit`.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let start = key(P_AUDIT, &after.saturating_add(1).to_be_bytes());
+        let end = vec![P_AUDIT, b'/' + 1];
+        let mut out = Vec::new();
+        for item in self.db.range(start..end).take(limit) {
+            let (k, v) = self.sled(item)?;
+            out.push(self.decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Audit records from the newest backwards.
+    pub fn audit_rev(&self) -> impl Iterator<Item = Result<AuditRecord>> + '_ {
+        self.db.scan_prefix([P_AUDIT, b'/']).rev().map(move |item| {
+            let (k, v) = self.sled(item)?;
+            self.decode(&k, &v)
+        })
+    }
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + rest.len());
+    k.push(prefix);
+    k.push(b'/');
+    k.extend_from_slice(rest);
+    k
+}
+
+fn idempotency_key(identity: &str, k: &str) -> Vec<u8> {
+    let mut out = key(P_IDEMPOTENCY, identity.as_bytes());
+    out.push(0);
+    out.extend_from_slice(k.as_bytes());
+    out
+}
+
+fn show_key(k: &[u8]) -> String {
+    if k.len() == 18
+        && let Ok(id) = Uuid::from_slice(&k[2..])
+    {
+        return format!("{}/{}", k[0] as char, id);
+    }
+    if k.len() == 10 && k[0] == P_AUDIT {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&k[2..]);
+        return format!("audit seq {}", u64::from_be_bytes(b));
+    }
+    String::from_utf8_lossy(k).into_owned()
+}
+
+fn check_marker(dir: &Path, text: &str) -> Result<()> {
+    let mut lines = text.lines();
+    if lines.next() != Some("gatehouse data directory") {
+        return Err(StoreError::Foreign {
+            dir: dir.to_path_buf(),
+            why: format!("{MARKER} marker is not gatehouse's"),
+        });
+    }
+    let found: u32 = lines
+        .find_map(|l| l.strip_prefix("schema = "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            what: format!("{MARKER} marker has no readable schema version"),
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            dir: dir.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn write_marker(dir: &Path) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{MARKER}.tmp"));
+    let mut f = File::create(&tmp)?;
+    writeln!(f, "gatehouse data directory\nschema = {SCHEMA_VERSION}")?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(MARKER))?;
+    File::open(dir)?.sync_all()
+}
+
+/// sled 0.34 can panic on some corrupt files; a panic here must become an error, not a crash.
+fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
+    let path = path.to_path_buf();
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(move || {
+        sled::Config::new()
+            .path(&path)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+    });
+    std::panic::set_hook(prev);
+    match r {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(format!("sled cannot open it: {e}")),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("sled failed while reading it: {msg}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use super::*;
+use crate::domain::{self, ApprovalStatus, AuditKind, PolicyRef};
+use serde_json::json;
+
+fn approval(queue: &str) -> Approval {
+    let args = json!({"order_id": "A-1", "amount": 75})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    Approval {
+        id: Uuid::now_v7(),
+        run_id: None,
+        agent: Some("bot".into()),
+        tool: "issue_refund".into(),
+        server: None,
+        arguments_sha256: domain::arguments_sha256(&args),
+        arguments: args,
+        reasoning: None,
+        requested_by: "bot".into(),
+        queue: queue.into(),
+        tier: 0,
+        policy: PolicyRef {
+            name: None,
+            rule: None,
+            reason: "test".into(),
+        },
+        created_at: domain::now(),
+        expires_at: None,
+        status: ApprovalStatus::Pending,
+        decision: None,
+        editable: false,
+    }
+}
+
+fn record(seq: u64, a: &Approval) -> AuditRecord {
+    let mut r = AuditRecord {
+        seq,
+        at: domain::now(),
+        kind: AuditKind::ApprovalCreated,
+        actor: "bot".into(),
+        approval_id: Some(a.id),
+        run_id: None,
+        details: json!({"approval": a}),
+        prev_hash: domain::GENESIS_HASH.into(),
+        hash: String::new(),
+    };
+    r.hash = r.compute_hash();
+    r
+}
+
+#[test]
+fn writes_survive_reopen_and_pending_index_follows_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = approval("primary");
+    let b = approval("backup");
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.write_approval(ApprovalWrite {
+            approval: &a,
+            audit: &record(1, &a),
+            idempotency: Some(("bot", "k1")),
+        })
+        .unwrap();
+        s.write_approval(ApprovalWrite {
+            approval: &b,
+            audit: &record(2, &b),
+            idempotency: None,
+        })
+        .unwrap();
+        a.status = ApprovalStatus::Approved;
+        s.write_approval(ApprovalWrite {
+            approval: &a,
+            audit: &record(3, &a),
+            idempotency: None,
+        })
+        .unwrap();
+        s.syncer().sync().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let pending = s.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, b.id);
+    assert_eq!(
+        s.approval(a.id).unwrap().unwrap().status,
+        ApprovalStatus::Approved
+    );
+    assert_eq!(s.idempotent("bot", "k1").unwrap(), Some(a.id));
+    assert_eq!(s.idempotent("other", "k1").unwrap(), None);
+    let audit = s.audit_after(1, 10).unwrap();
+    assert_eq!(audit.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(s.audit_rev().next().unwrap().unwrap().seq, 3);
+    let listed: Vec<_> = s
+        .approvals_after(Some(a.id))
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(listed, vec![b.id]);
+}
+
+#[test]
+fn second_open_is_refused_with_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "data directory {} is in use by PID {}",
+            dir.path().display(),
+            std::process::id()
+        )
+    );
+}
+
+#[test]
+fn foreign_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+    assert!(
+        err.to_string().contains("not a gatehouse data directory"),
+        "{err}"
+    );
+    // Nothing was created or removed.
+    assert!(!dir.path().join(MARKER).exists());
+    assert!(dir.path().join("notes.txt").exists());
+}
+
+#[test]
+fn garbage_database_is_refused_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = approval("primary");
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.write_approval(ApprovalWrite {
+            approval: &a,
+            audit: &record(1, &a),
+            idempotency: None,
+        })
+        .unwrap();
+        s.syncer().sync().unwrap();
+    }
+    let db = dir.path().join(SLED_DIR).join("db");
+    let len = fs::metadata(&db).unwrap().len() as usize;
+    fs::write(&db, vec![0xA5u8; len.max(4096)]).unwrap();
+    for f in fs::read_dir(dir.path().join(SLED_DIR)).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snap.")
+        {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    let err = Store::open(dir.path())
+        .err()
+        .expect("corrupt store must be refused");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("is corrupt"), "{err}");
+}
+
+#[test]
+fn missing_database_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    fs::remove_dir_all(dir.path().join(SLED_DIR)).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("store/db is missing"), "{err}");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    fs::write(
+        dir.path().join(MARKER),
+        "gatehouse data directory\nschema = 99\n",
+    )
+    .unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn checksum_mismatch_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let a = approval("primary");
+    let mut raw = envelope::encode(&a);
+    let n = raw.len();
+    raw[n - 3] ^= 0x01;
+    s.db.insert(key(P_APPROVAL, a.id.as_bytes()), raw).unwrap();
+    s.db.insert(key(P_PENDING, a.id.as_bytes()), b"primary".as_slice())
+        .unwrap();
+    let err = s.pending().err().unwrap();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+#[test]
+fn large_values_go_to_blobs_and_are_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let mut a = approval("primary");
+    a.arguments
+        .insert("blob".into(), json!("x".repeat(900 * 1024)));
+    s.write_approval(ApprovalWrite {
+        approval: &a,
+        audit: &record(1, &a),
+        idempotency: None,
+    })
+    .unwrap();
+    s.syncer().sync().unwrap();
+    let synced = s.syncer.synced_blobs.lock().unwrap().len();
+    let on_disk = fs::read_dir(dir.path().join(SLED_DIR).join("blobs"))
+        .unwrap()
+        .count();
+    assert!(on_disk > 0, "a 900 KiB value should be a sled blob");
+    assert_eq!(synced, on_disk);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        s.approval(a.id).unwrap().unwrap().arguments["blob"]
+            .as_str()
+            .unwrap()
+            .len(),
+        900 * 1024
+    );
+}
