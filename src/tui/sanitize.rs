@@ -10,33 +10,13 @@ use std::borrow::Cow;
 
 /// Whether `c` must be shown escaped.
 ///
-/// Covers C0 controls (including `\r`, `\t` and `\n`; multi-line callers keep `\n` themselves),
-/// DEL, C1 controls (so also every ESC/CSI/OSC introducer), every Unicode `Bidi_Control`
-/// character, zero-width and other invisible format characters, line/paragraph separators and
-/// the Unicode tag block (used to smuggle hidden ASCII).
+/// The shared rule of `crate::text` (C0 controls including `\r`, `\t` and `\n` — multi-line
+/// callers keep `\n` themselves —, DEL, C1 controls and so every ESC/CSI/OSC introducer, every
+/// Unicode `Bidi_Control` character, zero-width and other invisible format characters, the tag
+/// block), plus the line and paragraph separators U+2028/U+2029, which some terminals turn
+/// into line breaks and others draw as nothing.
 pub fn needs_escape(c: char) -> bool {
-    matches!(c as u32,
-        0x00..=0x1F            // C0 controls
-        | 0x7F                 // DEL
-        | 0x80..=0x9F          // C1 controls (CSI, OSC, ST, …)
-        | 0xAD                 // soft hyphen (invisible)
-        | 0x034F               // combining grapheme joiner
-        | 0x061C               // ARABIC LETTER MARK (Bidi_Control)
-        | 0x115F | 0x1160      // Hangul fillers
-        | 0x17B4 | 0x17B5      // Khmer invisible vowels
-        | 0x180B..=0x180F      // Mongolian variation selectors, U+180E MVS
-        | 0x200B..=0x200D      // zero width space / non-joiner / joiner
-        | 0x200E | 0x200F      // LRM, RLM (Bidi_Control)
-        | 0x2028 | 0x2029      // line / paragraph separator
-        | 0x202A..=0x202E      // LRE RLE PDF LRO RLO (Bidi_Control)
-        | 0x2060..=0x2064      // word joiner, invisible operators
-        | 0x2066..=0x2069      // LRI RLI FSI PDI (Bidi_Control)
-        | 0x206A..=0x206F      // deprecated format characters
-        | 0x3164 | 0xFFA0      // Hangul fillers
-        | 0xFEFF               // zero width no-break space / BOM
-        | 0xFFF9..=0xFFFB      // interlinear annotation
-        | 0xE0000..=0xE007F    // tag characters
-    )
+    crate::text::needs_escape(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// The visible form of an escaped character: `\u{1b}`.

@@ -518,6 +518,7 @@ impl ConsoleState {
                 seq,
             } => self.apply_snapshot(pending, recent, seq, mono),
             FrontendEvent::Change(ev) => {
+                let ev = *ev;
                 if ev.seq != 0 && ev.seq <= self.seq {
                     return; // already in the snapshot
                 }
@@ -1021,7 +1022,8 @@ impl ConsoleState {
                 let ev = CtEvent::Key(k);
                 match &mut self.overlay {
                     Overlay::Deny(p) => {
-                        if p.input.handle_event(&ev).is_some_and(|c| c.value) {
+                        let changed = p.input.handle_event(&ev).is_some_and(|c| c.value);
+                        if changed {
                             p.picked = None;
                             p.error = None;
                         }
@@ -1057,13 +1059,11 @@ impl ConsoleState {
     fn after_prompt_edit(&mut self) {
         match &mut self.overlay {
             Overlay::Edit(p) => p.reparse(),
-            Overlay::Filter(i) => {
-                if i.value() != self.filter {
-                    self.filter = i.value().to_string();
-                    self.rebuild_filter();
-                    self.reselect();
-                    self.list_offset.set(0);
-                }
+            Overlay::Filter(i) if i.value() != self.filter => {
+                self.filter = i.value().to_string();
+                self.rebuild_filter();
+                self.reselect();
+                self.list_offset.set(0);
             }
             _ => {}
         }

@@ -566,12 +566,12 @@ fn selection_changed_under_the_key_never_decides() {
     let mut a = st.entry(&shown).unwrap().approval.clone();
     a = decided(a, ApprovalStatus::Approved, "bob", None, 0);
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
             approval: a,
-        }),
+        })),
         later(t0, 1000),
     );
     assert_ne!(st.selected_id(), Some(shown));
@@ -638,12 +638,12 @@ fn new_arrivals_never_move_the_selection() {
     );
     for (i, a) in [older, newer].into_iter().enumerate() {
         st.apply(
-            FrontendEvent::Change(Event {
+            FrontendEvent::Change(Box::new(Event {
                 seq: 20 + i as u64,
                 kind: AuditKind::ApprovalCreated,
                 at: fixed_now(),
                 approval: a,
-            }),
+            })),
             t0,
         );
     }
@@ -679,12 +679,12 @@ fn first_arrival_is_selected_when_nothing_was() {
     let a = approval(1, "x", "q", None, None, None, json!({}), None, 0, None);
     let id = a.id;
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 1,
             kind: AuditKind::ApprovalCreated,
             at: fixed_now(),
             approval: a,
-        }),
+        })),
         t0,
     );
     assert_eq!(st.selected_id(), Some(id));
@@ -701,12 +701,12 @@ fn decided_elsewhere_leaves_with_a_notice() {
     let a = st.selected_entry().unwrap().approval.clone();
     let d = decided(a.clone(), ApprovalStatus::Denied, "bob", Some("nope"), 0);
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
             approval: d,
-        }),
+        })),
         t0,
     );
     assert!(st.entry(&a.id).is_none());
@@ -721,12 +721,12 @@ fn decided_elsewhere_leaves_with_a_notice() {
     let before = st.history_len();
     let d2 = decided(a, ApprovalStatus::Denied, "bob", Some("nope"), 0);
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
             approval: d2,
-        }),
+        })),
         t0,
     );
     assert_eq!(st.history_len(), before);
@@ -750,12 +750,12 @@ fn expiry_closes_an_open_prompt() {
         0,
     );
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 11,
             kind: AuditKind::ApprovalExpired,
             at: fixed_now(),
             approval: e,
-        }),
+        })),
         t0,
     );
     assert!(matches!(st.overlay, Overlay::None));
@@ -781,12 +781,12 @@ fn escalation_moves_between_queues() {
     a.queue = "backup".into();
     a.tier = 1;
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 11,
             kind: AuditKind::ApprovalEscalated,
             at: fixed_now(),
             approval: a,
-        }),
+        })),
         t0,
     );
     assert!(counts(&st).contains(&("primary".into(), 2)));
@@ -852,12 +852,12 @@ fn filter_narrows_and_esc_clears() {
         None,
     );
     st.apply(
-        FrontendEvent::Change(Event {
+        FrontendEvent::Change(Box::new(Event {
             seq: 40,
             kind: AuditKind::ApprovalCreated,
             at: fixed_now(),
             approval: a,
-        }),
+        })),
         t0,
     );
     assert_eq!(st.visible().len(), 2);
@@ -911,14 +911,26 @@ fn history_is_bounded() {
         );
         let d = decided(a, ApprovalStatus::Approved, "bob", None, 0);
         st.apply(
-            FrontendEvent::Change(Event {
+            FrontendEvent::Change(Box::new(Event {
                 seq: 100 + i,
                 kind: AuditKind::ApprovalDecided,
                 at: fixed_now(),
                 approval: d,
-            }),
+            })),
             t0,
         );
     }
     assert_eq!(st.history_len(), super::state::HISTORY_LEN);
+}
+
+/// `cargo test --release --lib tui::tests::bench_100k -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_100k() {
+    for (w, h) in [(120u16, 35u16), (80, 24)] {
+        let d = super::bench_render(100_000, w, h, 500);
+        println!("bench_render(100_000, {w}, {h}, 500): {d:?} per frame");
+    }
+    let d = super::bench_render(10, 120, 35, 500);
+    println!("bench_render(10, 120, 35, 500): {d:?} per frame");
 }

@@ -198,7 +198,7 @@ impl Theme {
                 let spec = spec.as_table().ok_or_else(|| {
                     err(
                         &key,
-                        format!("expected a table like {{ fg = \"red\", bold = true }}"),
+                        "expected a table like { fg = \"red\", bold = true }".to_string(),
                     )
                 })?;
                 theme.styles[role as usize] = parse_style(spec, &palette, &key, &err)?;
