@@ -792,14 +792,14 @@ pub fn hints(st: &ConsoleState) -> Vec<(String, &'static str)> {
         };
         v.push((k.hint(Action::Open), open));
     }
+    v.push((k.hint(Action::Help), "help"));
+    v.push((k.hint(Action::Quit), "quit"));
+    v.push((k.hint(Action::Filter), "filter"));
+    v.push((k.hint(Action::NextPane), "pane"));
     v.push((
         format!("{}/{}", k.hint(Action::Down), k.hint(Action::Up)),
         "move",
     ));
-    v.push((k.hint(Action::NextPane), "pane"));
-    v.push((k.hint(Action::Filter), "filter"));
-    v.push((k.hint(Action::Help), "help"));
-    v.push((k.hint(Action::Quit), "quit"));
     v
 }
 
@@ -822,16 +822,13 @@ impl Pane for StatusLine {
             match &st.connection {
                 Connection::Local => ("● local".to_string(), Role::Status),
                 Connection::Connected { url } => (format!("● {}", sanitize(url).0), Role::Status),
+                // the URL is shown while connected; when reconnecting the error matters more
                 Connection::Reconnecting {
-                    url,
+                    url: _,
                     attempt,
                     last_error,
                 } => (
-                    format!(
-                        "○ reconnecting to {} (try {attempt}): {}",
-                        sanitize(url).0,
-                        sanitize(last_error).0
-                    ),
+                    format!("○ reconnecting (try {attempt}): {}", sanitize(last_error).0),
                     Role::Warning,
                 ),
             }
@@ -979,7 +976,8 @@ impl Pane for Help {
         for note in [
             "Prompts: Enter submits, Esc cancels; ↑/↓ picks a common deny reason.",
             "⚠ marks text with control or invisible characters, shown as \\u{..}.",
-            "Decide keys are ignored for 0.3 s after an approval appears; paste never decides.",
+            "Decide keys are ignored until the approval has been on screen 0.3 s (1 s when it \
+             replaced one decided elsewhere). Pasted text never decides.",
         ] {
             lines.push(Line::from(Span::styled(note, theme.style(Role::Muted))));
         }

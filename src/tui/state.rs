@@ -18,6 +18,9 @@ use uuid::Uuid;
 pub const HISTORY_LEN: usize = 200;
 /// A decide key is ignored unless the approval's detail has been on screen this long.
 pub const DECIDE_GUARD: Duration = Duration::from_millis(300);
+/// The same guard when the approval came on screen without the reviewer moving (the one
+/// shown before was decided elsewhere, or the first arrival was selected for them).
+pub const DECIDE_GUARD_UNASKED: Duration = Duration::from_millis(1000);
 /// How long a notice stays in the status line.
 pub const NOTICE_TTL: Duration = Duration::from_secs(6);
 
@@ -378,7 +381,9 @@ pub struct ConsoleState {
     pub history_scroll: usize,
     pub notice: Option<Notice>,
     /// The approval whose detail was last drawn, and since when.
-    on_screen: Option<(Uuid, Instant)>,
+    on_screen: Option<(Uuid, Instant, Duration)>,
+    /// The selection last changed because of an event, not a key.
+    selection_by_event: bool,
     /// Rows of the pending list at the last draw (for paging), and its first visible row.
     pub list_rows: std::cell::Cell<usize>,
     pub list_offset: std::cell::Cell<usize>,
@@ -414,6 +419,7 @@ impl ConsoleState {
             history_scroll: 0,
             notice: None,
             on_screen: None,
+            selection_by_event: false,
             list_rows: std::cell::Cell::new(10),
             list_offset: std::cell::Cell::new(0),
             detail_lines: std::cell::Cell::new(0),
@@ -506,6 +512,14 @@ impl ConsoleState {
     // ----- events from the runner -----
 
     pub fn apply(&mut self, ev: FrontendEvent, mono: Instant) {
+        let before = self.selected;
+        self.apply_inner(ev, mono);
+        if self.selected != before {
+            self.selection_by_event = true;
+        }
+    }
+
+    fn apply_inner(&mut self, ev: FrontendEvent, mono: Instant) {
         self.dirty = true;
         match ev {
             FrontendEvent::Connection(c) => {
@@ -757,9 +771,14 @@ impl ConsoleState {
     /// Record what the last frame showed: the guard for decide keys starts here.
     pub fn mark_drawn(&mut self, mono: Instant) {
         let shown = self.selected;
+        let guard = if self.selection_by_event {
+            DECIDE_GUARD_UNASKED
+        } else {
+            DECIDE_GUARD
+        };
         match (shown, self.on_screen) {
-            (Some(id), Some((old, _))) if id == old => {}
-            (Some(id), _) => self.on_screen = Some((id, mono)),
+            (Some(id), Some((old, _, _))) if id == old => {}
+            (Some(id), _) => self.on_screen = Some((id, mono, guard)),
             (None, _) => self.on_screen = None,
         }
         self.dirty = false;
@@ -773,6 +792,14 @@ impl ConsoleState {
     // ----- outcomes of decisions we sent -----
 
     pub fn on_outcome(&mut self, id: Uuid, outcome: DecisionOutcome, mono: Instant) {
+        let before = self.selected;
+        self.on_outcome_inner(id, outcome, mono);
+        if self.selected != before {
+            self.selection_by_event = true;
+        }
+    }
+
+    fn on_outcome_inner(&mut self, id: Uuid, outcome: DecisionOutcome, mono: Instant) {
         let flight = self.inflight.remove(&id);
         let label = flight.as_ref().map_or("decision", |f| f.label);
         let name = self
@@ -949,6 +976,15 @@ impl ConsoleState {
     }
 
     pub fn apply_intent(&mut self, intent: Intent, mono: Instant) -> Option<Effect> {
+        let before = self.selected;
+        let effect = self.apply_intent_inner(intent, mono);
+        if self.selected != before {
+            self.selection_by_event = false;
+        }
+        effect
+    }
+
+    fn apply_intent_inner(&mut self, intent: Intent, mono: Instant) -> Option<Effect> {
         match intent {
             Intent::Quit => return Some(Effect::Quit),
             Intent::ToggleHelp => {
@@ -1077,7 +1113,8 @@ impl ConsoleState {
             return None;
         };
         match self.on_screen {
-            Some((shown, since)) if shown == id && mono.duration_since(since) >= DECIDE_GUARD => {}
+            Some((shown, since, guard))
+                if shown == id && mono.saturating_duration_since(since) >= guard => {}
             _ => {
                 self.notify(
                     NoticeKind::Warn,

@@ -52,6 +52,18 @@ struct TerminalGuard {
     prev_hook: Option<Arc<PanicHook>>,
 }
 
+/// Raw mode, alternate screen, bracketed paste, hidden cursor.
+fn enter_modes() -> io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    enable_raw_mode()?;
+    execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        cursor::Hide
+    )
+}
+
 impl TerminalGuard {
     fn enter() -> io::Result<TerminalGuard> {
         let prev: Arc<PanicHook> = Arc::new(std::panic::take_hook());
@@ -63,14 +75,7 @@ impl TerminalGuard {
         let guard = TerminalGuard {
             prev_hook: Some(prev),
         };
-        ACTIVE.store(true, Ordering::SeqCst);
-        enable_raw_mode()?;
-        execute!(
-            io::stdout(),
-            EnterAlternateScreen,
-            EnableBracketedPaste,
-            cursor::Hide
-        )?;
+        enter_modes()?;
         Ok(guard)
     }
 }
@@ -153,6 +158,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     let mut st = ConsoleState::new(title, reviewer, keymap);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let _guard = TerminalGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     term.clear()?;
@@ -162,6 +168,13 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     let mut last_draw: Option<Instant> = None;
 
     loop {
+        if !ACTIVE.load(Ordering::SeqCst) {
+            // a panic elsewhere in the process (say, a runner task) restored the terminal
+            // and the console lives on: take the terminal back and repaint everything
+            enter_modes()?;
+            term.clear()?;
+            st.dirty = true;
+        }
         let now = Instant::now();
         let notice_end = st.expire_notice(now);
         if st.dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
@@ -193,6 +206,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             biased;
             _ = sigterm.recv() => quit = true,
             _ = sighup.recv() => quit = true,
+            _ = sigint.recv() => quit = true,
             ev = input.next() => {
                 let mut next = ev;
                 let mut n = 0;
@@ -252,6 +266,25 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
         }
         if quit {
             break;
+        }
+    }
+    // Decisions already handed to the runner finish (or fail) before we go, so quitting
+    // right after a key never leaves the reviewer unsure; bounded, for a dead link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while st.inflight_count() > 0 {
+        st.notify(
+            super::state::NoticeKind::Info,
+            format!(
+                "waiting for {} decision(s) to be confirmed…",
+                st.inflight_count()
+            ),
+            Instant::now(),
+        );
+        let _ = draw(&mut term, &st, &theme);
+        match tokio::time::timeout_at(deadline, out_rx.recv()).await {
+            Ok(Some((id, Ok(outcome)))) => st.on_outcome(id, outcome, Instant::now()),
+            Ok(Some((id, Err(msg)))) => st.on_unknown_outcome(id, msg, Instant::now()),
+            Ok(None) | Err(_) => break,
         }
     }
     drop(term);
