@@ -109,6 +109,17 @@ fn draw(
     Ok(())
 }
 
+/// Clear the screen and forget what is on it, so the next frame draws every cell.
+fn full_repaint(term: &mut Terminal<CrosstermBackend<Stdout>>) -> io::Result<()> {
+    let size = term.size()?;
+    execute!(
+        term.backend_mut(),
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    // resizing to the current size resets the back buffer without querying the cursor
+    term.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
+}
+
 /// The instant of the next wall-clock second, so countdowns tick together.
 fn next_second(now: Instant) -> Instant {
     let ms = chrono::Utc::now().timestamp_subsec_millis() as u64;
@@ -161,7 +172,9 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     let mut sigint = signal(SignalKind::interrupt())?;
     let _guard = TerminalGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    term.clear()?;
+    // Not `term.clear()`: it asks the terminal where the cursor is (ESC [6n) and fails when
+    // no answer comes within 2 s, which a slow SSH link or a plain terminal emulator can cause.
+    full_repaint(&mut term)?;
     let mut input = EventStream::new();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Reply>();
     let mut events_open = true;
@@ -172,7 +185,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             // a panic elsewhere in the process (say, a runner task) restored the terminal
             // and the console lives on: take the terminal back and repaint everything
             enter_modes()?;
-            term.clear()?;
+            full_repaint(&mut term)?;
             st.dirty = true;
         }
         let now = Instant::now();

@@ -119,6 +119,11 @@ impl Theme {
         Ok(if no_color { theme.no_color() } else { theme })
     }
 
+    /// Whether the `NO_COLOR` convention asks for no colour (set and not empty).
+    pub fn no_color_env() -> bool {
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    }
+
     /// The shipped default theme. Infallible: a test parses every shipped theme.
     pub fn default_theme() -> Theme {
         Theme::load("default", false).expect("shipped default theme parses")
@@ -331,6 +336,24 @@ mod tests {
                 "default lacks role {}",
                 r.name()
             );
+        }
+    }
+
+    #[test]
+    fn shipped_themes_use_only_the_16_ansi_colours() {
+        // so they work on 16-colour terminals too
+        for (name, _) in SHIPPED {
+            let t = Theme::load(name, false).unwrap();
+            for r in Role::ALL {
+                let s = t.style(*r);
+                for c in [s.fg, s.bg].into_iter().flatten() {
+                    assert!(
+                        !matches!(c, Color::Rgb(..) | Color::Indexed(_)),
+                        "{name}: {} uses {c:?}",
+                        r.name()
+                    );
+                }
+            }
         }
     }
 
