@@ -4,7 +4,7 @@ use super::ConsoleOptions;
 use super::panes;
 use super::state::{ConsoleState, Effect};
 use super::theme::Theme;
-use crate::frontend::{DecisionOutcome, FrontendCommand, FrontendEvent, FrontendLink};
+use crate::frontend::{DecisionOutcome, FrontendCommand, FrontendLink};
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, EventStream};
 use crossterm::terminal::{
     BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
@@ -302,12 +302,4 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     }
     drop(term);
     Ok(())
-}
-
-/// Feed events to a state without a terminal (used by tests of the loop's merging).
-pub fn apply_all(st: &mut ConsoleState, evs: impl IntoIterator<Item = FrontendEvent>) {
-    let mono = Instant::now();
-    for ev in evs {
-        st.apply(ev, mono);
-    }
 }
