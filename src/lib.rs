@@ -9,3 +9,4 @@ pub mod policy;
 pub mod runner;
 pub mod store;
 pub mod text;
+pub mod tui;

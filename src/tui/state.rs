@@ -1,0 +1,1317 @@
+//! The console's view model: updated only from `FrontendEvent`s and keys, never the owner of
+//! business state. Pending approvals are indexed by id and kept in sorted per-queue vectors,
+//! so the pending list can be virtualised (only visible rows are touched when drawing).
+
+use super::keymap::{Action, Keymap};
+use super::sanitize::{has_escapes, sanitize};
+use crate::domain::{Approval, AuditKind, Timestamp, Verdict};
+use crate::frontend::{Connection, DecisionOutcome, DecisionRequest, FrontendEvent};
+use crossterm::event::{Event as CtEvent, KeyCode, KeyEvent, KeyEventKind};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+use tui_input::Input;
+use tui_input::backend::crossterm::EventHandler;
+use uuid::Uuid;
+
+/// How many decided approvals the history keeps.
+pub const HISTORY_LEN: usize = 200;
+/// A decide key is ignored unless the approval's detail has been on screen this long.
+pub const DECIDE_GUARD: Duration = Duration::from_millis(300);
+/// The same guard when the approval came on screen without the reviewer moving (the one
+/// shown before was decided elsewhere, or the first arrival was selected for them).
+pub const DECIDE_GUARD_UNASKED: Duration = Duration::from_millis(1000);
+/// How long a notice stays in the status line.
+pub const NOTICE_TTL: Duration = Duration::from_secs(6);
+
+/// Common deny reasons offered in the deny prompt.
+pub const COMMON_REASONS: &[&str] = &[
+    "Not justified by the agent's reasoning",
+    "Amount too high: needs a manager's sign-off",
+    "Wrong customer, order or target",
+    "Duplicate of an earlier request",
+    "Not allowed outside business hours",
+];
+
+/// Sort order of the pending list: oldest first (the most urgent), ties by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SortKey {
+    pub created_ms: i64,
+    pub id: Uuid,
+}
+
+impl SortKey {
+    pub fn of(a: &Approval) -> SortKey {
+        SortKey {
+            created_ms: a.created_at.timestamp_millis(),
+            id: a.id,
+        }
+    }
+}
+
+/// A pending approval plus what the list needs, sanitised once on arrival.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub approval: Approval,
+    pub tool: String,
+    pub agent: String,
+    pub server: String,
+    pub policy: String,
+    /// Some text of this approval needed escaping: show the warning badge.
+    pub escaped: bool,
+    /// Lower-case text the filter matches against.
+    haystack: String,
+}
+
+impl Entry {
+    pub fn new(approval: Approval) -> Entry {
+        let tool = sanitize(&approval.tool).0.into_owned();
+        let agent = approval
+            .agent
+            .as_deref()
+            .map(|s| sanitize(s).0.into_owned())
+            .unwrap_or_default();
+        let server = approval
+            .server
+            .as_deref()
+            .map(|s| sanitize(s).0.into_owned())
+            .unwrap_or_default();
+        let policy = approval
+            .policy
+            .name
+            .as_deref()
+            .map(|s| sanitize(s).0.into_owned())
+            .unwrap_or_else(|| "default".into());
+        let escaped = approval_has_escapes(&approval);
+        let haystack = format!(
+            "{} {} {} {} {} {} {}",
+            tool,
+            agent,
+            server,
+            policy,
+            approval.queue,
+            approval.run_id.as_deref().unwrap_or(""),
+            approval.id
+        )
+        .to_lowercase();
+        Entry {
+            approval,
+            tool,
+            agent,
+            server,
+            policy,
+            escaped,
+            haystack,
+        }
+    }
+
+    pub fn key(&self) -> SortKey {
+        SortKey::of(&self.approval)
+    }
+
+    fn matches(&self, needle_lower: &str) -> bool {
+        needle_lower.is_empty() || self.haystack.contains(needle_lower)
+    }
+}
+
+/// Whether any untrusted text of an approval needs escaping (the warning badge).
+pub fn approval_has_escapes(a: &Approval) -> bool {
+    fn value_has(v: &Value) -> bool {
+        match v {
+            // `\n` and `\t` inside JSON strings are shown as JSON escapes and are benign.
+            Value::String(s) => s
+                .chars()
+                .any(|c| c != '\n' && c != '\t' && super::sanitize::needs_escape(c)),
+            Value::Array(a) => a.iter().any(value_has),
+            Value::Object(m) => m.iter().any(|(k, v)| has_escapes(k) || value_has(v)),
+            _ => false,
+        }
+    }
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(has_escapes);
+    has_escapes(&a.tool)
+        || opt(&a.agent)
+        || opt(&a.server)
+        || opt(&a.run_id)
+        || has_escapes(&a.requested_by)
+        || has_escapes(&a.queue)
+        || opt(&a.policy.name)
+        || has_escapes(&a.policy.reason)
+        || a.reasoning.as_deref().is_some_and(|r| {
+            r.chars()
+                .any(|c| c != '\n' && super::sanitize::needs_escape(c))
+        })
+        || a.arguments
+            .iter()
+            .any(|(k, v)| has_escapes(k) || value_has(v))
+}
+
+/// A decided approval, for the history pane.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry {
+    pub approval: Approval,
+    pub tool: String,
+    pub by: String,
+    pub reason: String,
+    pub escaped: bool,
+}
+
+impl HistoryEntry {
+    pub fn new(approval: Approval) -> HistoryEntry {
+        let tool = sanitize(&approval.tool).0.into_owned();
+        let (by, reason) = match &approval.decision {
+            Some(d) => (
+                sanitize(&d.by).0.into_owned(),
+                d.reason
+                    .as_deref()
+                    .map(|r| sanitize(r).0.into_owned())
+                    .unwrap_or_default(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let escaped = approval_has_escapes(&approval)
+            || approval.decision.as_ref().is_some_and(|d| {
+                has_escapes(&d.by) || d.reason.as_deref().is_some_and(has_escapes)
+            });
+        HistoryEntry {
+            approval,
+            tool,
+            by,
+            reason,
+            escaped,
+        }
+    }
+
+    pub fn at(&self) -> Timestamp {
+        self.approval
+            .decision
+            .as_ref()
+            .map(|d| d.at)
+            .unwrap_or(self.approval.created_at)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    Info,
+    Ok,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct Notice {
+    pub text: String,
+    pub kind: NoticeKind,
+    pub at: Instant,
+}
+
+/// The panes that take focus, in Tab order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Queues,
+    Pending,
+    Detail,
+    History,
+}
+
+impl Focus {
+    const ORDER: [Focus; 4] = [Focus::Queues, Focus::Pending, Focus::Detail, Focus::History];
+    fn step(self, d: isize) -> Focus {
+        let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0) as isize;
+        Self::ORDER[(i + d).rem_euclid(4) as usize]
+    }
+}
+
+/// What the deny/edit prompts decide on: fixed when the key was pressed.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: Uuid,
+    pub arguments_sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DenyPrompt {
+    pub target: Target,
+    pub input: Input,
+    /// Highlighted common reason, if the reviewer picked one.
+    pub picked: Option<usize>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EditPrompt {
+    pub target: Target,
+    pub input: Input,
+    /// The parsed object, or the reason it is not one.
+    pub parsed: Result<Map<String, Value>, String>,
+}
+
+impl EditPrompt {
+    fn reparse(&mut self) {
+        self.parsed = match serde_json::from_str::<Value>(self.input.value()) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err("the arguments must be a JSON object".into()),
+            Err(e) => Err(format!("invalid JSON: {e}")),
+        };
+    }
+}
+
+/// Modal state on top of the dashboard.
+#[derive(Clone, Debug)]
+pub enum Overlay {
+    None,
+    Help,
+    /// The selected approval full-screen.
+    Full,
+    Deny(Box<DenyPrompt>),
+    Edit(Box<EditPrompt>),
+    /// Typing a filter; the filter text lives in `ConsoleState::filter`.
+    Filter(Input),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Move {
+    By(isize),
+    Page(isize),
+    Top,
+    Bottom,
+}
+
+impl Move {
+    pub fn from_action(a: Action) -> Option<Move> {
+        Some(match a {
+            Action::Down => Move::By(1),
+            Action::Up => Move::By(-1),
+            Action::PageDown => Move::Page(1),
+            Action::PageUp => Move::Page(-1),
+            Action::Top => Move::Top,
+            Action::Bottom => Move::Bottom,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, cur: usize, len: usize, page: usize) -> usize {
+        if len == 0 {
+            return 0;
+        }
+        let last = len - 1;
+        match self {
+            Move::By(d) => cur.saturating_add_signed(d).min(last),
+            Move::Page(d) => cur
+                .saturating_add_signed(d * page.max(1) as isize)
+                .min(last),
+            Move::Top => 0,
+            Move::Bottom => last,
+        }
+    }
+}
+
+/// The kinds of decision keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecideKind {
+    Approve,
+    ApproveRun,
+    Deny,
+    Edit,
+}
+
+/// What a key asks for, before the state decides whether it may happen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Intent {
+    Quit,
+    ToggleHelp,
+    FocusNext,
+    FocusPrev,
+    MoveQueue(Move),
+    MoveSelection(Move),
+    ScrollDetail(Move),
+    ScrollHistory(Move),
+    Decide(DecideKind),
+    ToggleFull,
+    OpenFilter,
+    ClearFilter,
+    CloseOverlay,
+    /// A key for the open text prompt.
+    PromptKey(KeyEvent),
+    /// Pick the next/previous common deny reason.
+    PromptPick(isize),
+    PromptSubmit,
+}
+
+/// What the event loop must do after a key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Quit,
+    Send(DecisionRequest),
+}
+
+/// A decision sent and not yet answered.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    pub verdict: Verdict,
+    pub label: &'static str,
+    pub since: Instant,
+}
+
+/// The whole console state: view model plus UI state. Panes read it; only events, keys and
+/// outcomes change it.
+pub struct ConsoleState {
+    pub title: String,
+    pub reviewer: String,
+    pub connection: Connection,
+    /// The runner's event channel closed.
+    pub link_closed: bool,
+    /// Wall-clock "now" used for ages and countdowns (set by the loop, fixed in tests).
+    pub now: Timestamp,
+    pub seq: u64,
+    pub keymap: Keymap,
+    entries: HashMap<Uuid, Entry>,
+    all: Vec<SortKey>,
+    queues: BTreeMap<String, Vec<SortKey>>,
+    history: VecDeque<HistoryEntry>,
+    inflight: HashMap<Uuid, InFlight>,
+    pub focus: Focus,
+    pub overlay: Overlay,
+    /// `None` = every queue.
+    selected_queue: Option<String>,
+    selected: Option<Uuid>,
+    filter: String,
+    filtered: Option<Vec<SortKey>>,
+    pub detail_scroll: usize,
+    pub history_scroll: usize,
+    pub notice: Option<Notice>,
+    /// The approval whose detail was last drawn, and since when.
+    on_screen: Option<(Uuid, Instant, Duration)>,
+    /// The selection last changed because of an event, not a key.
+    selection_by_event: bool,
+    /// Rows of the pending list at the last draw (for paging), and its first visible row.
+    pub list_rows: std::cell::Cell<usize>,
+    pub list_offset: std::cell::Cell<usize>,
+    /// Lines the detail had at the last draw (to clamp scrolling).
+    pub detail_lines: std::cell::Cell<usize>,
+    pub detail_rows: std::cell::Cell<usize>,
+    /// Whether anything changed since the last draw.
+    pub dirty: bool,
+}
+
+impl ConsoleState {
+    pub fn new(title: impl Into<String>, reviewer: impl Into<String>, keymap: Keymap) -> Self {
+        ConsoleState {
+            title: title.into(),
+            reviewer: reviewer.into(),
+            connection: Connection::Local,
+            link_closed: false,
+            now: crate::domain::now(),
+            seq: 0,
+            keymap,
+            entries: HashMap::new(),
+            all: Vec::new(),
+            queues: BTreeMap::new(),
+            history: VecDeque::new(),
+            inflight: HashMap::new(),
+            focus: Focus::Pending,
+            overlay: Overlay::None,
+            selected_queue: None,
+            selected: None,
+            filter: String::new(),
+            filtered: None,
+            detail_scroll: 0,
+            history_scroll: 0,
+            notice: None,
+            on_screen: None,
+            selection_by_event: false,
+            list_rows: std::cell::Cell::new(10),
+            list_offset: std::cell::Cell::new(0),
+            detail_lines: std::cell::Cell::new(0),
+            detail_rows: std::cell::Cell::new(10),
+            dirty: true,
+        }
+    }
+
+    // ----- read access for panes -----
+
+    pub fn pending_count(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Queue names with their pending counts (queues stay listed once seen).
+    pub fn queues(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.queues.iter().map(|(k, v)| (k.as_str(), v.len()))
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    pub fn selected_queue(&self) -> Option<&str> {
+        self.selected_queue.as_deref()
+    }
+
+    /// Index of the selected queue row (0 = all queues).
+    pub fn selected_queue_row(&self) -> usize {
+        match &self.selected_queue {
+            None => 0,
+            Some(q) => self.queues.keys().position(|k| k == q).map_or(0, |i| i + 1),
+        }
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// The pending list as shown: the selected queue, filtered.
+    pub fn visible(&self) -> &[SortKey] {
+        if let Some(f) = &self.filtered {
+            return f;
+        }
+        match &self.selected_queue {
+            None => &self.all,
+            Some(q) => self.queues.get(q).map(Vec::as_slice).unwrap_or(&[]),
+        }
+    }
+
+    pub fn entry(&self, id: &Uuid) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    pub fn selected_id(&self) -> Option<Uuid> {
+        self.selected
+    }
+
+    pub fn selected_entry(&self) -> Option<&Entry> {
+        self.selected.and_then(|id| self.entries.get(&id))
+    }
+
+    /// Position of the selection within `visible()`.
+    pub fn selected_index(&self) -> Option<usize> {
+        let e = self.selected_entry()?;
+        self.visible().binary_search(&e.key()).ok()
+    }
+
+    pub fn history(&self) -> impl Iterator<Item = &HistoryEntry> {
+        self.history.iter()
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    pub fn inflight(&self, id: &Uuid) -> Option<&InFlight> {
+        self.inflight.get(id)
+    }
+
+    pub fn inflight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether `e` is offered for this approval (the executor honours edits).
+    pub fn editable(a: &Approval) -> bool {
+        a.editable || a.run_id.is_some()
+    }
+
+    // ----- events from the runner -----
+
+    pub fn apply(&mut self, ev: FrontendEvent, mono: Instant) {
+        let before = self.selected;
+        self.apply_inner(ev, mono);
+        if self.selected != before {
+            self.selection_by_event = true;
+        }
+    }
+
+    fn apply_inner(&mut self, ev: FrontendEvent, mono: Instant) {
+        self.dirty = true;
+        match ev {
+            FrontendEvent::Connection(c) => {
+                self.link_closed = false;
+                self.connection = c;
+            }
+            FrontendEvent::Snapshot {
+                pending,
+                recent,
+                seq,
+            } => self.apply_snapshot(pending, recent, seq, mono),
+            FrontendEvent::Change(ev) => {
+                let ev = *ev;
+                if ev.seq != 0 && ev.seq <= self.seq {
+                    return; // already in the snapshot
+                }
+                self.seq = self.seq.max(ev.seq);
+                self.apply_approval(ev.approval, ev.kind, mono);
+            }
+        }
+    }
+
+    fn apply_snapshot(
+        &mut self,
+        pending: Vec<Approval>,
+        recent: Vec<Approval>,
+        seq: u64,
+        mono: Instant,
+    ) {
+        let old_index = self.selected_index();
+        self.seq = seq;
+        self.entries.clear();
+        for v in self.queues.values_mut() {
+            v.clear();
+        }
+        self.all.clear();
+        for a in pending.into_iter().filter(Approval::is_pending) {
+            let e = Entry::new(a);
+            let k = e.key();
+            self.all.push(k);
+            self.queues
+                .entry(e.approval.queue.clone())
+                .or_default()
+                .push(k);
+            self.entries.insert(k.id, e);
+        }
+        self.all.sort_unstable();
+        for v in self.queues.values_mut() {
+            v.sort_unstable();
+        }
+        let mut recent: Vec<HistoryEntry> = recent
+            .into_iter()
+            .filter(|a| !a.is_pending())
+            .map(HistoryEntry::new)
+            .collect();
+        recent.sort_by_key(|h| std::cmp::Reverse(h.at()));
+        recent.truncate(HISTORY_LEN);
+        self.history = recent.into();
+        self.rebuild_filter();
+        if self
+            .selected
+            .is_some_and(|id| !self.entries.contains_key(&id))
+        {
+            if let Some(id) = self.selected
+                && !self.inflight.contains_key(&id)
+            {
+                self.notify(
+                    NoticeKind::Info,
+                    "the selected approval was decided elsewhere".into(),
+                    mono,
+                );
+            }
+            self.select_at(old_index.unwrap_or(0));
+        } else if self.selected.is_none() {
+            self.select_at(0);
+        }
+    }
+
+    fn apply_approval(&mut self, a: Approval, kind: AuditKind, mono: Instant) {
+        if a.is_pending() {
+            let id = a.id;
+            let old_queue = self.entries.get(&id).map(|e| e.approval.queue.clone());
+            if let Some(q) = &old_queue {
+                if *q != a.queue && kind == AuditKind::ApprovalEscalated {
+                    let text = format!(
+                        "{} ({}) escalated from {} to {}",
+                        sanitize(&a.tool).0,
+                        short_id(&id),
+                        sanitize(q).0,
+                        sanitize(&a.queue).0
+                    );
+                    self.notify(NoticeKind::Warn, text, mono);
+                }
+                self.remove_pending(&id);
+            }
+            self.insert_pending(a);
+            if self.selected.is_none() {
+                self.select_at(0);
+            } else if self.selected == Some(id) && self.selected_index().is_none() {
+                // escalated out of the queue being viewed
+                self.selected = None;
+                self.select_at(0);
+            }
+            return;
+        }
+        // no longer pending: decided, expired or cancelled
+        let id = a.id;
+        let was_selected = self.selected == Some(id);
+        let idx = self.selected_index();
+        let was_pending = self.entries.contains_key(&id);
+        if was_pending {
+            self.remove_pending(&id);
+            if !self.inflight.contains_key(&id) {
+                let h = HistoryEntry::new(a.clone());
+                let verb = a.status.as_str();
+                let by = if h.by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {}", h.by)
+                };
+                self.notify(
+                    NoticeKind::Info,
+                    format!("{} ({}) {verb}{by} — left the list", h.tool, short_id(&id)),
+                    mono,
+                );
+            }
+        }
+        self.push_history(a);
+        if was_selected {
+            self.selected = None;
+            self.select_at(idx.unwrap_or(0));
+        }
+        self.close_prompt_for(&id, mono);
+    }
+
+    fn close_prompt_for(&mut self, id: &Uuid, mono: Instant) {
+        let target = match &self.overlay {
+            Overlay::Deny(p) => Some(p.target.id),
+            Overlay::Edit(p) => Some(p.target.id),
+            _ => None,
+        };
+        if target == Some(*id) {
+            self.overlay = Overlay::None;
+            self.notify(
+                NoticeKind::Warn,
+                format!("{} was decided elsewhere; prompt closed", short_id(id)),
+                mono,
+            );
+        }
+    }
+
+    fn push_history(&mut self, a: Approval) {
+        self.history.retain(|h| h.approval.id != a.id);
+        self.history.push_front(HistoryEntry::new(a));
+        self.history.truncate(HISTORY_LEN);
+    }
+
+    fn insert_pending(&mut self, a: Approval) {
+        let e = Entry::new(a);
+        let k = e.key();
+        insert_sorted(&mut self.all, k);
+        insert_sorted(self.queues.entry(e.approval.queue.clone()).or_default(), k);
+        if self.in_view(&e) {
+            let needle = self.filter.to_lowercase();
+            if let Some(f) = &mut self.filtered
+                && e.matches(&needle)
+            {
+                insert_sorted(f, k);
+            }
+        }
+        self.entries.insert(k.id, e);
+    }
+
+    fn remove_pending(&mut self, id: &Uuid) -> Option<Entry> {
+        let e = self.entries.remove(id)?;
+        let k = e.key();
+        remove_sorted(&mut self.all, &k);
+        if let Some(q) = self.queues.get_mut(&e.approval.queue) {
+            remove_sorted(q, &k);
+        }
+        if let Some(f) = &mut self.filtered {
+            remove_sorted(f, &k);
+        }
+        Some(e)
+    }
+
+    fn in_view(&self, e: &Entry) -> bool {
+        self.selected_queue
+            .as_ref()
+            .is_none_or(|q| *q == e.approval.queue)
+    }
+
+    fn rebuild_filter(&mut self) {
+        if self.filter.is_empty() {
+            self.filtered = None;
+            return;
+        }
+        let needle = self.filter.to_lowercase();
+        self.filtered = None;
+        let f: Vec<SortKey> = self
+            .visible()
+            .iter()
+            .filter(|k| self.entries.get(&k.id).is_some_and(|e| e.matches(&needle)))
+            .copied()
+            .collect();
+        self.filtered = Some(f);
+    }
+
+    fn select_at(&mut self, idx: usize) {
+        let v = self.visible();
+        self.selected = if v.is_empty() {
+            None
+        } else {
+            Some(v[idx.min(v.len() - 1)].id)
+        };
+        self.detail_scroll = 0;
+    }
+
+    /// Keep the selection if it is still in view, else take the first row.
+    fn reselect(&mut self) {
+        if self.selected_index().is_none() {
+            self.select_at(0);
+        }
+    }
+
+    pub fn notify(&mut self, kind: NoticeKind, text: String, mono: Instant) {
+        self.notice = Some(Notice {
+            text,
+            kind,
+            at: mono,
+        });
+        self.dirty = true;
+    }
+
+    /// Drop an expired notice; returns when the current one expires.
+    pub fn expire_notice(&mut self, mono: Instant) -> Option<Instant> {
+        if let Some(n) = &self.notice {
+            let end = n.at + NOTICE_TTL;
+            if mono >= end {
+                self.notice = None;
+                self.dirty = true;
+                return None;
+            }
+            return Some(end);
+        }
+        None
+    }
+
+    /// Record what the last frame showed: the guard for decide keys starts here.
+    pub fn mark_drawn(&mut self, mono: Instant) {
+        let shown = self.selected;
+        let guard = if self.selection_by_event {
+            DECIDE_GUARD_UNASKED
+        } else {
+            DECIDE_GUARD
+        };
+        match (shown, self.on_screen) {
+            (Some(id), Some((old, _, _))) if id == old => {}
+            (Some(id), _) => self.on_screen = Some((id, mono, guard)),
+            (None, _) => self.on_screen = None,
+        }
+        self.dirty = false;
+    }
+
+    /// Whether a visible countdown or age needs a redraw each second.
+    pub fn needs_tick(&self) -> bool {
+        !self.all.is_empty() || !self.inflight.is_empty()
+    }
+
+    // ----- outcomes of decisions we sent -----
+
+    pub fn on_outcome(&mut self, id: Uuid, outcome: DecisionOutcome, mono: Instant) {
+        let before = self.selected;
+        self.on_outcome_inner(id, outcome, mono);
+        if self.selected != before {
+            self.selection_by_event = true;
+        }
+    }
+
+    fn on_outcome_inner(&mut self, id: Uuid, outcome: DecisionOutcome, mono: Instant) {
+        let flight = self.inflight.remove(&id);
+        let label = flight.as_ref().map_or("decision", |f| f.label);
+        let name = self
+            .entries
+            .get(&id)
+            .map(|e| e.tool.clone())
+            .or_else(|| {
+                self.history
+                    .iter()
+                    .find(|h| h.approval.id == id)
+                    .map(|h| h.tool.clone())
+            })
+            .unwrap_or_default();
+        let what = format!("{name} ({})", short_id(&id));
+        match outcome {
+            DecisionOutcome::Applied(a) => {
+                let verb = a.status.as_str();
+                self.notify(NoticeKind::Ok, format!("{what} {verb}"), mono);
+                if !a.is_pending() {
+                    if self.entries.contains_key(&id) {
+                        let idx = self.selected_index();
+                        let was_selected = self.selected == Some(id);
+                        self.remove_pending(&id);
+                        if was_selected {
+                            self.selected = None;
+                            self.select_at(idx.unwrap_or(0));
+                        }
+                    }
+                    self.push_history(a);
+                }
+            }
+            DecisionOutcome::Conflict { message, approval } => {
+                if let Some(a) = approval {
+                    self.apply_approval(a, AuditKind::ApprovalDecided, mono);
+                }
+                self.notify(
+                    NoticeKind::Error,
+                    format!("{label} of {what} not applied: {}", sanitize(&message).0),
+                    mono,
+                );
+            }
+            DecisionOutcome::Refused { message } => self.notify(
+                NoticeKind::Error,
+                format!("{label} of {what} refused: {}", sanitize(&message).0),
+                mono,
+            ),
+            DecisionOutcome::NotSent { message } => self.notify(
+                NoticeKind::Error,
+                format!(
+                    "{label} of {what} NOT SENT ({}): nothing was decided",
+                    sanitize(&message).0
+                ),
+                mono,
+            ),
+        }
+        self.dirty = true;
+    }
+
+    /// The runner took the decision but never answered: it may or may not have applied.
+    pub fn on_unknown_outcome(&mut self, id: Uuid, message: String, mono: Instant) {
+        self.inflight.remove(&id);
+        self.notify(
+            NoticeKind::Warn,
+            format!("{}: {}", short_id(&id), sanitize(&message).0),
+            mono,
+        );
+    }
+
+    // ----- keys -----
+
+    /// A bracketed paste: text for an open prompt, never a decision.
+    pub fn handle_paste(&mut self, text: &str, mono: Instant) {
+        let clean: String = text
+            .chars()
+            .map(|c| {
+                if super::sanitize::needs_escape(c) {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let input = match &mut self.overlay {
+            Overlay::Deny(p) => Some(&mut p.input),
+            Overlay::Edit(p) => Some(&mut p.input),
+            Overlay::Filter(i) => Some(i),
+            _ => None,
+        };
+        match input {
+            Some(input) => {
+                for c in clean.chars() {
+                    input.handle(tui_input::InputRequest::InsertChar(c));
+                }
+                self.after_prompt_edit();
+            }
+            None => self.notify(
+                NoticeKind::Warn,
+                "paste ignored: pasted text never decides".into(),
+                mono,
+            ),
+        }
+        self.dirty = true;
+    }
+
+    /// Map a key to an intent through the pane that has it.
+    pub fn intent_for(&self, key: &KeyEvent) -> Option<Intent> {
+        use super::panes::{self, Pane};
+        match &self.overlay {
+            Overlay::Deny(_) | Overlay::Edit(_) | Overlay::Filter(_) => {
+                return panes::Prompt.handle_key(key, self);
+            }
+            Overlay::Help => return panes::Help.handle_key(key, self),
+            _ => {}
+        }
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.code == KeyCode::Esc {
+            return match self.overlay {
+                Overlay::Full => Some(Intent::ToggleFull),
+                _ if !self.filter.is_empty() => Some(Intent::ClearFilter),
+                _ => None,
+            };
+        }
+        let action = self.keymap.action(key)?;
+        let global = match action {
+            Action::Quit => Some(Intent::Quit),
+            Action::Help => Some(Intent::ToggleHelp),
+            Action::NextPane => Some(Intent::FocusNext),
+            Action::PrevPane => Some(Intent::FocusPrev),
+            Action::Approve => Some(Intent::Decide(DecideKind::Approve)),
+            Action::ApproveRun => Some(Intent::Decide(DecideKind::ApproveRun)),
+            Action::Deny => Some(Intent::Decide(DecideKind::Deny)),
+            Action::Edit => Some(Intent::Decide(DecideKind::Edit)),
+            Action::Open => Some(Intent::ToggleFull),
+            Action::Filter => Some(Intent::OpenFilter),
+            _ => None,
+        };
+        if global.is_some() {
+            return global;
+        }
+        if matches!(self.overlay, Overlay::Full) {
+            return panes::Detail.handle_key(key, self);
+        }
+        match self.focus {
+            Focus::Queues => panes::Queues.handle_key(key, self),
+            Focus::Pending => panes::Pending.handle_key(key, self),
+            Focus::Detail => panes::Detail.handle_key(key, self),
+            Focus::History => panes::History.handle_key(key, self),
+        }
+    }
+
+    /// Handle a key: the intent, then its effect.
+    pub fn handle_key(&mut self, key: &KeyEvent, mono: Instant) -> Option<Effect> {
+        let intent = self.intent_for(key)?;
+        self.dirty = true;
+        self.apply_intent(intent, mono)
+    }
+
+    /// Handle any terminal event (keys, paste, resize).
+    pub fn handle_event(&mut self, ev: &CtEvent, mono: Instant) -> Option<Effect> {
+        match ev {
+            CtEvent::Key(k) => self.handle_key(k, mono),
+            CtEvent::Paste(s) => {
+                self.handle_paste(s, mono);
+                None
+            }
+            CtEvent::Resize(..) => {
+                self.dirty = true;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub fn apply_intent(&mut self, intent: Intent, mono: Instant) -> Option<Effect> {
+        let before = self.selected;
+        let effect = self.apply_intent_inner(intent, mono);
+        if self.selected != before {
+            self.selection_by_event = false;
+        }
+        effect
+    }
+
+    fn apply_intent_inner(&mut self, intent: Intent, mono: Instant) -> Option<Effect> {
+        match intent {
+            Intent::Quit => return Some(Effect::Quit),
+            Intent::ToggleHelp => {
+                self.overlay = match self.overlay {
+                    Overlay::Help => Overlay::None,
+                    _ => Overlay::Help,
+                }
+            }
+            Intent::FocusNext => self.focus = self.focus.step(1),
+            Intent::FocusPrev => self.focus = self.focus.step(-1),
+            Intent::MoveQueue(m) => {
+                let rows = self.queues.len() + 1;
+                let cur = self.selected_queue_row();
+                let next = m.apply(cur, rows, 5);
+                if next != cur {
+                    self.selected_queue = if next == 0 {
+                        None
+                    } else {
+                        self.queues.keys().nth(next - 1).cloned()
+                    };
+                    self.rebuild_filter();
+                    self.reselect();
+                    self.list_offset.set(0);
+                }
+            }
+            Intent::MoveSelection(m) => {
+                let len = self.visible().len();
+                if len > 0 {
+                    let cur = self.selected_index().unwrap_or(0);
+                    let next = m.apply(cur, len, self.list_rows.get());
+                    if next != cur || self.selected.is_none() {
+                        self.select_at(next);
+                    }
+                }
+            }
+            Intent::ScrollDetail(m) => {
+                let max = self
+                    .detail_lines
+                    .get()
+                    .saturating_sub(self.detail_rows.get());
+                self.detail_scroll = m
+                    .apply(self.detail_scroll, max + 1, self.detail_rows.get())
+                    .min(max);
+            }
+            Intent::ScrollHistory(m) => {
+                let len = self.history.len();
+                self.history_scroll = m.apply(self.history_scroll, len, 5);
+            }
+            Intent::ToggleFull => {
+                self.overlay = match self.overlay {
+                    Overlay::Full => Overlay::None,
+                    _ if self.selected.is_some() => Overlay::Full,
+                    _ => Overlay::None,
+                };
+                self.detail_scroll = 0;
+            }
+            Intent::OpenFilter => {
+                self.overlay = Overlay::Filter(Input::new(self.filter.clone()));
+            }
+            Intent::ClearFilter => {
+                self.filter.clear();
+                self.rebuild_filter();
+                self.reselect();
+                if matches!(self.overlay, Overlay::Filter(_)) {
+                    self.overlay = Overlay::None;
+                }
+            }
+            Intent::CloseOverlay => self.overlay = Overlay::None,
+            Intent::Decide(kind) => return self.decide(kind, mono),
+            Intent::PromptKey(k) => {
+                let ev = CtEvent::Key(k);
+                match &mut self.overlay {
+                    Overlay::Deny(p) => {
+                        let changed = p.input.handle_event(&ev).is_some_and(|c| c.value);
+                        if changed {
+                            p.picked = None;
+                            p.error = None;
+                        }
+                    }
+                    Overlay::Edit(p) => {
+                        p.input.handle_event(&ev);
+                    }
+                    Overlay::Filter(i) => {
+                        i.handle_event(&ev);
+                    }
+                    _ => {}
+                }
+                self.after_prompt_edit();
+            }
+            Intent::PromptPick(d) => {
+                if let Overlay::Deny(p) = &mut self.overlay {
+                    let n = COMMON_REASONS.len() as isize;
+                    let next = match p.picked {
+                        None if d > 0 => 0,
+                        None => n - 1,
+                        Some(i) => (i as isize + d).rem_euclid(n),
+                    } as usize;
+                    p.picked = Some(next);
+                    p.input = Input::new(COMMON_REASONS[next].to_string());
+                    p.error = None;
+                }
+            }
+            Intent::PromptSubmit => return self.submit_prompt(mono),
+        }
+        None
+    }
+
+    fn after_prompt_edit(&mut self) {
+        match &mut self.overlay {
+            Overlay::Edit(p) => p.reparse(),
+            Overlay::Filter(i) if i.value() != self.filter => {
+                self.filter = i.value().to_string();
+                self.rebuild_filter();
+                self.reselect();
+                self.list_offset.set(0);
+            }
+            _ => {}
+        }
+    }
+
+    /// The approval a decide key may act on: the one whose detail has been on screen for at
+    /// least `DECIDE_GUARD`, and is still the selection.
+    fn guarded_target(&mut self, mono: Instant) -> Option<&Entry> {
+        let Some(id) = self.selected else {
+            self.notify(NoticeKind::Info, "nothing selected".into(), mono);
+            return None;
+        };
+        match self.on_screen {
+            Some((shown, since, guard))
+                if shown == id && mono.saturating_duration_since(since) >= guard => {}
+            _ => {
+                self.notify(
+                    NoticeKind::Warn,
+                    "key ignored: that approval had only just appeared — look, then press again"
+                        .into(),
+                    mono,
+                );
+                return None;
+            }
+        }
+        if self.inflight.contains_key(&id) {
+            self.notify(
+                NoticeKind::Warn,
+                format!("a decision on {} is already being sent", short_id(&id)),
+                mono,
+            );
+            return None;
+        }
+        self.entries.get(&id)
+    }
+
+    fn decide(&mut self, kind: DecideKind, mono: Instant) -> Option<Effect> {
+        if !matches!(self.overlay, Overlay::None | Overlay::Full) {
+            return None;
+        }
+        let a = self.guarded_target(mono)?.approval.clone();
+        let a = &a;
+        let target = Target {
+            id: a.id,
+            arguments_sha256: a.arguments_sha256.clone(),
+        };
+        match kind {
+            DecideKind::Approve => {
+                Some(self.send(target, Verdict::Approve, None, None, None, mono))
+            }
+            DecideKind::ApproveRun => {
+                if a.run_id.is_none() {
+                    self.notify(
+                        NoticeKind::Warn,
+                        "approve-for-run needs a run: this is an external submission".into(),
+                        mono,
+                    );
+                    return None;
+                }
+                Some(self.send(
+                    target,
+                    Verdict::Approve,
+                    None,
+                    None,
+                    Some("run".into()),
+                    mono,
+                ))
+            }
+            DecideKind::Deny => {
+                self.overlay = Overlay::Deny(Box::new(DenyPrompt {
+                    target,
+                    input: Input::default(),
+                    picked: None,
+                    error: None,
+                }));
+                None
+            }
+            DecideKind::Edit => {
+                if !Self::editable(a) {
+                    self.notify(
+                        NoticeKind::Warn,
+                        "editing is not offered: the submitter does not honour edited arguments"
+                            .into(),
+                        mono,
+                    );
+                    return None;
+                }
+                let text = ascii_json(&Value::Object(a.arguments.clone()));
+                let mut p = EditPrompt {
+                    target,
+                    input: Input::new(text),
+                    parsed: Err(String::new()),
+                };
+                p.reparse();
+                self.overlay = Overlay::Edit(Box::new(p));
+                None
+            }
+        }
+    }
+
+    fn submit_prompt(&mut self, mono: Instant) -> Option<Effect> {
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::Deny(mut p) => {
+                let reason = p.input.value().trim().to_string();
+                if reason.is_empty() {
+                    p.error = Some("type a reason, or pick one with ↑/↓".into());
+                    self.overlay = Overlay::Deny(p);
+                    return None;
+                }
+                if !self.entries.contains_key(&p.target.id) {
+                    return None;
+                }
+                Some(self.send(p.target, Verdict::Deny, Some(reason), None, None, mono))
+            }
+            Overlay::Edit(p) => match &p.parsed {
+                Ok(m) => {
+                    if !self.entries.contains_key(&p.target.id) {
+                        return None;
+                    }
+                    let m = m.clone();
+                    Some(self.send(p.target, Verdict::Approve, None, Some(m), None, mono))
+                }
+                Err(_) => {
+                    self.overlay = Overlay::Edit(p);
+                    None
+                }
+            },
+            Overlay::Filter(i) => {
+                self.filter = i.value().to_string();
+                self.rebuild_filter();
+                self.reselect();
+                None
+            }
+            other => {
+                self.overlay = other;
+                None
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        target: Target,
+        verdict: Verdict,
+        reason: Option<String>,
+        edited: Option<Map<String, Value>>,
+        scope: Option<String>,
+        mono: Instant,
+    ) -> Effect {
+        let label = match (verdict, &edited, &scope) {
+            (Verdict::Deny, _, _) => "deny",
+            (Verdict::Approve, Some(_), _) => "approve (edited)",
+            (Verdict::Approve, None, Some(_)) => "approve for run",
+            (Verdict::Approve, None, None) => "approve",
+        };
+        self.inflight.insert(
+            target.id,
+            InFlight {
+                verdict,
+                label,
+                since: mono,
+            },
+        );
+        self.notify(
+            NoticeKind::Info,
+            format!("sending {label} for {}…", short_id(&target.id)),
+            mono,
+        );
+        Effect::Send(DecisionRequest {
+            approval_id: target.id,
+            verdict,
+            reason,
+            arguments_sha256: target.arguments_sha256,
+            edited_arguments: edited,
+            scope,
+        })
+    }
+}
+
+/// The last 8 hex digits of an id (UUIDv7 ids share their time prefix, so take the tail).
+pub fn short_id(id: &Uuid) -> String {
+    let s = id.simple().to_string();
+    s[s.len() - 8..].to_string()
+}
+
+fn insert_sorted(v: &mut Vec<SortKey>, k: SortKey) {
+    match v.binary_search(&k) {
+        Ok(_) => {}
+        Err(i) => v.insert(i, k),
+    }
+}
+
+fn remove_sorted(v: &mut Vec<SortKey>, k: &SortKey) {
+    if let Ok(i) = v.binary_search(k) {
+        v.remove(i);
+    }
+}
+
+/// Compact JSON with every non-ASCII character escaped as `\uXXXX`, so the edit prompt shows
+/// exactly the bytes that will be sent, with nothing invisible in them.
+pub fn ascii_json(v: &Value) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() && c != '\u{7f}' {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for u in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}

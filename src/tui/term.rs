@@ -1,0 +1,305 @@
+//! The event loop: terminal in, channels in and out, frames out — only when something changed.
+
+use super::ConsoleOptions;
+use super::panes;
+use super::state::{ConsoleState, Effect};
+use super::theme::Theme;
+use crate::frontend::{DecisionOutcome, FrontendCommand, FrontendLink};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, EventStream};
+use crossterm::terminal::{
+    BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
+    disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute, queue};
+use futures::{FutureExt, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::{self, Stdout, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// At most this many frames per second; redraw requests in between are merged.
+pub const FRAME: Duration = Duration::from_millis(33);
+/// Events drained from a channel before a frame is considered.
+const DRAIN: usize = 4096;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Put the terminal back. Idempotent; safe from a panic hook or a signal path.
+fn restore_terminal() {
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let mut out = io::stdout();
+        let _ = execute!(
+            out,
+            EndSynchronizedUpdate,
+            DisableBracketedPaste,
+            LeaveAlternateScreen,
+            cursor::Show
+        );
+        let _ = disable_raw_mode();
+        let _ = out.flush();
+    }
+}
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Owns the terminal modes and the chained panic hook; `Drop` restores both.
+struct TerminalGuard {
+    prev_hook: Option<Arc<PanicHook>>,
+}
+
+/// Raw mode, alternate screen, bracketed paste, hidden cursor.
+fn enter_modes() -> io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    enable_raw_mode()?;
+    execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        cursor::Hide
+    )
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<TerminalGuard> {
+        let prev: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        let chained = prev.clone();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            chained(info);
+        }));
+        let guard = TerminalGuard {
+            prev_hook: Some(prev),
+        };
+        enter_modes()?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        if let Some(prev) = self.prev_hook.take() {
+            if std::thread::panicking() {
+                return; // leave the chain in place while unwinding
+            }
+            let _ = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| prev(info)));
+        }
+    }
+}
+
+fn draw(
+    term: &mut Terminal<CrosstermBackend<Stdout>>,
+    st: &ConsoleState,
+    theme: &Theme,
+) -> io::Result<()> {
+    queue!(term.backend_mut(), BeginSynchronizedUpdate)?;
+    term.draw(|f| {
+        let area = f.area();
+        if let Some(p) = panes::draw(st, theme, area, f.buffer_mut()) {
+            f.set_cursor_position(p);
+        }
+    })?;
+    execute!(term.backend_mut(), EndSynchronizedUpdate)?;
+    Ok(())
+}
+
+/// Clear the screen and forget what is on it, so the next frame draws every cell.
+fn full_repaint(term: &mut Terminal<CrosstermBackend<Stdout>>) -> io::Result<()> {
+    let size = term.size()?;
+    execute!(
+        term.backend_mut(),
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    // resizing to the current size resets the back buffer without querying the cursor
+    term.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
+}
+
+/// The instant of the next wall-clock second, so countdowns tick together.
+fn next_second(now: Instant) -> Instant {
+    let ms = chrono::Utc::now().timestamp_subsec_millis() as u64;
+    now + Duration::from_millis(1000 - ms.min(999))
+}
+
+type Reply = (Uuid, Result<DecisionOutcome, String>);
+
+fn send_decision(
+    commands: &mpsc::Sender<FrontendCommand>,
+    out: &mpsc::UnboundedSender<Reply>,
+    request: crate::frontend::DecisionRequest,
+) {
+    let commands = commands.clone();
+    let out = out.clone();
+    let id = request.approval_id;
+    tokio::spawn(async move {
+        let (tx, rx) = oneshot::channel();
+        let result = match commands
+            .send(FrontendCommand::Decide { request, reply: tx })
+            .await
+        {
+            Err(_) => Ok(DecisionOutcome::NotSent {
+                message: "the runner is not reachable".into(),
+            }),
+            Ok(()) => rx.await.map_err(|_| {
+                "no answer from the runner: watch the list to see whether it applied".to_string()
+            }),
+        };
+        let _ = out.send((id, result));
+    });
+}
+
+/// Takes over the terminal (alternate screen, raw mode, bracketed paste), runs until `q`,
+/// SIGTERM or SIGHUP, and restores the terminal on every exit path including panic.
+pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result<()> {
+    let FrontendLink {
+        mut events,
+        commands,
+        reviewer,
+    } = link;
+    let ConsoleOptions {
+        theme,
+        keymap,
+        title,
+    } = opts;
+    let mut st = ConsoleState::new(title, reviewer, keymap);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let _guard = TerminalGuard::enter()?;
+    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    // Not `term.clear()`: it asks the terminal where the cursor is (ESC [6n) and fails when
+    // no answer comes within 2 s, which a slow SSH link or a plain terminal emulator can cause.
+    full_repaint(&mut term)?;
+    let mut input = EventStream::new();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Reply>();
+    let mut events_open = true;
+    let mut last_draw: Option<Instant> = None;
+
+    loop {
+        if !ACTIVE.load(Ordering::SeqCst) {
+            // a panic elsewhere in the process (say, a runner task) restored the terminal
+            // and the console lives on: take the terminal back and repaint everything
+            enter_modes()?;
+            full_repaint(&mut term)?;
+            st.dirty = true;
+        }
+        let now = Instant::now();
+        let notice_end = st.expire_notice(now);
+        if st.dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
+            st.now = crate::domain::now();
+            draw(&mut term, &st, &theme)?;
+            let drawn = Instant::now();
+            st.mark_drawn(drawn);
+            last_draw = Some(drawn);
+        }
+        // when to wake up without input
+        let mut wake = now + Duration::from_secs(3600);
+        if st.dirty
+            && let Some(t) = last_draw
+        {
+            wake = wake.min(t + FRAME);
+        }
+        if let Some(t) = notice_end {
+            wake = wake.min(t);
+        }
+        let tick = st.needs_tick();
+        if tick {
+            wake = wake.min(next_second(now));
+        }
+        // a decide key is guarded until the approval has been on screen a while: redraw-free
+        let sleep = tokio::time::sleep_until(wake.into());
+
+        let mut quit = false;
+        tokio::select! {
+            biased;
+            _ = sigterm.recv() => quit = true,
+            _ = sighup.recv() => quit = true,
+            _ = sigint.recv() => quit = true,
+            ev = input.next() => {
+                let mut next = ev;
+                let mut n = 0;
+                loop {
+                    match next {
+                        Some(Ok(ev)) => match st.handle_event(&ev, Instant::now()) {
+                            Some(Effect::Quit) => { quit = true; break; }
+                            Some(Effect::Send(req)) => send_decision(&commands, &out_tx, req),
+                            None => {}
+                        },
+                        Some(Err(e)) => return Err(e),
+                        None => { quit = true; break; }
+                    }
+                    n += 1;
+                    if n >= 256 { break; }
+                    match input.next().now_or_never() {
+                        Some(ev) => next = ev,
+                        None => break,
+                    }
+                }
+            }
+            ev = events.recv(), if events_open => {
+                match ev {
+                    Some(ev) => {
+                        let mono = Instant::now();
+                        st.apply(ev, mono);
+                        for _ in 0..DRAIN {
+                            match events.try_recv() {
+                                Ok(ev) => st.apply(ev, mono),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => {
+                        events_open = false;
+                        st.link_closed = true;
+                        st.dirty = true;
+                    }
+                }
+            }
+            Some((id, result)) = out_rx.recv() => {
+                let mut next = Some((id, result));
+                while let Some((id, result)) = next {
+                    let mono = Instant::now();
+                    match result {
+                        Ok(outcome) => st.on_outcome(id, outcome, mono),
+                        Err(msg) => st.on_unknown_outcome(id, msg, mono),
+                    }
+                    next = out_rx.try_recv().ok();
+                }
+            }
+            _ = sleep => {
+                if tick {
+                    st.dirty = true;
+                }
+            }
+        }
+        if quit {
+            break;
+        }
+    }
+    // Decisions already handed to the runner finish (or fail) before we go, so quitting
+    // right after a key never leaves the reviewer unsure; bounded, for a dead link.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while st.inflight_count() > 0 {
+        st.notify(
+            super::state::NoticeKind::Info,
+            format!(
+                "waiting for {} decision(s) to be confirmed…",
+                st.inflight_count()
+            ),
+            Instant::now(),
+        );
+        let _ = draw(&mut term, &st, &theme);
+        match tokio::time::timeout_at(deadline, out_rx.recv()).await {
+            Ok(Some((id, Ok(outcome)))) => st.on_outcome(id, outcome, Instant::now()),
+            Ok(Some((id, Err(msg)))) => st.on_unknown_outcome(id, msg, Instant::now()),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    drop(term);
+    Ok(())
+}
