@@ -9,6 +9,7 @@ pub fn needs_escape(c: char) -> bool {
         || (0x80..=0x9f).contains(&u)    // C1 controls (8-bit CSI, OSC …)
         || is_bidi_control(c)
         || is_invisible(c)
+        || matches!(c, '\u{2028}' | '\u{2029}') // line/paragraph separators: some terminals break lines
 }
 
 /// Every Unicode Bidi_Control character.

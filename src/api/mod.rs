@@ -104,6 +104,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/approvals/{id}/decision", post(routes::decide))
         .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(routes::audit))
+        .route("/v1/whoami", get(routes::whoami))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)

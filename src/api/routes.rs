@@ -308,6 +308,9 @@ pub struct DecisionBody {
     reason: Option<String>,
     #[serde(default)]
     arguments_sha256: Option<String>,
+    /// Edited arguments to approve instead (approvals submitted with `editable: true`).
+    #[serde(default)]
+    arguments: Option<Map<String, Value>>,
 }
 
 pub async fn decide(
@@ -352,6 +355,7 @@ pub async fn decide(
                 verdict: body.decision,
                 reason: body.reason,
                 arguments_sha256: body.arguments_sha256,
+                edited_arguments: body.arguments,
             },
         )
         .await
@@ -405,6 +409,12 @@ pub async fn audit(
         None
     };
     Ok(Json(json!({"records": records, "next": next})))
+}
+
+/// Who the presented token stands for (the remote console shows it as the reviewer).
+pub async fn whoami(Caller(who): Caller) -> Json<Value> {
+    let roles: Vec<&str> = who.roles.iter().map(|r| r.as_str()).collect();
+    Json(json!({"name": who.name, "roles": roles}))
 }
 
 pub async fn healthz(State(state): State<ApiState>) -> Response {

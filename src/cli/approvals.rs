@@ -106,7 +106,7 @@ impl Backend {
 }
 
 /// The identity whose `os_user` is ours, else the OS user name.
-fn reviewer_for(local: &Local) -> String {
+pub fn reviewer_for(local: &Local) -> String {
     let user = super::os_user();
     local
         .config
@@ -282,6 +282,7 @@ async fn decide(
                         verdict,
                         reason,
                         arguments_sha256,
+                        edited_arguments: None,
                     },
                 )
                 .await

@@ -2,6 +2,8 @@
 
 mod approvals;
 mod bench;
+mod console;
+mod demo;
 pub mod remote;
 mod serve;
 
@@ -23,6 +25,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The seed's CustomerServiceAgent proposing refunds and deletions, in the console (offline).
+    Demo {
+        /// Theme: default, light, high-contrast, mono, or a path to a .toml file.
+        #[arg(long)]
+        theme: Option<String>,
+        /// Also serve the HTTP API here (agents then need identities: see the README).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// The approval console, with its own runner or attached to a daemon (--connect).
+    Console(console::ConsoleArgs),
     /// Run the headless daemon: the runner and the HTTP API.
     Serve(ServeArgs),
     /// List, show and decide approvals from scripts.
@@ -132,6 +145,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Demo { theme, listen } => runtime()?.block_on(demo::demo(theme, listen)),
+        Command::Console(args) => runtime()?.block_on(console::console(args)),
         Command::Serve(args) => {
             init_logging();
             runtime()?.block_on(serve::serve(args))
@@ -186,9 +201,36 @@ pub fn data_dir(arg: Option<&PathBuf>) -> Result<PathBuf, Failure> {
     }
 }
 
-/// The OS user running this process.
+/// The OS user running this process: `$USER`, else the passwd entry of our uid.
 pub fn os_user() -> String {
-    std::env::var("USER")
+    if let Some(u) = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return u;
+    }
+    passwd_name().unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }))
+}
+
+fn passwd_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf`, which outlive the call; `out` is
+    // either null or points at `pwd`, whose `pw_name` points into `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    if rc != 0 || out.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(str::to_string)
 }

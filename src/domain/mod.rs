@@ -70,6 +70,9 @@ pub struct Decision {
     /// Hash of the arguments that were approved (the shown ones, or the edited ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments_sha256: Option<String>,
+    /// The reviewer's edited arguments, when the approved call differs from the proposed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Map<String, Value>>,
 }
 
 /// Which policy rule decided or asked, and why.

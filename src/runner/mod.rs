@@ -90,7 +90,10 @@ pub struct DecideRequest {
     pub id: Uuid,
     pub verdict: Verdict,
     pub reason: Option<String>,
+    /// Hash of the arguments the reviewer saw; a mismatch refuses the decision.
     pub arguments_sha256: Option<String>,
+    /// Approve this instead of the proposed arguments (only for editable approvals).
+    pub edited_arguments: Option<Map<String, Value>>,
 }
 
 /// Which approvals a list asks for.

@@ -541,6 +541,7 @@ impl Runner {
                     at: now,
                     reason: Some(outcome.policy.reason.clone()),
                     arguments_sha256: Some(approval.arguments_sha256.clone()),
+                    arguments: None,
                 });
                 self.record(
                     AuditKind::ApprovalDecided,
@@ -604,8 +605,25 @@ impl Runner {
                 approval: Box::new(current),
             });
         }
+        if req.edited_arguments.is_some() {
+            if req.verdict != Verdict::Approve {
+                return Err(RunnerError::Invalid(
+                    "edited arguments go with an approval, not a denial".into(),
+                ));
+            }
+            if !current.editable {
+                return Err(RunnerError::Invalid(format!(
+                    "approval {} was not submitted as editable; approve or deny it as proposed",
+                    current.id
+                )));
+            }
+        }
         let now = domain::now();
         let mut a = current;
+        let approved_sha = match &req.edited_arguments {
+            Some(edited) => domain::arguments_sha256(edited),
+            None => a.arguments_sha256.clone(),
+        };
         a.status = match req.verdict {
             Verdict::Approve => ApprovalStatus::Approved,
             Verdict::Deny => ApprovalStatus::Denied,
@@ -614,7 +632,8 @@ impl Runner {
             by: who.to_string(),
             at: now,
             reason: req.reason.clone(),
-            arguments_sha256: Some(a.arguments_sha256.clone()),
+            arguments_sha256: Some(approved_sha),
+            arguments: req.edited_arguments,
         });
         self.record(AuditKind::ApprovalDecided, who, Some(&a), json!({}), None)?;
         self.settle(&a);
@@ -779,6 +798,7 @@ impl Runner {
                         humantime::format_duration(Duration::from_secs(waited.as_secs()))
                     )),
                     arguments_sha256: None,
+                    arguments: None,
                 });
                 if self
                     .record(

@@ -72,6 +72,7 @@ pub fn decided(
         at: fixed_now() - Duration::seconds(ago_secs),
         reason: reason.map(str::to_string),
         arguments_sha256: Some(a.arguments_sha256.clone()),
+        arguments: None,
     });
     a
 }

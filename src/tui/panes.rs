@@ -308,10 +308,13 @@ impl Pane for Pending {
         let w = inner.width as usize;
         // columns: badge(1) age(5) left(7) tool agent server policy
         let rest = w.saturating_sub(1 + 6 + 8);
-        let tool_w = rest * 32 / 100;
-        let agent_w = rest * 24 / 100;
-        let server_w = rest * 20 / 100;
-        let policy_w = rest.saturating_sub(tool_w + agent_w + server_w);
+        // The tool is what a reviewer must read: it keeps room for a full name like
+        // `delete_user_account` at 80 columns; the other columns share what is left.
+        let tool_w = (rest * 40 / 100).max(22.min(rest));
+        let others = rest - tool_w;
+        let agent_w = others * 40 / 100;
+        let server_w = others * 30 / 100;
+        let policy_w = others.saturating_sub(agent_w + server_w);
         let header = format!(
             " {}{}{}{}{}{}",
             fit("AGE", 6),

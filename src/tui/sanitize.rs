@@ -13,10 +13,9 @@ use std::borrow::Cow;
 /// The shared rule of `crate::text` (C0 controls including `\r`, `\t` and `\n` — multi-line
 /// callers keep `\n` themselves —, DEL, C1 controls and so every ESC/CSI/OSC introducer, every
 /// Unicode `Bidi_Control` character, zero-width and other invisible format characters, the tag
-/// block), plus the line and paragraph separators U+2028/U+2029, which some terminals turn
-/// into line breaks and others draw as nothing.
+/// block, the line and paragraph separators U+2028/U+2029).
 pub fn needs_escape(c: char) -> bool {
-    crate::text::needs_escape(c) || matches!(c, '\u{2028}' | '\u{2029}')
+    crate::text::needs_escape(c)
 }
 
 /// The visible form of an escaped character: `\u{1b}`.

@@ -954,8 +954,10 @@ impl ConsoleState {
 
     /// Handle a key: the intent, then its effect.
     pub fn handle_key(&mut self, key: &KeyEvent, mono: Instant) -> Option<Effect> {
-        let intent = self.intent_for(key)?;
+        // Before anything else: text typed into a prompt changes state without an intent,
+        // and must show at once (the reviewer is typing a reason).
         self.dirty = true;
+        let intent = self.intent_for(key)?;
         self.apply_intent(intent, mono)
     }
 

@@ -11,7 +11,7 @@ use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute, queue};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::io::{self, Stdout, Write};
@@ -220,25 +220,18 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             _ = sigterm.recv() => quit = true,
             _ = sighup.recv() => quit = true,
             _ = sigint.recv() => quit = true,
+            // One input event per turn. Never drain the stream with `now_or_never()`: a
+            // pending poll hands crossterm's wake thread that poll's (no-op) waker and keeps
+            // it, so later keys would wake nobody and show only on the next clock tick.
             ev = input.next() => {
-                let mut next = ev;
-                let mut n = 0;
-                loop {
-                    match next {
-                        Some(Ok(ev)) => match st.handle_event(&ev, Instant::now()) {
-                            Some(Effect::Quit) => { quit = true; break; }
-                            Some(Effect::Send(req)) => send_decision(&commands, &out_tx, req),
-                            None => {}
-                        },
-                        Some(Err(e)) => return Err(e),
-                        None => { quit = true; break; }
-                    }
-                    n += 1;
-                    if n >= 256 { break; }
-                    match input.next().now_or_never() {
-                        Some(ev) => next = ev,
-                        None => break,
-                    }
+                match ev {
+                    Some(Ok(ev)) => match st.handle_event(&ev, Instant::now()) {
+                        Some(Effect::Quit) => quit = true,
+                        Some(Effect::Send(req)) => send_decision(&commands, &out_tx, req),
+                        None => {}
+                    },
+                    Some(Err(e)) => return Err(e),
+                    None => quit = true,
                 }
             }
             ev = events.recv(), if events_open => {

@@ -86,3 +86,6 @@ pub struct FrontendLink {
     /// Who decisions are recorded as.
     pub reviewer: String,
 }
+
+pub mod local;
+pub mod remote;

@@ -1,0 +1,102 @@
+//! The in-process link: a console beside its runner (`gatehouse console`, `gatehouse demo`).
+
+use super::*;
+use crate::runner::{DecideRequest, RunnerError, RunnerHandle};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Bridge a runner to a front end. Decisions are recorded as `reviewer`.
+pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<FrontendCommand>(64);
+    let events_runner = runner.clone();
+    tokio::spawn(async move {
+        let runner = events_runner;
+        if ev_tx
+            .send(FrontendEvent::Connection(Connection::Local))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            // Subscribe before the snapshot: the snapshot's reply comes only after every event
+            // up to its seq was published, so events after it are exactly the ones to forward.
+            let mut live = runner.subscribe();
+            let Ok(snap) = runner.snapshot().await else {
+                return;
+            };
+            let seq = snap.seq;
+            let first = FrontendEvent::Snapshot {
+                pending: snap.pending,
+                recent: snap.recent,
+                seq,
+            };
+            if ev_tx.send(first).await.is_err() {
+                return;
+            }
+            loop {
+                match live.recv().await {
+                    Ok(e) if e.seq <= seq => {}
+                    Ok(e) => {
+                        if ev_tx
+                            .send(FrontendEvent::Change(Box::new(e)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // The console fell behind the live stream: start again from a snapshot.
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    });
+    let who = reviewer.clone();
+    tokio::spawn(async move {
+        while let Some(FrontendCommand::Decide { request, reply }) = cmd_rx.recv().await {
+            let runner = runner.clone();
+            let who = who.clone();
+            tokio::spawn(async move {
+                let _ = reply.send(decide(&runner, &who, request).await);
+            });
+        }
+    });
+    FrontendLink {
+        events: ev_rx,
+        commands: cmd_tx,
+        reviewer,
+    }
+}
+
+async fn decide(runner: &RunnerHandle, who: &str, r: DecisionRequest) -> DecisionOutcome {
+    if r.scope.is_some() {
+        return DecisionOutcome::Refused {
+            message: "sticky grants (approve for the rest of the run) come with agent runs; nothing was decided".into(),
+        };
+    }
+    let req = DecideRequest {
+        id: r.approval_id,
+        verdict: r.verdict,
+        reason: r.reason,
+        arguments_sha256: Some(r.arguments_sha256),
+        edited_arguments: r.edited_arguments,
+    };
+    match runner.decide(who, req).await {
+        Ok(a) => DecisionOutcome::Applied(a),
+        Err(RunnerError::Conflict { message, approval }) => DecisionOutcome::Conflict {
+            message,
+            approval: Some(*approval),
+        },
+        Err(RunnerError::NotFound(message)) => DecisionOutcome::Conflict {
+            message,
+            approval: None,
+        },
+        Err(RunnerError::Forbidden { message, .. }) | Err(RunnerError::Invalid(message)) => {
+            DecisionOutcome::Refused { message }
+        }
+        // The store failed before making it durable: it did not happen.
+        Err(RunnerError::Unavailable(message)) => DecisionOutcome::NotSent { message },
+    }
+}

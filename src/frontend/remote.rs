@@ -1,0 +1,336 @@
+//! The remote link: a console attached to `gatehouse serve` over HTTP + Server-Sent Events.
+//!
+//! Events arrive by SSE; after a dropped link the stream resumes with `Last-Event-ID`, so no
+//! change is missed or repeated. Decisions are POSTed; when the answer is lost the approval
+//! is read back, so a decision is reported either as applied or as not sent, never guessed.
+
+use super::*;
+use crate::domain::{Approval, ApprovalStatus};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+
+/// Who the token belongs to, checked before the console takes the terminal.
+pub async fn whoami(base: &str, token: &str) -> Result<String, String> {
+    let client = client(Duration::from_secs(10))?;
+    let resp = client
+        .get(format!("{base}/v1/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if status != StatusCode::OK {
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
+        return Err(format!("{base} refused the token: HTTP {status}: {msg}"));
+    }
+    v.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{base} gave no identity for the token"))
+}
+
+fn client(timeout: Duration) -> Result<Client, String> {
+    Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// Attach to a daemon. `reviewer` is the token's identity (see [`whoami`]).
+pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLink, String> {
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<FrontendCommand>(64);
+    // Reads of the event stream must not time out; requests must.
+    let stream_client = Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let request_client = client(Duration::from_secs(15))?;
+    tokio::spawn(events(
+        base.clone(),
+        token.clone(),
+        stream_client,
+        request_client.clone(),
+        ev_tx,
+    ));
+    let who = reviewer.clone();
+    tokio::spawn(async move {
+        while let Some(FrontendCommand::Decide { request, reply }) = cmd_rx.recv().await {
+            let (c, b, t, w) = (
+                request_client.clone(),
+                base.clone(),
+                token.clone(),
+                who.clone(),
+            );
+            tokio::spawn(async move {
+                let _ = reply.send(decide(&c, &b, &t, &w, request).await);
+            });
+        }
+    });
+    Ok(FrontendLink {
+        events: ev_rx,
+        commands: cmd_tx,
+        reviewer,
+    })
+}
+
+async fn events(
+    base: String,
+    token: String,
+    stream: Client,
+    requests: Client,
+    tx: mpsc::Sender<FrontendEvent>,
+) {
+    let mut last: Option<u64> = None;
+    let mut attempt = 0u32;
+    loop {
+        let mut req = stream
+            .get(format!("{base}/v1/events"))
+            .bearer_auth(&token)
+            .header("accept", "text/event-stream");
+        if let Some(seq) = last {
+            req = req.header("last-event-id", seq.to_string());
+        }
+        let result = async {
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            if resp.status() != StatusCode::OK {
+                return Err(format!("HTTP {}", resp.status()));
+            }
+            Ok(resp)
+        }
+        .await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                attempt += 1;
+                if !reconnecting(&tx, &base, attempt, e).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        attempt = 0;
+        if tx
+            .send(FrontendEvent::Connection(Connection::Connected {
+                url: base.clone(),
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // First connection: the stream starts now, so the picture so far comes from a list.
+        // Reconnections resume the stream instead and need none.
+        if last.is_none() {
+            match pending(&requests, &base, &token).await {
+                Ok(pending) => {
+                    let snap = FrontendEvent::Snapshot {
+                        pending,
+                        recent: Vec::new(),
+                        seq: 0,
+                    };
+                    if tx.send(snap).await.is_err() {
+                        return;
+                    }
+                    last = Some(0);
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if !reconnecting(&tx, &base, attempt, e).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut sse = resp.bytes_stream().eventsource();
+        let end = loop {
+            match sse.next().await {
+                None => break "the daemon closed the event stream".to_string(),
+                Some(Err(e)) => break format!("event stream: {e}"),
+                Some(Ok(ev)) => {
+                    let Ok(e) = serde_json::from_str::<Event>(&ev.data) else {
+                        continue;
+                    };
+                    last = Some(e.seq.max(last.unwrap_or(0)));
+                    if tx.send(FrontendEvent::Change(Box::new(e))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        attempt += 1;
+        if !reconnecting(&tx, &base, attempt, end).await {
+            return;
+        }
+    }
+}
+
+/// Report the broken link and wait before the next try. False when the console is gone.
+async fn reconnecting(
+    tx: &mpsc::Sender<FrontendEvent>,
+    base: &str,
+    attempt: u32,
+    last_error: String,
+) -> bool {
+    let state = Connection::Reconnecting {
+        url: base.to_string(),
+        attempt,
+        last_error,
+    };
+    if tx.send(FrontendEvent::Connection(state)).await.is_err() {
+        return false;
+    }
+    let backoff = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5)).min(5000));
+    tokio::time::sleep(backoff).await;
+    true
+}
+
+async fn pending(client: &Client, base: &str, token: &str) -> Result<Vec<Approval>, String> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/approvals?status=pending&limit=1000");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let resp = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != StatusCode::OK {
+            return Err(format!("listing pending approvals: HTTP {}", resp.status()));
+        }
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        let page: Vec<Approval> =
+            serde_json::from_value(v["approvals"].clone()).map_err(|e| e.to_string())?;
+        out.extend(page);
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn decide(
+    client: &Client,
+    base: &str,
+    token: &str,
+    who: &str,
+    r: DecisionRequest,
+) -> DecisionOutcome {
+    let mut body = json!({
+        "decision": r.verdict,
+        "arguments_sha256": r.arguments_sha256,
+    });
+    if let Some(reason) = &r.reason {
+        body["reason"] = json!(reason);
+    }
+    if let Some(args) = &r.edited_arguments {
+        body["arguments"] = json!(args);
+    }
+    if r.scope.is_some() {
+        return DecisionOutcome::Refused {
+            message: "sticky grants (approve for the rest of the run) come with agent runs; nothing was decided".into(),
+        };
+    }
+    let url = format!("{base}/v1/approvals/{}/decision", r.approval_id);
+    let sent = client
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(e) if e.is_connect() => {
+            return DecisionOutcome::NotSent {
+                message: format!("not sent: cannot reach {base}: {e}"),
+            };
+        }
+        // Sent, maybe applied, answer lost: read the approval back to know.
+        Err(e) => return settle(client, base, token, who, &r, e.to_string()).await,
+    };
+    let status = resp.status();
+    let v: Value = match resp.json().await {
+        Ok(v) => v,
+        Err(e) => return settle(client, base, token, who, &r, e.to_string()).await,
+    };
+    let message = v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match status {
+        StatusCode::OK => match serde_json::from_value(v) {
+            Ok(a) => DecisionOutcome::Applied(a),
+            Err(e) => DecisionOutcome::Conflict {
+                message: format!("the daemon's answer was unreadable: {e}"),
+                approval: None,
+            },
+        },
+        StatusCode::CONFLICT | StatusCode::NOT_FOUND => DecisionOutcome::Conflict {
+            message,
+            approval: serde_json::from_value(v["approval"].clone()).ok(),
+        },
+        StatusCode::SERVICE_UNAVAILABLE => DecisionOutcome::NotSent { message },
+        _ => DecisionOutcome::Refused {
+            message: format!("HTTP {status}: {message}"),
+        },
+    }
+}
+
+/// After a lost answer: applied if the approval now carries our decision, not sent if it is
+/// still pending (so the reviewer may press the key again), a conflict otherwise.
+async fn settle(
+    client: &Client,
+    base: &str,
+    token: &str,
+    who: &str,
+    r: &DecisionRequest,
+    error: String,
+) -> DecisionOutcome {
+    let want = match r.verdict {
+        crate::domain::Verdict::Approve => ApprovalStatus::Approved,
+        crate::domain::Verdict::Deny => ApprovalStatus::Denied,
+    };
+    for _ in 0..5 {
+        let got = client
+            .get(format!("{base}/v1/approvals/{}", r.approval_id))
+            .bearer_auth(token)
+            .send()
+            .await;
+        if let Ok(resp) = got
+            && let Ok(a) = resp.json::<Approval>().await
+        {
+            return match a.status {
+                ApprovalStatus::Pending => DecisionOutcome::NotSent {
+                    message: format!("not applied ({error}); the approval is still pending"),
+                },
+                s if s == want && a.decision.as_ref().is_some_and(|d| d.by == who) => {
+                    DecisionOutcome::Applied(a)
+                }
+                _ => DecisionOutcome::Conflict {
+                    message: format!("the approval is {} (decided elsewhere)", a.status.as_str()),
+                    approval: Some(a),
+                },
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    DecisionOutcome::NotSent {
+        message: format!(
+            "no answer from the daemon ({error}); the outcome is unknown until the link is back — check the approval before deciding again"
+        ),
+    }
+}

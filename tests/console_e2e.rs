@@ -1,0 +1,457 @@
+//! The real `gatehouse` binary in a pseudo-terminal, read back with vt100: the console as a
+//! reviewer sees it, fed by a real runner (embedded, or `gatehouse serve` over HTTP + SSE).
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::num::NonZeroU16;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+const CONFIG: &str = r#"
+[[identities]]
+name = "alice"
+roles = ["reviewer"]
+token = "alice-token-1234"
+
+[[identities]]
+name = "bot"
+roles = ["agent"]
+token = "bot-token-1234"
+"#;
+
+struct Console {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Console {
+    fn start(args: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) -> Console {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("USER", "tester");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            NonZeroU16::new(rows).unwrap(),
+            NonZeroU16::new(cols).unwrap(),
+            0,
+        )));
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let s = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        Console {
+            screen,
+            writer,
+            child,
+            _master: pty.master,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&str) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if f(&self.text()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("timed out waiting for {what}; screen:\n{}", self.text());
+    }
+
+    fn send(&mut self, bytes: &str) {
+        self.writer.write_all(bytes.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn wait_exit(&mut self) -> portable_pty::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "console did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn assert_restored(&self) {
+        std::thread::sleep(Duration::from_millis(200));
+        let p = self.screen.lock().unwrap();
+        let s = p.screen();
+        assert!(!s.alternate_screen(), "still on the alternate screen");
+        assert!(!s.bracketed_paste(), "bracketed paste left on");
+        assert!(!s.hide_cursor(), "cursor left hidden");
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn http(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(10));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn submit(base: &str, tool: &str, args: Value, reasoning: &str) -> String {
+    let (code, v) = http(
+        "POST",
+        &format!("{base}/v1/approvals"),
+        "bot-token-1234",
+        Some(
+            json!({"tool": tool, "arguments": args, "reasoning": reasoning, "agent": "billing-bot"}),
+        ),
+    );
+    assert_eq!(code, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Poll an approval until it leaves `pending` (bounded).
+fn decided(base: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, v) = http(
+            "GET",
+            &format!("{base}/v1/approvals/{id}"),
+            "alice-token-1234",
+            None,
+        );
+        assert_eq!(code, 200, "{v}");
+        if v["status"] != "pending" {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "approval {id} stayed pending"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let p = dir.join("gatehouse.toml");
+    std::fs::write(&p, CONFIG).unwrap();
+    p
+}
+
+/// The API address the embedded console logged.
+fn api_from_log(log: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(i) = text.find("serving the API on http://") {
+            let rest = &text[i + "serving the API on http://".len()..];
+            return rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no API address in {log:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Wait until the decide guard for an approval that just appeared has passed.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1300));
+}
+
+fn decide_on_screen(c: &mut Console, base: &str) {
+    // approve
+    let id = submit(
+        base,
+        "issue_refund",
+        json!({"order_id": "ORD-7", "amount": 120}),
+        "customer asked",
+    );
+    c.wait_for("the refund on screen", |s| s.contains("issue_refund"));
+    settle();
+    c.send("a");
+    let v = decided(base, &id);
+    assert_eq!(v["status"], "approved", "{v}");
+    assert_eq!(v["decision"]["by"], "alice");
+    assert_eq!(v["decision"]["arguments_sha256"], v["arguments_sha256"]);
+
+    // deny with a typed reason
+    let id = submit(
+        base,
+        "delete_user_account",
+        json!({"user_id": "U-9"}),
+        "user asked",
+    );
+    c.wait_for("the deletion on screen", |s| {
+        s.contains("delete_user_account")
+    });
+    settle();
+    c.send("d");
+    c.wait_for("the reason prompt", |s| s.contains("Reason"));
+    c.send("open invoices remain");
+    c.wait_for("the typed reason", |s| s.contains("open invoices remain"));
+    c.send("\r");
+    let v = decided(base, &id);
+    assert_eq!(v["status"], "denied", "{v}");
+    assert_eq!(v["decision"]["reason"], "open invoices remain");
+    assert_eq!(v["decision"]["by"], "alice");
+
+    // pasted text never decides, even when it holds decide keys
+    let id = submit(
+        base,
+        "issue_refund",
+        json!({"order_id": "ORD-8", "amount": 99}),
+        "paste test",
+    );
+    c.wait_for("the third approval", |s| s.contains("ORD-8"));
+    settle();
+    c.send("\x1b[200~aAd\r\x1b[201~");
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, v) = http(
+        "GET",
+        &format!("{base}/v1/approvals/{id}"),
+        "alice-token-1234",
+        None,
+    );
+    assert_eq!(v["status"], "pending", "a paste decided: {v}");
+
+    // hostile text is shown escaped, with a warning badge, never interpreted
+    submit(
+        base,
+        "run_shell",
+        json!({"cmd": "/home\rls", "note": "\u{1b}[2J\u{1b}]0;pwned\u{7}x\u{202e}gpj.exe"}),
+        "fine\u{200b}",
+    );
+    c.wait_for("the hostile approval", |s| s.contains("run_shell"));
+    c.send("j");
+    c.wait_for("escaped text in the detail", |s| {
+        s.contains("\\u{1b}[2J") && s.contains("\\u{202e}") && s.contains("/home\\u{d}ls")
+    });
+    let text = c.text();
+    assert!(text.contains('⚠'), "no warning badge:\n{text}");
+    assert!(
+        !text.contains('\u{202e}'),
+        "raw bidi override reached the screen"
+    );
+}
+
+#[test]
+fn embedded_console_decides_what_agents_submit_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let data = dir.path().join("data");
+    let mut c = Console::start(
+        &[
+            "console",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--reviewer",
+            "alice",
+        ],
+        &[],
+        120,
+        35,
+    );
+    let base = format!("http://{}", api_from_log(&data.join("console.log")));
+    c.wait_for("the dashboard", |s| s.contains("Pending"));
+    decide_on_screen(&mut c, &base);
+    c.send("q");
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> (Daemon, String) {
+    let cfg = write_config(dir);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--data"])
+        .arg(dir.join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(i) = all.find("listening on http://") {
+                let rest = &all[i + "listening on ".len()..];
+                if let Some(url) = rest
+                    .split_whitespace()
+                    .next()
+                    .filter(|_| rest.contains('\n'))
+                {
+                    let _ = tx.send(url.to_string());
+                    all.clear();
+                }
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("daemon did not start");
+    (Daemon(child), url)
+}
+
+#[test]
+fn remote_console_decides_over_http_and_sse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, base) = serve(dir.path());
+    let mut c = Console::start(
+        &["console", "--connect", &base],
+        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
+        120,
+        35,
+    );
+    c.wait_for("the connected dashboard", |s| {
+        s.contains("Pending") && s.contains("alice")
+    });
+    decide_on_screen(&mut c, &base);
+    c.send("q");
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+}
+
+#[test]
+fn remote_console_refuses_a_bad_token_before_taking_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, base) = serve(dir.path());
+    let out = Command::new(BIN)
+        .args(["console", "--connect", &base])
+        .env("GATEHOUSE_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the token: HTTP 401"), "{err}");
+}
+
+fn signal_restores(sig: libc::c_int) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let data = dir.path().join("data");
+    let mut c = Console::start(
+        &[
+            "console",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        80,
+        24,
+    );
+    c.wait_for("the dashboard", |s| s.contains("Pending"));
+    let pid = c.child.process_id().unwrap() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+    // The data directory was released: a second process may open it.
+    let out = Command::new(BIN)
+        .args(["approvals", "list", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sighup_restores_the_terminal() {
+    signal_restores(libc::SIGHUP);
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    signal_restores(libc::SIGTERM);
+}
+
+#[test]
+fn demo_shows_the_agent_waiting_at_a_gate() {
+    let mut c = Console::start(&["demo"], &[], 80, 24);
+    c.wait_for("a gated call", |s| {
+        s.contains("issue_refund") && s.contains("delete_user_account")
+    });
+    c.wait_for("the auto-approved small refund in history", |s| {
+        s.contains("approved by policy")
+    });
+    c.send("q");
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+}
