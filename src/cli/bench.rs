@@ -19,15 +19,54 @@ pub enum Action {
         #[arg(long, default_value = "GATEHOUSE_TOKEN")]
         token_env: String,
     },
+    /// Time to render one console frame with many pending approvals (virtualised list).
+    Render {
+        #[arg(long, default_value_t = 100_000)]
+        pending: usize,
+        #[arg(long, default_value_t = 120)]
+        width: u16,
+        #[arg(long, default_value_t = 35)]
+        height: u16,
+        #[arg(long, default_value_t = 500)]
+        frames: u32,
+    },
 }
 
 pub async fn run(action: Action) -> Result<(), Failure> {
-    let Action::Submit {
-        connect,
-        concurrency,
-        duration,
-        token_env,
-    } = action;
+    match action {
+        Action::Submit {
+            connect,
+            concurrency,
+            duration,
+            token_env,
+        } => submit(connect, concurrency, duration, token_env).await,
+        Action::Render {
+            pending,
+            width,
+            height,
+            frames,
+        } => {
+            if width < 20 || height < 5 || frames == 0 || pending > 10_000_000 {
+                return Err(Failure::usage(
+                    "render: need width >= 20, height >= 5, frames >= 1, pending <= 10000000",
+                ));
+            }
+            let per = crate::tui::bench_render(pending, width, height, frames);
+            println!(
+                "rendered {frames} frames of {width}x{height} with {pending} pending: {:.1} us per frame",
+                per.as_secs_f64() * 1e6
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn submit(
+    connect: String,
+    concurrency: usize,
+    duration: Duration,
+    token_env: String,
+) -> Result<(), Failure> {
     if concurrency == 0 || concurrency > 4096 {
         return Err(Failure::usage("--concurrency must be from 1 to 4096"));
     }
