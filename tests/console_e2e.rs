@@ -323,11 +323,15 @@ impl Drop for Daemon {
 }
 
 fn serve(dir: &Path) -> (Daemon, String) {
+    serve_on(dir, "127.0.0.1:0")
+}
+
+fn serve_on(dir: &Path, listen: &str) -> (Daemon, String) {
     let cfg = write_config(dir);
     let mut child = Command::new(BIN)
         .args(["serve", "--config", cfg.to_str().unwrap(), "--data"])
         .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -378,6 +382,85 @@ fn remote_console_decides_over_http_and_sse() {
     let st = c.wait_exit();
     assert!(st.success(), "{st:?}");
     c.assert_restored();
+}
+
+#[test]
+fn remote_console_survives_a_daemon_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (daemon, base) = serve_on(dir.path(), &addr);
+    let first = submit(
+        &base,
+        "issue_refund",
+        json!({"order_id": "ORD-A", "amount": 70}),
+        "before",
+    );
+    let mut c = Console::start(
+        &["console", "--connect", &base],
+        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
+        120,
+        35,
+    );
+    c.wait_for("the first approval", |s| s.contains("ORD-A"));
+    drop(daemon); // SIGKILL
+    c.wait_for("the broken link in the status line", |s| {
+        s.contains("reconnecting")
+    });
+    // A decision while the link is down is reported as not sent, and nothing is decided.
+    settle();
+    c.send("a");
+    c.wait_for("the not-sent notice", |s| {
+        s.contains("not sent") || s.contains("cannot reach")
+    });
+    let (_daemon, _) = serve_on(dir.path(), &addr);
+    c.wait_for("the link back", |s| !s.contains("reconnecting"));
+    let (_, v) = http(
+        "GET",
+        &format!("{base}/v1/approvals/{first}"),
+        "alice-token-1234",
+        None,
+    );
+    assert_eq!(
+        v["status"], "pending",
+        "a decision sent into a dead link was applied: {v}"
+    );
+    // Events resume: a new submission shows up, and deciding works again.
+    submit(
+        &base,
+        "delete_user_account",
+        json!({"user_id": "U-B"}),
+        "after",
+    );
+    c.wait_for("the approval made after the restart", |s| {
+        s.contains("delete_user_account")
+    });
+    settle();
+    c.send("a");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, list) = http(
+            "GET",
+            &format!("{base}/v1/approvals?status=approved"),
+            "alice-token-1234",
+            None,
+        );
+        if list["approvals"].as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(list["approvals"][0]["decision"]["by"], "alice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing was approved after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.send("q");
+    assert!(c.wait_exit().success());
 }
 
 #[test]
