@@ -1,6 +1,7 @@
 //! gatehouse: a terminal approval console for AI-agent tool calls.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;

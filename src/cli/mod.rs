@@ -1,6 +1,7 @@
 //! The command line (DESIGN §5). Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
 mod approvals;
+mod audit;
 mod bench;
 mod console;
 mod demo;
@@ -42,6 +43,11 @@ enum Command {
     Approvals {
         #[command(subcommand)]
         action: approvals::Action,
+    },
+    /// Export the audit log, or verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: audit::Action,
     },
     /// Check a config file and report every problem with its line.
     Config {
@@ -153,6 +159,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Approvals { action } => runtime()?.block_on(approvals::run(action)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
+        Command::Audit { action } => runtime()?.block_on(audit::run(action)),
     }
 }
 
