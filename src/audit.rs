@@ -113,14 +113,14 @@ pub fn verify_export(text: &str) -> Result<u64, String> {
     for (n, r) in &records {
         if let Err(e) = check.push(r, &format!("line {n}")) {
             // A gap whose missing record stands later in the file is a reordering.
-            if let Some((prev, _)) = check.last().filter(|(prev, _)| r.seq > prev + 1) {
-                if let Some((m, _)) = records.iter().find(|(_, x)| x.seq == prev + 1) {
-                    return Err(format!(
-                        "records are out of order: seq {} stands at line {m}, after seq {} at line {n}",
-                        prev + 1,
-                        r.seq
-                    ));
-                }
+            if let Some((prev, _)) = check.last().filter(|(prev, _)| r.seq > prev + 1)
+                && let Some((m, _)) = records.iter().find(|(_, x)| x.seq == prev + 1)
+            {
+                return Err(format!(
+                    "records are out of order: seq {} stands at line {m}, after seq {} at line {n}",
+                    prev + 1,
+                    r.seq
+                ));
             }
             return Err(e);
         }
