@@ -84,7 +84,11 @@ pub async fn render(State(state): State<ApiState>) -> Response {
         ("host", c.host_refused.load(Ordering::Relaxed)),
         ("origin", c.origin_refused.load(Ordering::Relaxed)),
         ("bad_request", c.bad_requests.load(Ordering::Relaxed)),
-        ("decision_audited", m.refused_decisions),
+        (
+            "decision_audited",
+            m.refused_decisions - m.refusals_not_audited,
+        ),
+        ("decision_not_audited", m.refusals_not_audited),
     ] {
         let _ = writeln!(out, "gatehouse_refused_total{{reason=\"{k}\"}} {v}");
     }

@@ -315,11 +315,23 @@ pub struct DecisionBody {
 
 pub async fn decide(
     State(state): State<ApiState>,
-    Caller(who): Caller,
+    caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
     body: Result<JsonBody<DecisionBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
+    let who = match caller {
+        Ok(Caller(who)) => who,
+        Err(e) => {
+            // Decision attempts are audited even without a valid token.
+            state
+                .inner
+                .runner
+                .record_refusal("(no valid token)", Some(id), "unauthorized", &e.message)
+                .await;
+            return Err(e);
+        }
+    };
     if !who.has(Role::Reviewer) {
         let e = require(&state, &who, Role::Reviewer, "decide approvals").err();
         let msg = e.as_ref().map(|e| e.message.clone()).unwrap_or_default();

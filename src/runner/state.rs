@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tokio::sync::{broadcast, mpsc, watch};
 
 const MAX_LIST: usize = 1000;
+/// Refused decision attempts audited per minute; the rest are only counted.
+const REFUSALS_PER_MINUTE: u64 = 100;
 
 /// Counters for `/metrics`.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +27,7 @@ pub struct RunnerMetrics {
     pub expired: u64,
     pub escalated: u64,
     pub refused_decisions: u64,
+    pub refusals_not_audited: u64,
     pub flushes: u64,
     pub flushed_writes: u64,
     pub flush_seconds: f64,
@@ -55,6 +58,8 @@ struct Runner {
     failed: Option<String>,
     fatal: watch::Sender<Option<String>>,
     metrics: RunnerMetrics,
+    /// Start of the current minute and refusals seen in it.
+    refusal_window: (std::time::Instant, u64),
 }
 
 /// Load the store's state and start the runner task.
@@ -83,6 +88,7 @@ pub fn start(
             decision_latency_buckets: LATENCY_BOUNDS.iter().map(|b| (*b, 0)).collect(),
             ..Default::default()
         },
+        refusal_window: (std::time::Instant::now(), 0),
     };
     runner.load()?;
     let (tx, rx) = mpsc::channel(4096);
@@ -426,6 +432,23 @@ impl Runner {
 
     fn refused(&mut self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
         self.metrics.refused_decisions += 1;
+        // Anyone can knock: bound how much of the audit log (and of each fsync) refusals take.
+        let now = std::time::Instant::now();
+        if now.duration_since(self.refusal_window.0) >= Duration::from_secs(60) {
+            if self.refusal_window.1 > REFUSALS_PER_MINUTE {
+                tracing::warn!(
+                    "{} refused decision attempts in the last minute; {} were counted but not audited",
+                    self.refusal_window.1,
+                    self.refusal_window.1 - REFUSALS_PER_MINUTE
+                );
+            }
+            self.refusal_window = (now, 0);
+        }
+        self.refusal_window.1 += 1;
+        if self.refusal_window.1 > REFUSALS_PER_MINUTE {
+            self.metrics.refusals_not_audited += 1;
+            return;
+        }
         let details = json!({"code": code, "message": message, "approval_id": approval_id});
         let _ = self.record(AuditKind::DecisionRefused, who, None, details, None);
     }

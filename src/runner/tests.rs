@@ -58,3 +58,291 @@ fn submit_cost() {
         );
     });
 }
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn req(tool: &str, a: serde_json::Value) -> SubmitRequest {
+    SubmitRequest {
+        tool: tool.into(),
+        arguments: args(a),
+        ..Default::default()
+    }
+}
+
+fn decision(id: Uuid, verdict: Verdict) -> DecideRequest {
+    DecideRequest {
+        id,
+        verdict,
+        reason: Some("because".into()),
+        arguments_sha256: None,
+        edited_arguments: None,
+    }
+}
+
+async fn audit_kinds(h: &RunnerHandle) -> Vec<crate::domain::AuditKind> {
+    h.audit(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.kind)
+        .collect()
+}
+
+#[test]
+fn a_decision_is_applied_once_and_the_loser_sees_the_standing_one() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        let a = h
+            .submit("bot", req("issue_refund", json!({"amount": 70})))
+            .await
+            .unwrap()
+            .approval;
+        let (r1, r2) = tokio::join!(
+            h.decide("alice", decision(a.id, Verdict::Approve)),
+            h.decide("bob", decision(a.id, Verdict::Deny))
+        );
+        let (won, lost) = match (r1, r2) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            other => panic!("exactly one decision must win: {other:?}"),
+        };
+        let RunnerError::Conflict { approval, .. } = lost else {
+            panic!("the loser gets a conflict: {lost:?}")
+        };
+        assert_eq!(approval.decision, won.decision);
+        let kinds = audit_kinds(&h).await;
+        let decided = kinds
+            .iter()
+            .filter(|k| **k == crate::domain::AuditKind::ApprovalDecided)
+            .count();
+        assert_eq!(decided, 1);
+    });
+}
+
+#[test]
+fn self_approval_and_mismatched_hash_are_refused_and_audited() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        let a = h
+            .submit("bot", req("t", json!({"x": 1})))
+            .await
+            .unwrap()
+            .approval;
+        let e = h
+            .decide("bot", decision(a.id, Verdict::Approve))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RunnerError::Forbidden {
+                    code: "self_approval",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mut d = decision(a.id, Verdict::Approve);
+        d.arguments_sha256 = Some("0".repeat(64));
+        let e = h.decide("alice", d).await.unwrap_err();
+        assert!(matches!(e, RunnerError::Conflict { .. }), "{e:?}");
+        assert!(
+            h.get(a.id).await.unwrap().unwrap().is_pending(),
+            "nothing was decided"
+        );
+        let refused = h
+            .audit(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == crate::domain::AuditKind::DecisionRefused)
+            .map(|r| r.details["code"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(refused, vec!["self_approval", "arguments_mismatch"]);
+    });
+}
+
+#[test]
+fn edited_arguments_only_for_editable_approvals_and_audit_keeps_both() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        let plain = h
+            .submit("bot", req("t", json!({"amount": 500})))
+            .await
+            .unwrap()
+            .approval;
+        let mut d = decision(plain.id, Verdict::Approve);
+        d.edited_arguments = Some(args(json!({"amount": 50})));
+        assert!(matches!(
+            h.decide("alice", d).await,
+            Err(RunnerError::Invalid(_))
+        ));
+        let mut r = req("t", json!({"amount": 500}));
+        r.editable = true;
+        let editable = h.submit("bot", r).await.unwrap().approval;
+        let mut d = decision(editable.id, Verdict::Approve);
+        d.edited_arguments = Some(args(json!({"amount": 50})));
+        let a = h.decide("alice", d).await.unwrap();
+        let dec = a.decision.unwrap();
+        assert_eq!(
+            a.arguments,
+            args(json!({"amount": 500})),
+            "the proposal stays as it was"
+        );
+        assert_eq!(dec.arguments, Some(args(json!({"amount": 50}))));
+        assert_eq!(
+            dec.arguments_sha256,
+            Some(crate::domain::arguments_sha256(&args(
+                json!({"amount": 50})
+            )))
+        );
+    });
+}
+
+fn tiers() -> RunnerConfig {
+    RunnerConfig {
+        tiers: vec![
+            EscalationTier {
+                queue: "primary".into(),
+                reviewers: vec!["alice".into()],
+                after: Duration::from_millis(600),
+            },
+            EscalationTier {
+                queue: "backup".into(),
+                reviewers: vec!["bob".into()],
+                after: Duration::from_millis(600),
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+async fn wait_status(h: &RunnerHandle, id: Uuid, want: crate::domain::ApprovalStatus) -> Approval {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = h.get(id).await.unwrap().unwrap();
+        if a.status == want {
+            return a;
+        }
+        assert!(std::time::Instant::now() < until, "still {:?}", a.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn unanswered_approvals_escalate_then_expire_as_denied() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            tiers(),
+        )
+        .unwrap();
+        let mut events = h.subscribe();
+        let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
+        assert_eq!((a.queue.as_str(), a.tier), ("primary", 0));
+        let expired = wait_status(&h, a.id, crate::domain::ApprovalStatus::Expired).await;
+        let d = expired.decision.unwrap();
+        assert_eq!(d.by, "timeout");
+        assert!(d.reason.unwrap().contains("timed out"));
+        assert_eq!((expired.queue.as_str(), expired.tier), ("backup", 1));
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            kinds.push(e.kind);
+        }
+        use crate::domain::AuditKind::*;
+        assert_eq!(
+            kinds,
+            vec![ApprovalCreated, ApprovalEscalated, ApprovalExpired]
+        );
+        // A decision after expiry is a conflict.
+        assert!(matches!(
+            h.decide("alice", decision(a.id, Verdict::Approve)).await,
+            Err(RunnerError::Conflict { .. })
+        ));
+    });
+}
+
+#[test]
+fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = rt().block_on(async {
+        let (h, t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            tiers(),
+        )
+        .unwrap();
+        let id = h
+            .submit("bot", req("t", json!({})))
+            .await
+            .unwrap()
+            .approval
+            .id;
+        h.shutdown().await;
+        drop(h);
+        let _ = t.await;
+        id
+    });
+    // Down for longer than both tiers.
+    std::thread::sleep(Duration::from_millis(1400));
+    rt().block_on(async {
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            tiers(),
+        )
+        .unwrap();
+        let a = wait_status(&h, id, crate::domain::ApprovalStatus::Expired).await;
+        assert_eq!(a.tier, 1);
+        use crate::domain::AuditKind::*;
+        assert_eq!(
+            audit_kinds(&h).await,
+            vec![ApprovalCreated, ApprovalEscalated, ApprovalExpired]
+        );
+    });
+}
+
+#[test]
+fn refusals_are_audited_up_to_a_bound() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        for _ in 0..150 {
+            h.record_refusal("(no valid token)", None, "unauthorized", "no token")
+                .await;
+        }
+        let m = h.metrics().await.unwrap();
+        assert_eq!(m.refused_decisions, 150);
+        assert_eq!(m.refusals_not_audited, 50);
+        assert_eq!(h.audit(0, 1000).await.unwrap().len(), 100);
+    });
+}
