@@ -80,6 +80,9 @@ pub struct Syncer {
     log_file: Arc<File>,
     blob_dir: PathBuf,
     synced_blobs: Arc<Mutex<HashSet<OsString>>>,
+    /// The blob directory's mtime at the last scan: adding a blob changes it, so an
+    /// unchanged mtime (one `stat`) spares the directory listing.
+    blob_dir_mtime: Arc<Mutex<Option<std::time::SystemTime>>>,
 }
 
 impl Syncer {
@@ -90,6 +93,14 @@ impl Syncer {
     }
 
     fn sync_new_blobs(&self) -> io::Result<()> {
+        let mtime = fs::metadata(&self.blob_dir)?.modified()?;
+        let mut last = self
+            .blob_dir_mtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *last == Some(mtime) {
+            return Ok(());
+        }
         let mut seen = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
         let mut any = false;
         for entry in fs::read_dir(&self.blob_dir)? {
@@ -105,6 +116,7 @@ impl Syncer {
         if any {
             File::open(&self.blob_dir)?.sync_all()?;
         }
+        *last = Some(mtime);
         Ok(())
     }
 }
@@ -193,6 +205,7 @@ impl Store {
             log_file: Arc::new(log_file),
             blob_dir,
             synced_blobs: Arc::new(Mutex::new(HashSet::new())),
+            blob_dir_mtime: Arc::new(Mutex::new(None)),
         };
         let store = Store {
             db,
