@@ -80,18 +80,26 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
+        // serde reports the first problem it meets, and its category is not the whole story:
+        // a wrong-typed enum field (`"decision": true`) is a *syntax* error to serde_json, and
+        // a field error can come before a syntax error further on (`{"decision": "maybe"` cut
+        // short). So decide by the whole text: valid JSON means a shape problem (422),
+        // anything else is malformed (400).
+        match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(syntax) => {
+                ApiError::bad_request("malformed_json", format!("malformed JSON: {syntax}"))
+            }
+            Ok(_) => {
+                let what = match inner.classify() {
+                    serde_json::error::Category::Data => strip_position(&inner.to_string()),
+                    _ => format!("wrong type ({})", strip_position(&inner.to_string())),
+                };
                 if path == "." || path.is_empty() {
-                    ApiError::unprocessable(strip_position(&inner.to_string()))
+                    ApiError::unprocessable(what)
                 } else {
-                    ApiError::unprocessable(format!(
-                        "{path}: {}",
-                        strip_position(&inner.to_string())
-                    ))
+                    ApiError::unprocessable(format!("{path}: {what}"))
                 }
             }
-            _ => ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}")),
         }
     })?;
     de.end()

@@ -77,6 +77,18 @@ impl IntoResponse for ApiError {
             body["approval"] = serde_json::to_value(&*a).unwrap_or_default();
         }
         let mut resp = (self.status, Json(body)).into_response();
+        // These refusals leave the rest of the request body unread, so hyper closes the
+        // connection after the response; say so, or a keep-alive client reuses the dying
+        // connection for its next request and that request fails.
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -48,9 +48,18 @@ pub async fn stream(
     let runner = state.inner.runner.clone();
     // Subscribe first: anything published from now on is either replayed or received live.
     let mut live = runner.subscribe();
+    let position = runner.position().await?;
     let mut last = match after {
+        // Only durable events are ever sent, so a client cannot legitimately be ahead of the
+        // log (it saw another data directory, or another daemon). Resuming "after" it would
+        // silently drop every event until the log caught up: refuse instead.
+        Some(a) if a > position => {
+            return Err(ApiError::unprocessable(format!(
+                "Last-Event-ID: {a} is ahead of the newest event ({position}); reconnect without it"
+            )));
+        }
         Some(a) => a,
-        None => runner.position().await?,
+        None => position,
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {

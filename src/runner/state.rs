@@ -533,13 +533,20 @@ impl Runner {
             editable: req.editable,
         };
         let idem = req.idempotency_key.as_deref().map(|k| (who, k));
+        // The audit record is the write-ahead record: it carries the key, so that a crash
+        // between it and the key's own entry is redone at start (`Store::redo_last`) and a
+        // retry with the same key replays instead of creating a duplicate.
+        let mut details = json!({});
+        if let Some(k) = &req.idempotency_key {
+            details["idempotency_key"] = json!(k);
+        }
         match outcome.action {
             RuleAction::Ask => {
                 self.record(
                     AuditKind::ApprovalCreated,
                     who,
                     Some(&approval),
-                    json!({}),
+                    details,
                     idem,
                 )?;
                 self.metrics.submitted += 1;
@@ -566,11 +573,12 @@ impl Runner {
                     arguments_sha256: Some(approval.arguments_sha256.clone()),
                     arguments: None,
                 });
+                details["requested_by"] = json!(who);
                 self.record(
                     AuditKind::ApprovalDecided,
                     &by,
                     Some(&approval),
-                    json!({"requested_by": who}),
+                    details,
                     idem,
                 )?;
                 if outcome.action == RuleAction::Approve {

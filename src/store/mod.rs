@@ -144,7 +144,9 @@ impl Store {
             source,
         };
         fs::create_dir_all(dir).map_err(io_err)?;
-        let lock = lock::DirLock::acquire(&dir.join(LOCK)).map_err(|e| match e {
+        let lock_path = dir.join(LOCK);
+        let lock_was_there = lock_path.exists();
+        let lock = lock::DirLock::acquire(&lock_path).map_err(|e| match e {
             lock::LockError::Held(pid) => StoreError::InUse {
                 dir: dir.to_path_buf(),
                 pid,
@@ -152,10 +154,23 @@ impl Store {
             lock::LockError::Io(e) => io_err(e),
         })?;
 
+        // A directory that is not ours is refused as it was found: take our lock file back.
+        let foreign = |why: String| {
+            if !lock_was_there {
+                let _ = fs::remove_file(&lock_path);
+            }
+            StoreError::Foreign {
+                dir: dir.to_path_buf(),
+                why,
+            }
+        };
         let marker = dir.join(MARKER);
         let fresh = match fs::read_to_string(&marker) {
             Ok(text) => {
-                check_marker(dir, &text)?;
+                check_marker(dir, &text).map_err(|e| match e {
+                    StoreError::Foreign { why, .. } => foreign(why),
+                    other => other,
+                })?;
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -169,15 +184,35 @@ impl Store {
                     let mut shown = others.clone();
                     shown.sort();
                     shown.truncate(5);
-                    return Err(StoreError::Foreign {
-                        dir: dir.to_path_buf(),
-                        why: format!("no {MARKER} marker, and it holds {}", shown.join(", ")),
-                    });
+                    return Err(foreign(format!(
+                        "no {MARKER} marker, and it holds {}",
+                        shown.join(", ")
+                    )));
                 }
                 if dir.join(SLED_DIR).exists() {
                     // The marker is written only after the store's metadata is durable and
-                    // before anything is acknowledged, so a store without it holds nothing
-                    // that was ever acknowledged: an initialisation that was cut short.
+                    // before anything is acknowledged, so an initialisation that was cut short
+                    // leaves at most that metadata. A store holding more lost its marker some
+                    // other way (deleted, not copied): refuse instead of wiping it.
+                    let holds_records = {
+                        let db =
+                            open_sled(&dir.join(SLED_DIR)).map_err(|what| StoreError::Corrupt {
+                                dir: dir.to_path_buf(),
+                                what: format!("no {MARKER} marker, and {what}"),
+                            })?;
+                        db.iter()
+                            .keys()
+                            .any(|k| k.map_or(true, |k| k.as_ref() != META_SCHEMA))
+                    };
+                    if holds_records {
+                        return Err(StoreError::Corrupt {
+                            dir: dir.to_path_buf(),
+                            what: format!(
+                                "the {MARKER} marker is missing but the store holds records; \
+                                 if this is a gatehouse data directory, restore the marker"
+                            ),
+                        });
+                    }
                     tracing::warn!(dir = %dir.display(), "finishing an interrupted initialisation");
                     fs::remove_dir_all(dir.join(SLED_DIR)).map_err(io_err)?;
                 }
