@@ -1313,3 +1313,30 @@ async fn audit_pages_and_hash_chain() {
             .expect_error(422);
     }
 }
+
+/// A POST refused before its body was read (401, 403, 415) closes its connection and says
+/// so; a keep-alive client's next request must not land on the dying socket.
+#[tokio::test]
+async fn refused_large_posts_do_not_break_the_next_request() {
+    let ws = Workspace::new();
+    let d = ws.start();
+    let api = d.api();
+    let filler = "x".repeat(900 * 1024);
+    let big = format!(r#"{{"tool": "x", "arguments": {{"blob": "{filler}"}}}}"#).into_bytes();
+    for (token, ct, status) in [
+        (Some("not-a-token"), "application/json", 401),
+        (Some(ALICE), "application/json", 403),
+        (Some(BOT), "text/plain", 415),
+    ] {
+        for _ in 0..5 {
+            let r = api
+                .post_raw(token, "/v1/approvals", Some(ct), big.clone())
+                .await;
+            r.expect_error(status);
+            assert_eq!(r.headers["connection"], "close", "HTTP {status}");
+            // The same client, straight away.
+            let ok = api.get(Some(ALICE), "/v1/approvals").await;
+            assert_eq!(ok.status, 200);
+        }
+    }
+}

@@ -10,13 +10,23 @@ use axum::response::{IntoResponse, Response};
 use std::sync::atomic::Ordering;
 
 pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    match check(&state, &req) {
+    let post = req.method() == Method::POST;
+    let mut resp = match check(&state, &req) {
         Ok(()) => next.run(req).await,
         Err(e) => {
             state.inner.counters.refused(e.status);
             e.into_response()
         }
+    };
+    // A refused POST may leave its body unread, and the server then drops the connection:
+    // say so, or a keep-alive client sends its next request into a closing socket.
+    if post && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
+    resp
 }
 
 fn check(state: &ApiState, req: &Request) -> Result<(), ApiError> {

@@ -80,8 +80,10 @@ pub struct Syncer {
     log_file: Arc<File>,
     blob_dir: PathBuf,
     synced_blobs: Arc<Mutex<HashSet<OsString>>>,
-    /// The blob directory's mtime at the last scan: adding a blob changes it, so an
-    /// unchanged mtime (one `stat`) spares the directory listing.
+    /// The blob directory's mtime at the last full scan, kept only once it is older than
+    /// any clock tick: adding a blob changes it, so an unchanged old mtime (one `stat`)
+    /// spares the directory listing. (File times come from the kernel's coarse clock, so a
+    /// blob made in the same tick as a scan would leave a recent mtime unchanged.)
     blob_dir_mtime: Arc<Mutex<Option<std::time::SystemTime>>>,
 }
 
@@ -116,7 +118,10 @@ impl Syncer {
         if any {
             File::open(&self.blob_dir)?.sync_all()?;
         }
-        *last = Some(mtime);
+        let settled = std::time::SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age > std::time::Duration::from_millis(100));
+        *last = settled.then_some(mtime);
         Ok(())
     }
 }
