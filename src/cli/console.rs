@@ -1,10 +1,8 @@
 //! `gatehouse console` (embedded runner, optionally serving the API) and
 //! `gatehouse console --connect URL` (a remote console of a running daemon).
 
-use super::serve::{Local, start_local};
+use super::serve::{BoundApi, Local, start_local};
 use super::{CommonArgs, Failure, data_dir};
-use crate::api::server::{ServeLimits, serve as serve_http};
-use crate::api::{ApiOptions, TokenTable, router};
 use crate::config::Config;
 use crate::frontend::{self, FrontendLink};
 use crate::tui::{ConsoleOptions, Keymap, Theme, run_console};
@@ -121,25 +119,10 @@ pub async fn run_with_api(
 ) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut api = None;
-    if let Some(addr) = listen {
-        let tokens = TokenTable::from_config(&local.config).map_err(Failure::usage)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-        tracing::info!("console serving the API on http://{bound}");
-        let app = router(
-            local.runner.clone(),
-            tokens,
-            ApiOptions::from_config(&local.config, &bound.to_string()),
-        );
-        let limits = ServeLimits {
-            max_connections: local.config.server.max_connections,
-            header_timeout: local.config.server.header_timeout,
-        };
-        api = Some(tokio::spawn(serve_http(listener, app, limits, async {
+    if let Some(listen) = listen {
+        let bound = BoundApi::bind(&local, listen).await?;
+        tracing::info!("console serving the API on http://{}", bound.addr);
+        api = Some(tokio::spawn(bound.serve(async {
             let _ = stop_rx.await;
         })));
     }

@@ -43,31 +43,60 @@ impl Local {
     }
 }
 
+/// The HTTP API over a local runner, bound and ready to serve.
+pub struct BoundApi {
+    pub addr: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+}
+
+impl BoundApi {
+    /// Tokens from the config (a missing `token_env` is a usage error), then bind `listen`.
+    pub async fn bind(local: &Local, listen: &str) -> Result<BoundApi, Failure> {
+        let tokens = TokenTable::from_config(&local.config).map_err(Failure::usage)?;
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no [[identities]] configured: every API request will be refused with 401"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
+        let app = router(
+            local.runner.clone(),
+            tokens,
+            ApiOptions::from_config(&local.config, &addr.to_string()),
+        );
+        let limits = ServeLimits {
+            max_connections: local.config.server.max_connections,
+            header_timeout: local.config.server.header_timeout,
+        };
+        Ok(BoundApi {
+            addr,
+            listener,
+            app,
+            limits,
+        })
+    }
+
+    /// Serve until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        serve_http(self.listener, self.app, self.limits, shutdown).await
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let local = start_local(&args.common)?;
-    let tokens = TokenTable::from_config(&local.config).map_err(Failure::usage)?;
-    if tokens.is_empty() {
-        tracing::warn!("no [[identities]] configured: every API request will be refused with 401");
-    }
     let listen = args
         .listen
         .clone()
         .unwrap_or_else(|| local.config.server.listen.clone());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-    let app = router(
-        local.runner.clone(),
-        tokens,
-        ApiOptions::from_config(&local.config, &addr.to_string()),
-    );
-    let limits = ServeLimits {
-        max_connections: local.config.server.max_connections,
-        header_timeout: local.config.server.header_timeout,
-    };
+    let api = BoundApi::bind(&local, &listen).await?;
+    let addr = api.addr;
     // The line tests and scripts wait for; the address is the real one (port 0 resolved).
     tracing::info!(
         "gatehouse listening on http://{addr} (data {})",
@@ -85,7 +114,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
             }
         }
     };
-    serve_http(listener, app, limits, shutdown).await;
+    api.serve(shutdown).await;
     local.stop().await;
     match failed.lock().await.take() {
         Some(msg) => Err(Failure::runtime(msg)),
