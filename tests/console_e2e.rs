@@ -263,6 +263,40 @@ fn decide_on_screen(c: &mut Console, base: &str) {
     );
     assert_eq!(v["status"], "pending", "a paste decided: {v}");
 
+    // `A` approves and grants the tool for the rest of the run
+    let (code, v) = http(
+        "POST",
+        &format!("{base}/v1/approvals"),
+        "bot-token-1234",
+        Some(json!({"tool": "lookup_invoice", "arguments": {"n": 1}, "run_id": "run-42"})),
+    );
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    c.wait_for("the run's approval", |s| s.contains("lookup_invoice"));
+    // The paste test's approval is still first in line: move to the new one.
+    c.send("j");
+    c.wait_for("its detail", |s| s.contains("run-42"));
+    settle();
+    c.send("A");
+    let v = decided(base, &id);
+    assert_eq!(v["status"], "approved", "{v}");
+    assert_eq!(v["decision"]["scope"], "run", "{v}");
+    let (code, v) = http(
+        "POST",
+        &format!("{base}/v1/approvals"),
+        "bot-token-1234",
+        Some(json!({"tool": "lookup_invoice", "arguments": {"n": 2}, "run_id": "run-42"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["decision"]["by"], "grant:alice");
+    let (_, grants) = http(
+        "GET",
+        &format!("{base}/v1/grants"),
+        "alice-token-1234",
+        None,
+    );
+    assert_eq!(grants["grants"][0]["run_id"], "run-42");
+
     // hostile text is shown escaped, with a warning badge, never interpreted
     submit(
         base,

@@ -105,6 +105,8 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(routes::audit))
         .route("/v1/whoami", get(routes::whoami))
+        .route("/v1/grants", get(routes::grants))
+        .route("/v1/grants/revoke", post(routes::revoke_grant))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)

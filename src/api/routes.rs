@@ -311,6 +311,9 @@ pub struct DecisionBody {
     /// Edited arguments to approve instead (approvals submitted with `editable: true`).
     #[serde(default)]
     arguments: Option<Map<String, Value>>,
+    /// `"run"`: also grant the tool for the rest of the approval's run.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 pub async fn decide(
@@ -368,6 +371,7 @@ pub async fn decide(
                 reason: body.reason,
                 arguments_sha256: body.arguments_sha256,
                 edited_arguments: body.arguments,
+                scope: body.scope,
             },
         )
         .await
@@ -421,6 +425,38 @@ pub async fn audit(
         None
     };
     Ok(Json(json!({"records": records, "next": next})))
+}
+
+pub async fn grants(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+) -> Result<Json<Value>, ApiError> {
+    require(&state, &who, Role::Reviewer, "list grants")?;
+    let grants = state.inner.runner.grants().await?;
+    Ok(Json(json!({"grants": grants})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    run_id: String,
+    tool: String,
+    #[serde(default)]
+    server: Option<String>,
+}
+
+pub async fn revoke_grant(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    require(&state, &who, Role::Reviewer, "revoke grants")?;
+    let g = state
+        .inner
+        .runner
+        .revoke_grant(&who.name, &body.run_id, &body.tool, body.server.as_deref())
+        .await?;
+    Ok(Json(json!({"revoked": g})))
 }
 
 /// Who the presented token stands for (the remote console shows it as the reviewer).

@@ -283,6 +283,7 @@ async fn decide(
                         reason,
                         arguments_sha256,
                         edited_arguments: None,
+                        scope: None,
                     },
                 )
                 .await

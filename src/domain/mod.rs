@@ -73,6 +73,23 @@ pub struct Decision {
     /// The reviewer's edited arguments, when the approved call differs from the proposed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Map<String, Value>>,
+    /// `"run"`: the approval also granted this tool for the rest of its run (a sticky grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A sticky grant: later calls of `tool` (on `server`) in `run_id` need no reviewer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub run_id: String,
+    pub tool: String,
+    #[serde(default)]
+    pub server: Option<String>,
+    /// The reviewer who granted it.
+    pub by: String,
+    pub at: Timestamp,
+    /// The approval whose decision made the grant.
+    pub approval_id: Uuid,
 }
 
 /// Which policy rule decided or asked, and why.
@@ -139,6 +156,9 @@ pub enum AuditKind {
     /// A decision attempt that was refused (wrong role, self-approval, mismatched hash).
     #[serde(rename = "decision.refused")]
     DecisionRefused,
+    /// A sticky grant was withdrawn.
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked,
 }
 
 impl AuditKind {
@@ -150,12 +170,13 @@ impl AuditKind {
             Self::ApprovalExpired => "approval.expired",
             Self::ApprovalCancelled => "approval.cancelled",
             Self::DecisionRefused => "decision.refused",
+            Self::GrantRevoked => "grant.revoked",
         }
     }
 
     /// Whether this kind is published on the event stream.
     pub fn is_event(self) -> bool {
-        !matches!(self, Self::DecisionRefused)
+        !matches!(self, Self::DecisionRefused | Self::GrantRevoked)
     }
 }
 

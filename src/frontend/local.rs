@@ -71,17 +71,13 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
 }
 
 async fn decide(runner: &RunnerHandle, who: &str, r: DecisionRequest) -> DecisionOutcome {
-    if r.scope.is_some() {
-        return DecisionOutcome::Refused {
-            message: "sticky grants (approve for the rest of the run) come with agent runs; nothing was decided".into(),
-        };
-    }
     let req = DecideRequest {
         id: r.approval_id,
         verdict: r.verdict,
         reason: r.reason,
         arguments_sha256: Some(r.arguments_sha256),
         edited_arguments: r.edited_arguments,
+        scope: r.scope,
     };
     match runner.decide(who, req).await {
         Ok(a) => DecisionOutcome::Applied(a),

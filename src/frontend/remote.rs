@@ -239,10 +239,8 @@ async fn decide(
     if let Some(args) = &r.edited_arguments {
         body["arguments"] = json!(args);
     }
-    if r.scope.is_some() {
-        return DecisionOutcome::Refused {
-            message: "sticky grants (approve for the rest of the run) come with agent runs; nothing was decided".into(),
-        };
+    if let Some(scope) = &r.scope {
+        body["scope"] = json!(scope);
     }
     let url = format!("{base}/v1/approvals/{}/decision", r.approval_id);
     let sent = client

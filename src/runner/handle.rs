@@ -65,6 +65,33 @@ impl RunnerHandle {
         self.ask(|reply| Command::Metrics { reply }).await
     }
 
+    pub async fn grants(&self) -> Result<Vec<crate::domain::Grant>, RunnerError> {
+        self.ask(|reply| Command::Grants { reply }).await
+    }
+
+    pub async fn revoke_grant(
+        &self,
+        who: &str,
+        run_id: &str,
+        tool: &str,
+        server: Option<&str>,
+    ) -> Result<crate::domain::Grant, RunnerError> {
+        let (who, run_id, tool, server) = (
+            who.to_string(),
+            run_id.to_string(),
+            tool.to_string(),
+            server.map(str::to_string),
+        );
+        self.ask(|reply| Command::RevokeGrant {
+            who,
+            run_id,
+            tool,
+            server,
+            reply,
+        })
+        .await
+    }
+
     pub async fn position(&self) -> Result<u64, RunnerError> {
         self.ask(|reply| Command::Position { reply }).await
     }

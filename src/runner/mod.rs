@@ -94,6 +94,8 @@ pub struct DecideRequest {
     pub arguments_sha256: Option<String>,
     /// Approve this instead of the proposed arguments (only for editable approvals).
     pub edited_arguments: Option<Map<String, Value>>,
+    /// `Some("run")`: also grant the tool for the rest of the approval's run.
+    pub scope: Option<String>,
 }
 
 /// Which approvals a list asks for.
@@ -199,6 +201,16 @@ pub enum Command {
     /// published, so a subscriber that asks after subscribing misses nothing.
     Position {
         reply: Reply<u64>,
+    },
+    Grants {
+        reply: Reply<Vec<crate::domain::Grant>>,
+    },
+    RevokeGrant {
+        who: String,
+        run_id: String,
+        tool: String,
+        server: Option<String>,
+        reply: Reply<crate::domain::Grant>,
     },
     /// Stop: finish the commit in flight, make the rest durable, answer, and end.
     Shutdown {

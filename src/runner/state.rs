@@ -3,7 +3,7 @@
 use super::commit::{Deferred, GroupCommit};
 use super::*;
 use crate::config::RuleAction;
-use crate::domain::{self, ApprovalStatus, AuditKind, Decision, GENESIS_HASH, Timestamp};
+use crate::domain::{self, ApprovalStatus, AuditKind, Decision, GENESIS_HASH, Grant, Timestamp};
 use crate::policy::{CallContext, PolicySet, RateLimits, ToolAnnotations};
 use crate::store::{ApprovalWrite, Store, StoreError};
 use serde_json::json;
@@ -60,6 +60,8 @@ struct Runner {
     metrics: RunnerMetrics,
     /// Start of the current minute and refusals seen in it.
     refusal_window: (std::time::Instant, u64),
+    /// Sticky grants by (run, tool, server).
+    grants: std::collections::HashMap<(String, String, Option<String>), Grant>,
 }
 
 /// Load the store's state and start the runner task.
@@ -89,6 +91,7 @@ pub fn start(
             ..Default::default()
         },
         refusal_window: (std::time::Instant::now(), 0),
+        grants: Default::default(),
     };
     runner.load()?;
     let (tx, rx) = mpsc::channel(4096);
@@ -122,6 +125,10 @@ impl Runner {
             self.store.redo_last(&last)?;
             self.seq = last.seq;
             self.last_hash = last.hash;
+        }
+        for g in self.store.grants()? {
+            self.grants
+                .insert((g.run_id.clone(), g.tool.clone(), g.server.clone()), g);
         }
         for a in self.store.pending()? {
             if let Some(at) = a.expires_at {
@@ -303,6 +310,8 @@ impl Runner {
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
                 Command::Metrics { reply } => drop(reply.send(Err(err))),
                 Command::Position { reply } => drop(reply.send(Err(err))),
+                Command::Grants { reply } => drop(reply.send(Err(err))),
+                Command::RevokeGrant { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -360,6 +369,21 @@ impl Runner {
                 let seq = self.seq;
                 self.reply(reply, Ok(seq));
             }
+            Command::Grants { reply } => {
+                let mut all: Vec<Grant> = self.grants.values().cloned().collect();
+                all.sort_by(|a, b| a.at.cmp(&b.at));
+                self.reply(reply, Ok(all));
+            }
+            Command::RevokeGrant {
+                who,
+                run_id,
+                tool,
+                server,
+                reply,
+            } => {
+                let r = self.revoke(&who, run_id, tool, server);
+                self.reply(reply, r);
+            }
             Command::RecordRefusal {
                 who,
                 approval_id,
@@ -387,9 +411,32 @@ impl Runner {
         kind: AuditKind,
         actor: &str,
         approval: Option<&Approval>,
-        mut details: Value,
+        details: Value,
         idempotency: Option<(&str, &str)>,
     ) -> Result<(), RunnerError> {
+        self.record_with_grant(kind, actor, approval, details, idempotency, None)
+    }
+
+    fn record_with_grant(
+        &mut self,
+        kind: AuditKind,
+        actor: &str,
+        approval: Option<&Approval>,
+        mut details: Value,
+        idempotency: Option<(&str, &str)>,
+        grant: Option<&Grant>,
+    ) -> Result<(), RunnerError> {
+        if let (Some(g), Value::Object(m)) = (grant, &mut details) {
+            m.insert(
+                "grant".into(),
+                serde_json::to_value(g).unwrap_or(Value::Null),
+            );
+        }
+        // The audit record is the write-ahead record: it carries what `Store::redo_last`
+        // needs to finish the change after a crash, the idempotency key included.
+        if let (Some((_, k)), Value::Object(m)) = (idempotency, &mut details) {
+            m.insert("idempotency_key".into(), Value::String(k.to_string()));
+        }
         if let (Some(a), Value::Object(m)) = (approval, &mut details) {
             m.insert(
                 "approval".into(),
@@ -413,8 +460,12 @@ impl Runner {
                 approval: a,
                 audit: &rec,
                 idempotency,
+                grant,
             }),
-            None => self.store.write_audit(&rec),
+            None => match (kind, grant) {
+                (AuditKind::GrantRevoked, Some(g)) => self.store.revoke_grant(&rec, g),
+                _ => self.store.write_audit(&rec),
+            },
         };
         if let Err(e) = written {
             let msg = format!("the store refused a write: {e}");
@@ -428,6 +479,37 @@ impl Runner {
         self.commit
             .wrote(approval.and_then(|a| Event::for_approval(&rec, a)));
         Ok(())
+    }
+
+    fn revoke(
+        &mut self,
+        who: &str,
+        run_id: String,
+        tool: String,
+        server: Option<String>,
+    ) -> Result<Grant, RunnerError> {
+        let key = (run_id, tool, server);
+        let Some(g) = self.grants.get(&key).cloned() else {
+            return Err(RunnerError::NotFound(format!(
+                "no grant of {} in run {}{}",
+                key.1,
+                key.0,
+                key.2
+                    .as_deref()
+                    .map(|s| format!(" on server {s}"))
+                    .unwrap_or_default()
+            )));
+        };
+        self.record_with_grant(
+            AuditKind::GrantRevoked,
+            who,
+            None,
+            json!({}),
+            None,
+            Some(&g),
+        )?;
+        self.grants.remove(&key);
+        Ok(g)
     }
 
     fn refused(&mut self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
@@ -532,13 +614,48 @@ impl Runner {
             decision: None,
             editable: req.editable,
         };
+        // `record` puts the key in the audit record (the write-ahead record), so a crash
+        // between the record and the key's own entry is redone at start and a retry with
+        // the same key replays instead of creating a duplicate.
         let idem = req.idempotency_key.as_deref().map(|k| (who, k));
-        // The audit record is the write-ahead record: it carries the key, so that a crash
-        // between it and the key's own entry is redone at start (`Store::redo_last`) and a
-        // retry with the same key replays instead of creating a duplicate.
         let mut details = json!({});
-        if let Some(k) = &req.idempotency_key {
-            details["idempotency_key"] = json!(k);
+        // A sticky grant answers what a policy would have asked a reviewer (never a deny).
+        let granted = match (&outcome.action, &approval.run_id) {
+            (RuleAction::Ask, Some(run)) => self
+                .grants
+                .get(&(run.clone(), approval.tool.clone(), approval.server.clone()))
+                .cloned(),
+            _ => None,
+        };
+        if let Some(g) = granted {
+            let by = format!("grant:{}", g.by);
+            approval.expires_at = None;
+            approval.status = ApprovalStatus::Approved;
+            approval.decision = Some(Decision {
+                by: by.clone(),
+                at: now,
+                reason: Some(format!(
+                    "{} was granted for the rest of run {} by {} (approval {})",
+                    g.tool, g.run_id, g.by, g.approval_id
+                )),
+                arguments_sha256: Some(approval.arguments_sha256.clone()),
+                arguments: None,
+                scope: None,
+            });
+            details["requested_by"] = json!(who);
+            self.record(
+                AuditKind::ApprovalDecided,
+                &by,
+                Some(&approval),
+                details,
+                idem,
+            )?;
+            self.metrics.auto_approved += 1;
+            self.remember(approval.clone());
+            return Ok(Submitted {
+                approval,
+                replayed: false,
+            });
         }
         match outcome.action {
             RuleAction::Ask => {
@@ -572,6 +689,7 @@ impl Runner {
                     reason: Some(outcome.policy.reason.clone()),
                     arguments_sha256: Some(approval.arguments_sha256.clone()),
                     arguments: None,
+                    scope: None,
                 });
                 details["requested_by"] = json!(who);
                 self.record(
@@ -649,6 +767,35 @@ impl Runner {
                 )));
             }
         }
+        let grant = match req.scope.as_deref() {
+            None => None,
+            Some("run") => {
+                if req.verdict != Verdict::Approve || req.edited_arguments.is_some() {
+                    return Err(RunnerError::Invalid(
+                        "scope \"run\" goes with approving the call as proposed".into(),
+                    ));
+                }
+                let Some(run) = current.run_id.clone() else {
+                    return Err(RunnerError::Invalid(format!(
+                        "approval {} belongs to no run, so there is no rest of the run to grant",
+                        current.id
+                    )));
+                };
+                Some(Grant {
+                    run_id: run,
+                    tool: current.tool.clone(),
+                    server: current.server.clone(),
+                    by: who.to_string(),
+                    at: domain::now(),
+                    approval_id: current.id,
+                })
+            }
+            Some(other) => {
+                return Err(RunnerError::Invalid(format!(
+                    "scope {other:?} is not known (use \"run\")"
+                )));
+            }
+        };
         let now = domain::now();
         let mut a = current;
         let approved_sha = match &req.edited_arguments {
@@ -665,8 +812,20 @@ impl Runner {
             reason: req.reason.clone(),
             arguments_sha256: Some(approved_sha),
             arguments: req.edited_arguments,
+            scope: grant.as_ref().map(|_| "run".to_string()),
         });
-        self.record(AuditKind::ApprovalDecided, who, Some(&a), json!({}), None)?;
+        self.record_with_grant(
+            AuditKind::ApprovalDecided,
+            who,
+            Some(&a),
+            json!({}),
+            None,
+            grant.as_ref(),
+        )?;
+        if let Some(g) = grant {
+            self.grants
+                .insert((g.run_id.clone(), g.tool.clone(), g.server.clone()), g);
+        }
         self.settle(&a);
         match req.verdict {
             Verdict::Approve => self.metrics.approved += 1,
@@ -830,6 +989,7 @@ impl Runner {
                     )),
                     arguments_sha256: None,
                     arguments: None,
+                    scope: None,
                 });
                 if self
                     .record(

@@ -81,6 +81,7 @@ fn decision(id: Uuid, verdict: Verdict) -> DecideRequest {
         reason: Some("because".into()),
         arguments_sha256: None,
         edited_arguments: None,
+        scope: None,
     }
 }
 
@@ -344,5 +345,112 @@ fn refusals_are_audited_up_to_a_bound() {
         assert_eq!(m.refused_decisions, 150);
         assert_eq!(m.refusals_not_audited, 50);
         assert_eq!(h.audit(0, 1000).await.unwrap().len(), 100);
+    });
+}
+
+#[test]
+fn sticky_grants_approve_the_rest_of_the_run_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_run = |run: &str, tool: &str| {
+        let mut r = req(tool, json!({"amount": 70}));
+        r.run_id = Some(run.into());
+        r
+    };
+    rt().block_on(async {
+        let (h, t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        // No run, no rest of the run.
+        let lone = h
+            .submit("bot", req("issue_refund", json!({})))
+            .await
+            .unwrap()
+            .approval;
+        let mut d = decision(lone.id, Verdict::Approve);
+        d.scope = Some("run".into());
+        assert!(matches!(
+            h.decide("alice", d).await,
+            Err(RunnerError::Invalid(_))
+        ));
+        // A deny cannot grant.
+        let first = h
+            .submit("bot", in_run("run-1", "issue_refund"))
+            .await
+            .unwrap()
+            .approval;
+        let mut d = decision(first.id, Verdict::Deny);
+        d.scope = Some("run".into());
+        assert!(matches!(
+            h.decide("alice", d).await,
+            Err(RunnerError::Invalid(_))
+        ));
+        let mut d = decision(first.id, Verdict::Approve);
+        d.scope = Some("run".into());
+        let a = h.decide("alice", d).await.unwrap();
+        assert_eq!(a.decision.unwrap().scope.as_deref(), Some("run"));
+        // Later calls of that tool in that run need no reviewer, visibly.
+        let later = h
+            .submit("bot", in_run("run-1", "issue_refund"))
+            .await
+            .unwrap()
+            .approval;
+        assert_eq!(later.status, crate::domain::ApprovalStatus::Approved);
+        assert_eq!(later.decision.as_ref().unwrap().by, "grant:alice");
+        // Not another tool, not another run.
+        assert!(
+            h.submit("bot", in_run("run-1", "delete_user_account"))
+                .await
+                .unwrap()
+                .approval
+                .is_pending()
+        );
+        assert!(
+            h.submit("bot", in_run("run-2", "issue_refund"))
+                .await
+                .unwrap()
+                .approval
+                .is_pending()
+        );
+        assert_eq!(h.grants().await.unwrap().len(), 1);
+        h.shutdown().await;
+        drop(h);
+        let _ = t.await;
+    });
+    rt().block_on(async {
+        // The grant survives a restart, and revoking it is audited and ends it.
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(h.grants().await.unwrap().len(), 1);
+        let g = h
+            .revoke_grant("bob", "run-1", "issue_refund", None)
+            .await
+            .unwrap();
+        assert_eq!(g.by, "alice");
+        assert!(matches!(
+            h.revoke_grant("bob", "run-1", "issue_refund", None).await,
+            Err(RunnerError::NotFound(_))
+        ));
+        assert!(
+            h.submit("bot", in_run("run-1", "issue_refund"))
+                .await
+                .unwrap()
+                .approval
+                .is_pending()
+        );
+        let last_kinds: Vec<_> = h
+            .audit(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.kind)
+            .collect();
+        assert!(last_kinds.contains(&crate::domain::AuditKind::GrantRevoked));
     });
 }

@@ -16,7 +16,7 @@
 mod envelope;
 mod lock;
 
-use crate::domain::{Approval, AuditRecord};
+use crate::domain::{Approval, AuditKind, AuditRecord, Grant};
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -36,6 +36,7 @@ const P_APPROVAL: u8 = b'a';
 const P_PENDING: u8 = b'p';
 const P_AUDIT: u8 = b'l';
 const P_IDEMPOTENCY: u8 = b'i';
+const P_GRANT: u8 = b'g';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,6 +140,8 @@ pub struct ApprovalWrite<'a> {
     pub audit: &'a AuditRecord,
     /// `(identity, key)` to remember for idempotent retries.
     pub idempotency: Option<(&'a str, &'a str)>,
+    /// A sticky grant the decision made.
+    pub grant: Option<&'a Grant>,
 }
 
 impl Store {
@@ -356,7 +359,37 @@ impl Store {
             envelope::encode(w.audit),
         );
         self.sled(r)?;
-        self.apply_derived(w.audit.seq, w.approval, w.idempotency)
+        self.apply_derived(w.audit.seq, w.approval, w.idempotency)?;
+        match w.grant {
+            Some(g) => self.put_grant(g),
+            None => Ok(()),
+        }
+    }
+
+    fn put_grant(&self, g: &Grant) -> Result<()> {
+        let r = self.db.insert(
+            grant_key(&g.run_id, &g.tool, g.server.as_deref()),
+            envelope::encode(g),
+        );
+        self.sled(r).map(|_| ())
+    }
+
+    /// Withdraw a grant: its `grant.revoked` record first, then the entry.
+    pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
+        self.write_audit(record)?;
+        let r = self
+            .db
+            .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()));
+        self.sled(r).map(|_| ())
+    }
+
+    pub fn grants(&self) -> Result<Vec<Grant>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([P_GRANT, b'/']) {
+            let (k, v) = self.sled(item)?;
+            out.push(self.decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     fn apply_derived(
@@ -391,8 +424,28 @@ impl Store {
 
     /// Re-apply the entries derived from the newest audit record (see [`Store::write_approval`]).
     pub fn redo_last(&self, last: &AuditRecord) -> Result<()> {
+        let grant: Option<Grant> = last
+            .details
+            .get("grant")
+            .and_then(|g| serde_json::from_value(g.clone()).ok());
+        if let Some(g) = &grant {
+            let r = match last.kind {
+                AuditKind::GrantRevoked => {
+                    self.db
+                        .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()))
+                }
+                _ => self.db.insert(
+                    grant_key(&g.run_id, &g.tool, g.server.as_deref()),
+                    envelope::encode(g),
+                ),
+            };
+            self.sled(r)?;
+        }
         let Some(approval) = last.approval() else {
-            return Ok(());
+            return self.syncer.sync().map_err(|source| StoreError::Io {
+                dir: self.dir.clone(),
+                source,
+            });
         };
         let key = last.details.get("idempotency_key").and_then(|k| k.as_str());
         self.apply_derived(
@@ -524,6 +577,15 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k.push(b'/');
     k.extend_from_slice(rest);
     k
+}
+
+fn grant_key(run: &str, tool: &str, server: Option<&str>) -> Vec<u8> {
+    let mut out = key(P_GRANT, run.as_bytes());
+    out.push(0);
+    out.extend_from_slice(tool.as_bytes());
+    out.push(0);
+    out.extend_from_slice(server.unwrap_or("").as_bytes());
+    out
 }
 
 fn idempotency_key(identity: &str, k: &str) -> Vec<u8> {

@@ -59,12 +59,14 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
             approval: &a,
             audit: &record(1, &a),
             idempotency: Some(("bot", "k1")),
+            grant: None,
         })
         .unwrap();
         s.write_approval(ApprovalWrite {
             approval: &b,
             audit: &record(2, &b),
             idempotency: None,
+            grant: None,
         })
         .unwrap();
         a.status = ApprovalStatus::Approved;
@@ -72,6 +74,7 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
             approval: &a,
             audit: &record(3, &a),
             idempotency: None,
+            grant: None,
         })
         .unwrap();
         s.syncer().sync().unwrap();
@@ -138,6 +141,7 @@ fn garbage_database_is_refused_not_reset() {
             approval: &a,
             audit: &record(1, &a),
             idempotency: None,
+            grant: None,
         })
         .unwrap();
         s.syncer().sync().unwrap();
@@ -196,6 +200,7 @@ fn checksum_mismatch_is_corruption() {
         approval: &a,
         audit: &record(1, &a),
         idempotency: None,
+        grant: None,
     })
     .unwrap();
     let k = key(P_AUDIT, &1u64.to_be_bytes());
@@ -219,6 +224,7 @@ fn redo_restores_entries_a_crash_cut_short() {
             approval: &a,
             audit: &record(1, &a),
             idempotency: None,
+            grant: None,
         })
         .unwrap();
         // The decision's audit record lands, its derived entries do not (as after a crash).
@@ -252,6 +258,7 @@ fn large_values_go_to_blobs_and_are_synced() {
         approval: &a,
         audit: &record(1, &a),
         idempotency: None,
+        grant: None,
     })
     .unwrap();
     s.syncer().sync().unwrap();
@@ -289,6 +296,7 @@ fn commit_cost() {
                 approval: &a,
                 audit: &record(seq, &a),
                 idempotency: None,
+                grant: None,
             })
             .unwrap();
         }

@@ -73,6 +73,7 @@ pub fn decided(
         reason: reason.map(str::to_string),
         arguments_sha256: Some(a.arguments_sha256.clone()),
         arguments: None,
+        scope: None,
     });
     a
 }
