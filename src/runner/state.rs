@@ -371,7 +371,7 @@ impl Runner {
             }
             Command::Grants { reply } => {
                 let mut all: Vec<Grant> = self.grants.values().cloned().collect();
-                all.sort_by(|a, b| a.at.cmp(&b.at));
+                all.sort_by_key(|g| g.at);
                 self.reply(reply, Ok(all));
             }
             Command::RevokeGrant {
