@@ -61,6 +61,7 @@ pub(super) async fn run(argv: &[String], input: &[u8], timeout: Duration) -> Too
     let output = match result {
         Err(_) => {
             group.kill();
+            let _ = child.start_kill();
             let _ = child.wait().await;
             return ToolOutput::Error(format!(
                 "timed out after {} (the program was killed)",
