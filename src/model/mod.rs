@@ -154,3 +154,9 @@ impl Model {
         }
     }
 }
+
+/// Models are shared between tasks, and their calls run inside spawned tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Model>();
+};

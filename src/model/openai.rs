@@ -239,6 +239,10 @@ impl OpenAiModel {
         match status.as_u16() {
             401 | 403 => Attempt::Done(Err(ModelError::Auth(detail))),
             404 => Attempt::Done(Err(ModelError::NotFound(detail))),
+            // Out of credit: asking again will not help.
+            429 if error_code(&body).as_deref() == Some("insufficient_quota") => {
+                Attempt::Done(Err(ModelError::Transport(detail)))
+            }
             429 | 500..=599 => Attempt::Retry {
                 message: detail,
                 retry_after,
@@ -404,6 +408,16 @@ fn server_message(body: &[u8]) -> String {
     } else {
         quote(&text)
     }
+}
+
+/// `error.code` (or `error.type`) of an OpenAI-style error body.
+fn error_code(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = v.get("error")?;
+    e.get("code")
+        .and_then(Value::as_str)
+        .or_else(|| e.get("type").and_then(Value::as_str))
+        .map(str::to_string)
 }
 
 /// One line, at most `MAX_QUOTE` characters.

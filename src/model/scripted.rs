@@ -165,7 +165,15 @@ fn outcome(result: Option<&str>) -> Outcome<'_> {
     }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Outcome::Ok(map),
-        _ => Outcome::Failed(text.trim()),
+        _ => {
+            let text = text.trim();
+            // However the runner marks a failed call ("Error: …"), say it once.
+            let bare = ["Error:", "error:", "ERROR:"]
+                .iter()
+                .find_map(|p| text.strip_prefix(p))
+                .unwrap_or(text);
+            Outcome::Failed(bare.trim())
+        }
     }
 }
 

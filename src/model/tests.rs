@@ -672,6 +672,7 @@ async fn scripted_refund_reacts_to_a_denial() {
 async fn scripted_unknown_order_and_lookup_only() {
     let (messages, answer) = drive("Refund ORD-9999 now", |_| panic!("nothing to approve")).await;
     assert_eq!(calls(&messages).len(), 1);
+    assert!(!answer.contains("Error:"), "{answer}");
     assert!(
         answer.contains("couldn't look up order ORD-9999") && answer.contains("no order"),
         "{answer}"
@@ -761,4 +762,35 @@ fn scripted_steps_follow_the_turns() {
     // A new user message starts the script again.
     messages.push(Message::user("again"));
     assert_eq!(model.complete(&messages, &[]), step("first", Some("a")));
+}
+
+#[test]
+fn calls_are_send() {
+    fn send<T: Send>(_: T) {}
+    let model = Model::Scripted(ScriptedModel::customer_service());
+    send(model.complete(&[], &[]));
+    let tools = Tools::from_config(&[]).unwrap();
+    let args = serde_json::Map::new();
+    send(tools.call("issue_refund", &args));
+}
+
+#[tokio::test]
+async fn insufficient_quota_is_not_retried() {
+    let (url, stub) = serve(vec![Reply::With(
+        StatusCode::TOO_MANY_REQUESTS,
+        vec![],
+        json!({ "error": { "message": "You exceeded your current quota, please check your plan and billing details.",
+                           "type": "insufficient_quota", "param": null, "code": "insufficient_quota" } })
+        .to_string(),
+    )])
+    .await;
+    let e = client(&url)
+        .complete(&conversation(), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ModelError::Transport(ref m) if m.contains("429") && m.contains("exceeded your current quota")),
+        "{e}"
+    );
+    assert_eq!(stub.count(), 1);
 }
