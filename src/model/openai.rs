@@ -607,3 +607,54 @@ fn json_type(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_need_no_key() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:11434/v1",
+            "http://LOCALHOST./v1",
+            "http://[::1]:8000/v1",
+            "http://api.localhost/v1",
+        ] {
+            assert!(is_loopback(&endpoint(url).unwrap()), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5/v1",
+            "http://localhost.example.com/v1",
+        ] {
+            assert!(!is_loopback(&endpoint(url).unwrap()), "{url}");
+        }
+        assert_eq!(
+            endpoint("https://api.openai.com/v1/").unwrap().as_str(),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert!(endpoint("ftp://x/v1").is_err());
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_backoff_grows() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+        let m =
+            OpenAiModel::new("http://127.0.0.1:1/v1", "m", None, Duration::from_secs(1)).unwrap();
+        for attempt in 1..=3u32 {
+            let full = Duration::from_millis(500) * (1 << (attempt - 1));
+            let d = m.backoff(attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+}
