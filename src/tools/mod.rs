@@ -1,0 +1,372 @@
+//! Tool executors (DESIGN §7 `[[tools]]`): `command`, `http` and `builtin` tools, with their
+//! argument schemas compiled once and checked before a call goes anywhere.
+//!
+//! A tool's result is what the model sees as the tool message: `ToolOutput::Ok` with the
+//! tool's output, or `ToolOutput::Error` with a one-paragraph explanation.
+
+pub mod builtin;
+mod command;
+mod http;
+#[cfg(test)]
+mod tests;
+
+use crate::config::{NeedsApproval, ToolConfig};
+use crate::model::ToolSpec;
+use builtin::Builtin;
+use jsonschema::error::ValidationErrorKind;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Timeout of a `command` or `http` tool whose config names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest output (standard output, or response body) a tool may return.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// What a tool call came to; the text is the tool message the model sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolOutput {
+    Ok(String),
+    Error(String),
+}
+
+impl ToolOutput {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, ToolOutput::Ok(_))
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            ToolOutput::Ok(t) | ToolOutput::Error(t) => t,
+        }
+    }
+}
+
+/// Every tool the agents of one config can use: the `[[tools]]` entries, and the builtins
+/// under their own names unless a `[[tools]]` entry takes the name.
+pub struct Tools {
+    tools: BTreeMap<String, Tool>,
+    client: reqwest::Client,
+}
+
+struct Tool {
+    spec: ToolSpec,
+    validator: jsonschema::Validator,
+    exec: Exec,
+    needs_approval: NeedsApproval,
+}
+
+enum Exec {
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    Http {
+        url: reqwest::Url,
+        timeout: Duration,
+    },
+    Builtin(Builtin),
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Tools {
+    /// Build the tools of `[[tools]]` plus the builtins. Errors are one line naming the tool.
+    pub fn from_config(tools: &[ToolConfig]) -> Result<Tools, String> {
+        let mut out = BTreeMap::new();
+        for t in tools {
+            let name = t.name.get_ref().clone();
+            let tool = Tool::from_config(t).map_err(|e| format!("tools.{name}: {e}"))?;
+            if out.insert(name.clone(), tool).is_some() {
+                return Err(format!("tools.{name}: defined twice"));
+            }
+        }
+        for b in Builtin::ALL {
+            if !out.contains_key(b.name()) {
+                out.insert(b.name().to_string(), Tool::builtin(*b)?);
+            }
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Tools { tools: out, client })
+    }
+
+    /// The tool as the model sees it.
+    pub fn spec(&self, name: &str) -> Option<ToolSpec> {
+        self.tools.get(name).map(|t| t.spec.clone())
+    }
+
+    /// Names of every tool, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
+    }
+
+    /// The tool's `needs_approval`: as configured; for a builtin without a `[[tools]]` entry,
+    /// the seed's (`get_order_details` is read-only and needs none, the others always ask);
+    /// `None` for an unknown tool.
+    pub fn needs_approval(&self, name: &str) -> Option<NeedsApproval> {
+        self.tools.get(name).map(|t| t.needs_approval.clone())
+    }
+
+    /// Parse the model's raw argument text, then `validate` it. Empty text counts as `{}`.
+    pub fn validate_raw(&self, name: &str, raw: &str) -> Result<Map<String, Value>, String> {
+        let args: Value = if raw.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(raw)
+                .map_err(|e| format!("the arguments of {name} are not valid JSON: {e}"))?
+        };
+        self.validate(name, &args)
+    }
+
+    /// Check `args` against the tool's JSON schema. The error names each offending field
+    /// (`missing required field "amount"`, `field "amount": "ten" is not of type "number"`).
+    pub fn validate(&self, name: &str, args: &Value) -> Result<Map<String, Value>, String> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| format!("unknown tool {name:?}"))?;
+        let Value::Object(map) = args else {
+            return Err(format!(
+                "the arguments of {name} must be a JSON object, not {}",
+                json_type(args)
+            ));
+        };
+        let problems: Vec<String> = tool.validator.iter_errors(args).map(describe).collect();
+        if problems.is_empty() {
+            Ok(map.clone())
+        } else {
+            Err(format!(
+                "invalid arguments for {name}: {}",
+                problems.join("; ")
+            ))
+        }
+    }
+
+    /// Run the tool. Never panics and never hangs past the tool's timeout; every failure is
+    /// an `Error` the model can read.
+    pub async fn call(&self, name: &str, args: &Map<String, Value>) -> ToolOutput {
+        let Some(tool) = self.tools.get(name) else {
+            return ToolOutput::Error(format!("unknown tool {name:?}"));
+        };
+        match &tool.exec {
+            Exec::Command { argv, timeout } => {
+                let input = Value::Object(args.clone()).to_string();
+                command::run(argv, input.as_bytes(), *timeout).await
+            }
+            Exec::Http { url, timeout } => http::post(&self.client, url, args, *timeout).await,
+            Exec::Builtin(b) => b.call(args),
+        }
+    }
+}
+
+impl Tool {
+    fn from_config(t: &ToolConfig) -> Result<Tool, String> {
+        let name = t.name.get_ref();
+        let kind = t.kind.get_ref().as_str();
+        let timeout = t.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            return Err("timeout must be positive".into());
+        }
+        let mut builtin = None;
+        let exec = match kind {
+            "command" => match t.command.as_deref() {
+                Some([program, ..]) if !program.trim().is_empty() => Exec::Command {
+                    argv: t.command.clone().unwrap_or_default(),
+                    timeout,
+                },
+                Some(_) => return Err("empty command (expected [\"program\", \"arg\", …])".into()),
+                None => return Err("missing command (required for kind \"command\")".into()),
+            },
+            "http" => {
+                let url = t
+                    .url
+                    .as_deref()
+                    .ok_or("missing url (required for kind \"http\")")?;
+                let url =
+                    reqwest::Url::parse(url).map_err(|e| format!("invalid url {url:?}: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!(
+                        "invalid url {:?} (expected an http:// or https:// URL)",
+                        url.as_str()
+                    ));
+                }
+                Exec::Http { url, timeout }
+            }
+            "builtin" => {
+                let which = t.builtin.as_deref().unwrap_or(name);
+                let b = Builtin::by_name(which).ok_or_else(|| {
+                    format!(
+                        "unknown builtin tool {which:?} (built in: {})",
+                        Builtin::ALL
+                            .iter()
+                            .map(|b| b.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+                builtin = Some(b);
+                Exec::Builtin(b)
+            }
+            other => {
+                return Err(format!(
+                    "unknown tool kind {other:?} (allowed: command, http, builtin)"
+                ));
+            }
+        };
+        let parameters = match (&t.parameters, builtin) {
+            (Some(p), _) => serde_json::to_value(p)
+                .map_err(|e| format!("parameters cannot be read as JSON: {e}"))?,
+            (None, Some(b)) => b.parameters(),
+            (None, None) => json!({ "type": "object", "properties": {} }),
+        };
+        let description = match (t.description.trim().is_empty(), builtin) {
+            (true, Some(b)) => b.description().to_string(),
+            _ => t.description.clone(),
+        };
+        let needs_approval = match (&t.needs_approval, builtin) {
+            (Some(na), _) => na.get_ref().clone(),
+            (None, Some(b)) => b.needs_approval(),
+            (None, None) => NeedsApproval::default(),
+        };
+        Tool::new(name, description, parameters, exec, needs_approval)
+    }
+
+    fn builtin(b: Builtin) -> Result<Tool, String> {
+        Tool::new(
+            b.name(),
+            b.description().to_string(),
+            b.parameters(),
+            Exec::Builtin(b),
+            b.needs_approval(),
+        )
+    }
+
+    fn new(
+        name: &str,
+        description: String,
+        parameters: Value,
+        exec: Exec,
+        needs_approval: NeedsApproval,
+    ) -> Result<Tool, String> {
+        if parameters.get("type").and_then(Value::as_str) != Some("object") {
+            return Err("parameters must be a JSON schema with type = \"object\"".into());
+        }
+        let validator = jsonschema::validator_for(&parameters)
+            .map_err(|e| format!("invalid parameters schema: {}", clip(&e.to_string())))?;
+        Ok(Tool {
+            spec: ToolSpec {
+                name: name.to_string(),
+                description,
+                parameters,
+            },
+            validator,
+            exec,
+            needs_approval,
+        })
+    }
+}
+
+/// One schema violation, naming the field.
+fn describe(e: jsonschema::ValidationError<'_>) -> String {
+    let path = field_path(e.instance_path());
+    let within = |field: &str| {
+        if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    match e.kind() {
+        ValidationErrorKind::Required { property } => {
+            let field = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
+            format!("missing required field {:?}", within(&field))
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let fields: Vec<String> = unexpected
+                .iter()
+                .map(|f| format!("{:?}", within(f)))
+                .collect();
+            if fields.len() == 1 {
+                format!("unexpected field {}", fields[0])
+            } else {
+                format!("unexpected fields {}", fields.join(", "))
+            }
+        }
+        _ if path.is_empty() => clip(&e.to_string()),
+        _ => format!("field {path:?}: {}", clip(&e.to_string())),
+    }
+}
+
+/// `/items/0/sku` → `items[0].sku`.
+fn field_path(location: &jsonschema::paths::Location) -> String {
+    let mut out = String::new();
+    for segment in location.segments() {
+        match segment {
+            jsonschema::paths::LocationSegment::Index(i) => out.push_str(&format!("[{i}]")),
+            jsonschema::paths::LocationSegment::Property(p) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&p);
+            }
+        }
+    }
+    out
+}
+
+/// At most 200 characters: error messages quote the offending value.
+fn clip(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The last `n` non-empty lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `Tools` is shared between tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Tools>();
+};
