@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 pub const MAX_IN_FLIGHT: usize = 2;
+pub const MIN_OVERLAP_BATCH: usize = 32;
 
 /// Sends one reply: with `None` when its writes are durable, with the error otherwise.
 pub type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -59,6 +60,11 @@ impl GroupCommit {
     /// Start a flush when there is something to flush and a slot is free.
     pub fn maybe_start(&mut self, syncer: &Syncer) {
         if self.in_flight.len() >= MAX_IN_FLIGHT || self.open.writes == 0 {
+            return;
+        }
+        // Overlap only a batch worth a flush of its own; a small one waits for the running
+        // flush to end (each flush also wakes every thread of sled's IO pool).
+        if !self.in_flight.is_empty() && self.open.writes < MIN_OVERLAP_BATCH {
             return;
         }
         let batch = std::mem::take(&mut self.open);
