@@ -618,7 +618,6 @@ impl Runner {
         // between the record and the key's own entry is redone at start and a retry with
         // the same key replays instead of creating a duplicate.
         let idem = req.idempotency_key.as_deref().map(|k| (who, k));
-        let mut details = json!({});
         // A sticky grant answers what a policy would have asked a reviewer (never a deny).
         let granted = match (&outcome.action, &approval.run_id) {
             (RuleAction::Ask, Some(run)) => self
@@ -627,43 +626,21 @@ impl Runner {
                 .cloned(),
             _ => None,
         };
-        if let Some(g) = granted {
-            let by = format!("grant:{}", g.by);
-            approval.expires_at = None;
-            approval.status = ApprovalStatus::Approved;
-            approval.decision = Some(Decision {
-                by: by.clone(),
-                at: now,
-                reason: Some(format!(
+        match (outcome.action, granted) {
+            (_, Some(g)) => {
+                let reason = format!(
                     "{} was granted for the rest of run {} by {} (approval {})",
                     g.tool, g.run_id, g.by, g.approval_id
-                )),
-                arguments_sha256: Some(approval.arguments_sha256.clone()),
-                arguments: None,
-                scope: None,
-            });
-            details["requested_by"] = json!(who);
-            self.record(
-                AuditKind::ApprovalDecided,
-                &by,
-                Some(&approval),
-                details,
-                idem,
-            )?;
-            self.metrics.auto_approved += 1;
-            self.remember(approval.clone());
-            return Ok(Submitted {
-                approval,
-                replayed: false,
-            });
-        }
-        match outcome.action {
-            RuleAction::Ask => {
+                );
+                let by = format!("grant:{}", g.by);
+                self.decide_at_once(&mut approval, Verdict::Approve, &by, reason, who, idem)?;
+            }
+            (RuleAction::Ask, None) => {
                 self.record(
                     AuditKind::ApprovalCreated,
                     who,
                     Some(&approval),
-                    details,
+                    json!({}),
                     idem,
                 )?;
                 self.metrics.submitted += 1;
@@ -672,48 +649,67 @@ impl Runner {
                 }
                 self.pending.insert(approval.id, approval.clone());
             }
-            RuleAction::Approve | RuleAction::Deny => {
+            (action, None) => {
                 let by = format!(
                     "policy:{}",
                     outcome.policy.name.as_deref().unwrap_or("default")
                 );
-                approval.expires_at = None;
-                approval.status = if outcome.action == RuleAction::Approve {
-                    ApprovalStatus::Approved
+                let verdict = if action == RuleAction::Approve {
+                    Verdict::Approve
                 } else {
-                    ApprovalStatus::Denied
+                    Verdict::Deny
                 };
-                approval.decision = Some(Decision {
-                    by: by.clone(),
-                    at: now,
-                    reason: Some(outcome.policy.reason.clone()),
-                    arguments_sha256: Some(approval.arguments_sha256.clone()),
-                    arguments: None,
-                    scope: None,
-                });
-                details["requested_by"] = json!(who);
-                self.record(
-                    AuditKind::ApprovalDecided,
-                    &by,
-                    Some(&approval),
-                    details,
-                    idem,
-                )?;
-                if outcome.action == RuleAction::Approve {
-                    self.metrics.auto_approved += 1;
-                    if let (Some(name), Some(rule)) = (&outcome.policy.name, outcome.policy.rule) {
-                        self.limits.record(name, rule, now);
-                    }
-                } else {
-                    self.metrics.auto_denied += 1;
+                let reason = outcome.policy.reason.clone();
+                self.decide_at_once(&mut approval, verdict, &by, reason, who, idem)?;
+                if verdict == Verdict::Approve
+                    && let (Some(name), Some(rule)) = (&outcome.policy.name, outcome.policy.rule)
+                {
+                    self.limits.record(name, rule, now);
                 }
-                self.remember(approval.clone());
             }
         }
         Ok(Submitted {
             approval,
             replayed: false,
         })
+    }
+
+    /// Decide a new submission without a reviewer (a policy, or a sticky grant).
+    fn decide_at_once(
+        &mut self,
+        approval: &mut Approval,
+        verdict: Verdict,
+        by: &str,
+        reason: String,
+        who: &str,
+        idem: Option<(&str, &str)>,
+    ) -> Result<(), RunnerError> {
+        approval.expires_at = None;
+        approval.status = match verdict {
+            Verdict::Approve => ApprovalStatus::Approved,
+            Verdict::Deny => ApprovalStatus::Denied,
+        };
+        approval.decision = Some(Decision {
+            by: by.to_string(),
+            at: approval.created_at,
+            reason: Some(reason),
+            arguments_sha256: Some(approval.arguments_sha256.clone()),
+            arguments: None,
+            scope: None,
+        });
+        self.record(
+            AuditKind::ApprovalDecided,
+            by,
+            Some(approval),
+            json!({"requested_by": who}),
+            idem,
+        )?;
+        match verdict {
+            Verdict::Approve => self.metrics.auto_approved += 1,
+            Verdict::Deny => self.metrics.auto_denied += 1,
+        }
+        self.remember(approval.clone());
+        Ok(())
     }
 
     fn remember(&mut self, a: Approval) {
