@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod frontend;
 pub mod model;
+pub mod notify;
 pub mod policy;
 pub mod runner;
 pub mod store;

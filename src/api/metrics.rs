@@ -146,5 +146,17 @@ pub async fn render(State(state): State<ApiState>) -> Response {
         "# TYPE gatehouse_audit_seq gauge\ngatehouse_audit_seq {}",
         m.last_seq
     );
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_webhook_total Webhook notices by outcome.\n# TYPE gatehouse_webhook_total counter"
+    );
+    for (k, v) in [
+        ("sent", m.notify_sent),
+        ("failed", m.notify_failed),
+        ("retried", m.notify_retries),
+        ("dropped", m.notify_dropped),
+    ] {
+        let _ = writeln!(out, "gatehouse_webhook_total{{outcome=\"{k}\"}} {v}");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -21,6 +21,7 @@ pub type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
 pub struct Batch {
     pub replies: Vec<Deferred>,
     pub events: Vec<Event>,
+    pub notices: Vec<crate::notify::Notice>,
     pub writes: usize,
 }
 
@@ -48,6 +49,11 @@ impl GroupCommit {
         } else {
             reply(None);
         }
+    }
+
+    /// A webhook notice about the last write: sent once that write is durable.
+    pub fn notice(&mut self, n: crate::notify::Notice) {
+        self.open.notices.push(n);
     }
 
     pub fn wrote(&mut self, event: Option<Event>) {

@@ -33,6 +33,9 @@ pub struct RunnerConfig {
     pub default_timeout: Duration,
     /// How many decided approvals the runner keeps at hand for consoles' history panes.
     pub recent_limit: usize,
+    /// `[notify] webhook`, and whether new approvals are announced too.
+    pub webhook: Option<String>,
+    pub notify_on_create: bool,
 }
 
 impl Default for RunnerConfig {
@@ -41,6 +44,8 @@ impl Default for RunnerConfig {
             tiers: Vec::new(),
             default_timeout: Duration::from_secs(3600),
             recent_limit: 200,
+            webhook: None,
+            notify_on_create: false,
         }
     }
 }
@@ -59,6 +64,8 @@ impl RunnerConfig {
                 .collect(),
             default_timeout: cfg.server.default_timeout,
             recent_limit: 200,
+            webhook: cfg.notify.webhook.clone(),
+            notify_on_create: cfg.notify.on_create,
         }
     }
 }

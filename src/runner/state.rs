@@ -4,6 +4,7 @@ use super::commit::{Deferred, GroupCommit};
 use super::*;
 use crate::config::RuleAction;
 use crate::domain::{self, ApprovalStatus, AuditKind, Decision, GENESIS_HASH, Grant, Timestamp};
+use crate::notify::Notice;
 use crate::policy::{CallContext, PolicySet, RateLimits, ToolAnnotations};
 use crate::store::{ApprovalWrite, Store, StoreError};
 use serde_json::json;
@@ -28,6 +29,10 @@ pub struct RunnerMetrics {
     pub escalated: u64,
     pub refused_decisions: u64,
     pub refusals_not_audited: u64,
+    pub notify_sent: u64,
+    pub notify_failed: u64,
+    pub notify_retries: u64,
+    pub notify_dropped: u64,
     pub flushes: u64,
     pub flushed_writes: u64,
     pub flush_seconds: f64,
@@ -62,6 +67,7 @@ struct Runner {
     refusal_window: (std::time::Instant, u64),
     /// Sticky grants by (run, tool, server).
     grants: std::collections::HashMap<(String, String, Option<String>), Grant>,
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// Load the store's state and start the runner task.
@@ -92,7 +98,13 @@ pub fn start(
         },
         refusal_window: (std::time::Instant::now(), 0),
         grants: Default::default(),
+        notifier: None,
     };
+    runner.notifier = runner
+        .cfg
+        .webhook
+        .clone()
+        .map(|url| crate::notify::Notifier::start(url, runner.cfg.notify_on_create));
     runner.load()?;
     let (tx, rx) = mpsc::channel(4096);
     let task = tokio::spawn(runner.run(rx));
@@ -262,6 +274,11 @@ impl Runner {
                 for e in batch.events {
                     let _ = self.events.send(e);
                 }
+                if let Some(n) = &self.notifier {
+                    for notice in batch.notices {
+                        n.send(notice);
+                    }
+                }
                 for r in batch.replies {
                     r(None);
                 }
@@ -396,6 +413,13 @@ impl Runner {
             Command::Shutdown { reply } => drop(reply.send(())),
             Command::Metrics { reply } => {
                 let mut m = self.metrics.clone();
+                if let Some(n) = &self.notifier {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    m.notify_sent = n.counters.sent.load(Relaxed);
+                    m.notify_failed = n.counters.failed.load(Relaxed);
+                    m.notify_retries = n.counters.retries.load(Relaxed);
+                    m.notify_dropped = n.counters.dropped.load(Relaxed);
+                }
                 for a in self.pending.values() {
                     *m.pending_by_queue.entry(a.queue.clone()).or_default() += 1;
                 }
@@ -672,6 +696,16 @@ impl Runner {
             approval,
             replayed: false,
         })
+    }
+
+    /// The reviewers of the escalation tier an approval is in (none outside the chain).
+    fn tier_reviewers(&self, a: &Approval) -> Vec<String> {
+        self.cfg
+            .tiers
+            .get(a.tier as usize)
+            .filter(|t| t.queue == a.queue)
+            .map(|t| t.reviewers.clone())
+            .unwrap_or_default()
     }
 
     /// Decide a new submission without a reviewer (a policy, or a sticky grant).
@@ -970,6 +1004,17 @@ impl Runner {
                     return;
                 }
                 self.metrics.escalated += 1;
+                let reason = format!(
+                    "not decided in queue {from} within {}; escalated to {}",
+                    humantime::format_duration(self.cfg.tiers[tier].after),
+                    next.queue
+                );
+                self.commit.notice(Notice::new(
+                    AuditKind::ApprovalEscalated,
+                    &a,
+                    next.reviewers.clone(),
+                    reason,
+                ));
                 self.deadlines.insert((next_at, id));
                 self.pending.insert(id, a);
             } else {
@@ -1000,6 +1045,18 @@ impl Runner {
                     return;
                 }
                 self.metrics.expired += 1;
+                let reviewers = self.tier_reviewers(&a);
+                let reason = a
+                    .decision
+                    .as_ref()
+                    .and_then(|d| d.reason.clone())
+                    .unwrap_or_default();
+                self.commit.notice(Notice::new(
+                    AuditKind::ApprovalExpired,
+                    &a,
+                    reviewers,
+                    reason,
+                ));
                 self.settle(&a);
             }
         }

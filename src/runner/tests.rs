@@ -454,3 +454,65 @@ fn sticky_grants_approve_the_rest_of_the_run_until_revoked() {
         assert!(last_kinds.contains(&crate::domain::AuditKind::GrantRevoked));
     });
 }
+
+#[test]
+fn escalation_and_expiry_reach_the_webhook_with_retries() {
+    use std::sync::{Arc, Mutex};
+    rt().block_on(async {
+        // A receiver that fails its first delivery.
+        let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, c) = (got.clone(), calls.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let (g, c) = (g.clone(), c.clone());
+                async move {
+                    if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    g.lock().unwrap().push(v);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tiers();
+        cfg.webhook = Some(format!("http://{addr}/hook"));
+        let (h, _t) = start(Store::open(dir.path()).unwrap(), PolicySet::empty(), cfg).unwrap();
+        let mut r = req("delete_user_account", json!({"user_id": "U-1"}));
+        r.agent = Some("CustomerServiceAgent".into());
+        let a = h.submit("bot", r).await.unwrap().approval;
+        wait_status(&h, a.id, crate::domain::ApprovalStatus::Expired).await;
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while got.lock().unwrap().len() < 2 {
+            assert!(
+                std::time::Instant::now() < until,
+                "webhooks: {:?}",
+                got.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got[0]["event"], "approval.escalated");
+        assert_eq!(got[0]["queue"], "backup");
+        assert_eq!(got[0]["tier"], 1);
+        assert_eq!(got[0]["reviewers"], json!(["bob"]));
+        assert_eq!(got[0]["tool"], "delete_user_account");
+        assert_eq!(got[0]["agent"], "CustomerServiceAgent");
+        assert_eq!(got[0]["approval_id"], a.id.to_string());
+        assert_eq!(got[1]["event"], "approval.expired");
+        assert!(
+            got[1]["reason"].as_str().unwrap().contains("timed out"),
+            "{}",
+            got[1]
+        );
+        let m = h.metrics().await.unwrap();
+        assert_eq!((m.notify_sent, m.notify_failed), (2, 0));
+        assert!(m.notify_retries >= 1);
+    });
+}

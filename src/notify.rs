@@ -1,0 +1,129 @@
+//! Webhook notifications (`[notify] webhook`): a JSON POST on escalation, on automatic
+//! denial and, with `on_create`, on every new approval.
+//!
+//! The runner never waits for a webhook: notices go into a bounded queue (dropped and
+//! counted when it is full) and a task of their own delivers them, retrying with backoff.
+//! Notices are queued only once the change they tell of is durable.
+
+use crate::domain::{Approval, AuditKind, Timestamp};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const QUEUE: usize = 10_000;
+const ATTEMPTS: u32 = 5;
+
+/// What the webhook receives.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notice {
+    pub event: &'static str,
+    pub at: Timestamp,
+    pub approval_id: uuid::Uuid,
+    pub tool: String,
+    pub server: Option<String>,
+    pub agent: Option<String>,
+    pub run_id: Option<String>,
+    pub queue: String,
+    pub tier: u32,
+    /// Who should look: the reviewers of the approval's (new) tier.
+    pub reviewers: Vec<String>,
+    pub reason: String,
+}
+
+impl Notice {
+    pub fn new(kind: AuditKind, a: &Approval, reviewers: Vec<String>, reason: String) -> Notice {
+        Notice {
+            event: kind.as_str(),
+            at: crate::domain::now(),
+            approval_id: a.id,
+            tool: a.tool.clone(),
+            server: a.server.clone(),
+            agent: a.agent.clone(),
+            run_id: a.run_id.clone(),
+            queue: a.queue.clone(),
+            tier: a.tier,
+            reviewers,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct NotifyCounters {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub retries: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The runner's end: queue a notice without ever waiting.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Notice>,
+    pub on_create: bool,
+    pub counters: Arc<NotifyCounters>,
+}
+
+impl Notifier {
+    /// Start the delivery task for `webhook`.
+    pub fn start(webhook: String, on_create: bool) -> Notifier {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let counters = Arc::new(NotifyCounters::default());
+        tokio::spawn(deliver(webhook, rx, counters.clone()));
+        Notifier {
+            tx,
+            on_create,
+            counters,
+        }
+    }
+
+    pub fn send(&self, n: Notice) {
+        if self.tx.try_send(n).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("webhook queue full: a notice was dropped");
+        }
+    }
+}
+
+async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: Arc<NotifyCounters>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("webhook disabled: cannot build an HTTP client: {e}");
+            return;
+        }
+    };
+    while let Some(n) = rx.recv().await {
+        let mut wait = Duration::from_millis(250);
+        for attempt in 1..=ATTEMPTS {
+            let r = client.post(&url).json(&n).send().await;
+            let error = match r {
+                Ok(resp) if resp.status().is_success() => {
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Ok(resp) => format!("HTTP {}", resp.status()),
+                Err(e) => e.to_string(),
+            };
+            if attempt == ATTEMPTS {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "webhook gave up on {} for approval {} after {ATTEMPTS} attempts: {error}",
+                    n.event,
+                    n.approval_id
+                );
+                break;
+            }
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("webhook attempt {attempt} failed ({error}); retrying in {wait:?}");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
+    }
+}
