@@ -497,3 +497,74 @@ fn config_check_reports_problems_and_exit_codes() {
         "a bad config must not create the data directory"
     );
 }
+
+/// `audit export` from a running daemon, `audit verify` of the export, and of exports
+/// tampered with in each way the chain must catch; then `audit verify --data`.
+#[test]
+fn audit_export_and_verify_catch_tampering() {
+    let ws = Workspace::new();
+    let mut d = ws.start();
+    block_on(async {
+        let api = d.api();
+        for i in 0..4 {
+            let a = api.submit_pending(BOT, "deploy", json!({"n": i})).await;
+            if i % 2 == 0 {
+                assert_eq!(
+                    api.decide(ALICE, &id(&a), "deny", Some("no")).await.status,
+                    200
+                );
+            }
+        }
+    });
+    let url = d.url.clone();
+    let export = gatehouse(&["audit", "export", "--connect", &url], Some(ALICE));
+    let text = ok(&export).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        7,
+        "6 records and the end-of-export line:\n{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |name: &str, content: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        gatehouse(&["audit", "verify", "--file", p.to_str().unwrap()], None)
+    };
+    assert!(ok(&verify("intact.jsonl", text.clone())).contains("ok, 6 records"));
+
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[2] = edited[2].replacen("\"deploy\"", "\"Deploy\"", 1);
+    fails(
+        &verify("edited.jsonl", edited.join("\n")),
+        1,
+        "record seq 3 (line 3) was edited",
+    );
+
+    let mut removed: Vec<&str> = lines.clone();
+    removed.remove(3);
+    fails(
+        &verify("removed.jsonl", removed.join("\n")),
+        1,
+        "record(s) 4..4 were removed",
+    );
+
+    let mut swapped: Vec<&str> = lines.clone();
+    swapped.swap(1, 2);
+    fails(
+        &verify("swapped.jsonl", swapped.join("\n")),
+        1,
+        "records are out of order",
+    );
+
+    fails(
+        &verify("truncated.jsonl", lines[..5].join("\n")),
+        1,
+        "the export is truncated: it ends after record seq 5",
+    );
+
+    d.stop();
+    let data = ws.data();
+    let f = gatehouse(&["audit", "verify", "--data", data.to_str().unwrap()], None);
+    assert!(ok(&f).contains("ok, 6 records"), "{f:?}");
+}

@@ -102,6 +102,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/approvals", post(routes::submit).get(routes::list))
         .route("/v1/approvals/{id}", get(routes::get_one))
         .route("/v1/approvals/{id}/decision", post(routes::decide))
+        .route("/v1/approvals/{id}/escalate", post(routes::escalate))
         .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(routes::audit))
         .route("/v1/whoami", get(routes::whoami))

@@ -427,6 +427,18 @@ pub async fn audit(
     Ok(Json(json!({"records": records, "next": next})))
 }
 
+/// Move a pending approval to the next escalation tier now.
+pub async fn escalate(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    require(&state, &who, Role::Reviewer, "escalate approvals")?;
+    let a = state.inner.runner.escalate(&who.name, id).await?;
+    Ok(approval_response(StatusCode::OK, &a))
+}
+
 pub async fn grants(
     State(state): State<ApiState>,
     Caller(who): Caller,

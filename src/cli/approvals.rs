@@ -45,6 +45,12 @@ pub enum Action {
         #[arg(long)]
         arguments_sha256: Option<String>,
     },
+    /// Move an approval to the next escalation tier now.
+    Escalate {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Deny an approval with a reason the agent is told.
     Deny {
         id: String,
@@ -130,6 +136,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
         Action::List { target, .. }
         | Action::Show { target, .. }
         | Action::Approve { target, .. }
+        | Action::Escalate { target, .. }
         | Action::Deny { target, .. } => target.clone(),
     };
     let backend = Backend::open(&target)?;
@@ -189,6 +196,32 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
             } else {
                 print_table(&approvals);
             }
+            Ok(())
+        }
+        Action::Escalate { id, .. } => {
+            let a = match backend {
+                Backend::Remote(r) => {
+                    let path = format!("/v1/approvals/{}/escalate", urlencode(&id));
+                    let (code, v) = r.call(Method::POST, &path, Some(&json!({}))).await?;
+                    if code != 200 {
+                        return Err(remote_failure(code, &v));
+                    }
+                    serde_json::from_value::<Approval>(v)
+                        .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))?
+                }
+                Backend::Local(l, who) => {
+                    let uuid = uuid::Uuid::parse_str(&id)
+                        .map_err(|_| Failure::runtime(format!("no approval {id:?}")))?;
+                    l.runner.escalate(who, uuid).await.map_err(runner_failure)?
+                }
+            };
+            println!(
+                "escalated {} ({}) to queue {} (tier {})",
+                a.id,
+                escape(&a.tool).0,
+                escape(&a.queue).0,
+                a.tier
+            );
             Ok(())
         }
         Action::Show { id, .. } => {

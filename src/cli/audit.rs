@@ -1,10 +1,10 @@
 //! `gatehouse audit export | verify`.
 
 use super::remote::{Remote, error_message};
-use super::serve::start_local;
 use super::{CommonArgs, Failure};
 use crate::audit::{ChainCheck, Trailer, trailer_line, verify_export};
 use crate::domain::{AuditRecord, GENESIS_HASH};
+use crate::store::Store;
 use clap::Subcommand;
 use reqwest::Method;
 use std::io::Write;
@@ -33,6 +33,11 @@ pub enum Action {
 }
 
 const PAGE: usize = 1000;
+
+fn open_store(local: &CommonArgs) -> Result<Store, Failure> {
+    let dir = super::data_dir(local.data.as_ref())?;
+    Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))
+}
 
 pub async fn run(action: Action) -> Result<(), Failure> {
     match action {
@@ -89,13 +94,12 @@ async fn export(
             }
         }
         None => {
-            let l = start_local(&local)?;
+            // Read the store only: no runner, so nothing (an overdue expiry, say) is written.
+            let store = open_store(&local)?;
             let mut after = 0u64;
             loop {
-                let records = l
-                    .runner
-                    .audit(after, PAGE)
-                    .await
+                let records = store
+                    .audit_after(after, PAGE)
                     .map_err(|e| Failure::runtime(e.to_string()))?;
                 for r in &records {
                     write(r, &mut out)?;
@@ -108,7 +112,6 @@ async fn export(
                     break;
                 }
             }
-            l.stop().await;
         }
     }
     let t = Trailer {
@@ -132,11 +135,11 @@ async fn verify(local: CommonArgs, file: Option<PathBuf>) -> Result<(), Failure>
             Ok(())
         }
         None => {
-            let l = start_local(&local)?;
+            let store = open_store(&local)?;
             let mut check = ChainCheck::default();
             let mut after = 0u64;
             let result = loop {
-                let records = match l.runner.audit(after, PAGE).await {
+                let records = match store.audit_after(after, PAGE) {
                     Ok(r) => r,
                     Err(e) => break Err(Failure::runtime(e.to_string())),
                 };
@@ -155,7 +158,7 @@ async fn verify(local: CommonArgs, file: Option<PathBuf>) -> Result<(), Failure>
                     break Ok(());
                 }
             };
-            l.stop().await;
+            drop(store);
             result?;
             println!("ok, {} records, the chain is intact", check.count);
             Ok(())

@@ -65,6 +65,11 @@ impl RunnerHandle {
         self.ask(|reply| Command::Metrics { reply }).await
     }
 
+    pub async fn escalate(&self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::Escalate { who, id, reply }).await
+    }
+
     pub async fn grants(&self) -> Result<Vec<crate::domain::Grant>, RunnerError> {
         self.ask(|reply| Command::Grants { reply }).await
     }

@@ -209,6 +209,12 @@ pub enum Command {
     Position {
         reply: Reply<u64>,
     },
+    /// A reviewer moves a pending approval to the next escalation tier now.
+    Escalate {
+        who: String,
+        id: Uuid,
+        reply: Reply<Approval>,
+    },
     Grants {
         reply: Reply<Vec<crate::domain::Grant>>,
     },

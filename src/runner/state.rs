@@ -329,6 +329,7 @@ impl Runner {
                 Command::Position { reply } => drop(reply.send(Err(err))),
                 Command::Grants { reply } => drop(reply.send(Err(err))),
                 Command::RevokeGrant { reply, .. } => drop(reply.send(Err(err))),
+                Command::Escalate { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -390,6 +391,10 @@ impl Runner {
                 let mut all: Vec<Grant> = self.grants.values().cloned().collect();
                 all.sort_by_key(|g| g.at);
                 self.reply(reply, Ok(all));
+            }
+            Command::Escalate { who, id, reply } => {
+                let r = self.escalate_by_hand(&who, id);
+                self.reply(reply, r);
             }
             Command::RevokeGrant {
                 who,
@@ -698,6 +703,80 @@ impl Runner {
         })
     }
 
+    /// Move a pending approval to the next tier; its next deadline counts from `from`.
+    fn escalate(
+        &mut self,
+        current: Approval,
+        actor: &str,
+        from: Timestamp,
+    ) -> Result<Approval, RunnerError> {
+        let tier = current.tier as usize;
+        let next = self.cfg.tiers[tier + 1].clone();
+        let id = current.id;
+        if let Some(old) = current.expires_at {
+            self.deadlines.remove(&(old, id));
+        }
+        let mut a = current;
+        let from_queue = std::mem::replace(&mut a.queue, next.queue.clone());
+        a.tier += 1;
+        let next_at =
+            from + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
+        a.expires_at = Some(next_at);
+        let details = json!({"from_queue": from_queue, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
+        self.record(AuditKind::ApprovalEscalated, actor, Some(&a), details, None)?;
+        self.metrics.escalated += 1;
+        let why = if actor == "timeout" {
+            format!(
+                "not decided in queue {from_queue} within {}",
+                humantime::format_duration(self.cfg.tiers[tier].after)
+            )
+        } else {
+            format!("{actor} escalated it from queue {from_queue}")
+        };
+        let reason = format!("{why}; escalated to {}", next.queue);
+        self.commit.notice(Notice::new(
+            AuditKind::ApprovalEscalated,
+            &a,
+            next.reviewers.clone(),
+            reason,
+        ));
+        self.deadlines.insert((next_at, id));
+        self.pending.insert(id, a.clone());
+        Ok(a)
+    }
+
+    /// A reviewer moves an approval on to the next tier now.
+    fn escalate_by_hand(&mut self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
+        let Some(current) = self.pending.get(&id).cloned() else {
+            return match self.store.approval(id).map_err(store_err)? {
+                None => Err(RunnerError::NotFound(format!("no approval {id}"))),
+                Some(a) => Err(RunnerError::Conflict {
+                    message: standing(&a),
+                    approval: Box::new(a),
+                }),
+            };
+        };
+        let tier = current.tier as usize;
+        let in_chain = self
+            .cfg
+            .tiers
+            .get(tier)
+            .is_some_and(|t| t.queue == current.queue);
+        if !in_chain {
+            return Err(RunnerError::Invalid(format!(
+                "queue {} is not part of the escalation chain ([[escalation]])",
+                current.queue
+            )));
+        }
+        if tier + 1 >= self.cfg.tiers.len() {
+            return Err(RunnerError::Invalid(format!(
+                "approval {id} is in the last tier ({}); there is no one to escalate to",
+                current.queue
+            )));
+        }
+        self.escalate(current, who, domain::now())
+    }
+
     /// The reviewers of the escalation tier an approval is in (none outside the chain).
     fn tier_reviewers(&self, a: &Approval) -> Vec<String> {
         self.cfg
@@ -982,41 +1061,10 @@ impl Runner {
                 .get(tier)
                 .is_some_and(|t| t.queue == current.queue);
             if in_chain && tier + 1 < self.cfg.tiers.len() {
-                let next = self.cfg.tiers[tier + 1].clone();
-                let mut a = current;
-                let from = std::mem::replace(&mut a.queue, next.queue.clone());
-                a.tier += 1;
                 // From the missed deadline, not from now: after downtime the chain replays in order.
-                let next_at =
-                    at + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
-                a.expires_at = Some(next_at);
-                let details = json!({"from_queue": from, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
-                if self
-                    .record(
-                        AuditKind::ApprovalEscalated,
-                        "timeout",
-                        Some(&a),
-                        details,
-                        None,
-                    )
-                    .is_err()
-                {
+                if self.escalate(current, "timeout", at).is_err() {
                     return;
                 }
-                self.metrics.escalated += 1;
-                let reason = format!(
-                    "not decided in queue {from} within {}; escalated to {}",
-                    humantime::format_duration(self.cfg.tiers[tier].after),
-                    next.queue
-                );
-                self.commit.notice(Notice::new(
-                    AuditKind::ApprovalEscalated,
-                    &a,
-                    next.reviewers.clone(),
-                    reason,
-                ));
-                self.deadlines.insert((next_at, id));
-                self.pending.insert(id, a);
             } else {
                 let mut a = current;
                 let waited = (at - a.created_at).to_std().unwrap_or_default();

@@ -516,3 +516,39 @@ fn escalation_and_expiry_reach_the_webhook_with_retries() {
         assert!(m.notify_retries >= 1);
     });
 }
+
+#[test]
+fn a_reviewer_can_escalate_by_hand_but_not_past_the_last_tier() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tiers();
+        for t in &mut cfg.tiers {
+            t.after = Duration::from_secs(600);
+        }
+        let (h, _t) = start(Store::open(dir.path()).unwrap(), PolicySet::empty(), cfg).unwrap();
+        let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
+        let e = h.escalate("alice", a.id).await.unwrap();
+        assert_eq!((e.queue.as_str(), e.tier), ("backup", 1));
+        assert!(
+            e.expires_at.unwrap() > a.expires_at.unwrap(),
+            "the backup tier gets its own time"
+        );
+        assert!(matches!(
+            h.escalate("alice", a.id).await,
+            Err(RunnerError::Invalid(_))
+        ));
+        let rec = h.audit(0, 10).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (rec.kind, rec.actor.as_str()),
+            (crate::domain::AuditKind::ApprovalEscalated, "alice")
+        );
+        // Outside the chain there is nowhere to go.
+        let mut r = req("t", json!({}));
+        r.queue = Some("elsewhere".into());
+        let other = h.submit("bot", r).await.unwrap().approval;
+        assert!(matches!(
+            h.escalate("alice", other.id).await,
+            Err(RunnerError::Invalid(_))
+        ));
+    });
+}
