@@ -552,3 +552,58 @@ fn a_reviewer_can_escalate_by_hand_but_not_past_the_last_tier() {
         ));
     });
 }
+
+#[test]
+fn a_decision_racing_the_timeout_has_exactly_one_outcome() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = start(
+            Store::open(dir.path()).unwrap(),
+            PolicySet::empty(),
+            RunnerConfig::default(),
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30u64 {
+            let mut r = req("t", json!({"i": i}));
+            r.timeout = Some(Duration::from_millis(200));
+            ids.push(h.submit("bot", r).await.unwrap().approval.id);
+        }
+        // Decide around the deadline, some just before and some just after it.
+        tokio::time::sleep(Duration::from_millis(170)).await;
+        let mut outcomes = Vec::new();
+        for id in &ids {
+            outcomes.push((
+                *id,
+                h.decide("alice", decision(*id, Verdict::Approve)).await,
+            ));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let audit = h.audit(0, 1000).await.unwrap();
+        for (id, outcome) in outcomes {
+            let ends: Vec<_> = audit
+                .iter()
+                .filter(|r| r.approval_id == Some(id))
+                .filter(|r| {
+                    matches!(
+                        r.kind,
+                        crate::domain::AuditKind::ApprovalDecided
+                            | crate::domain::AuditKind::ApprovalExpired
+                    )
+                })
+                .map(|r| r.kind)
+                .collect();
+            assert_eq!(ends.len(), 1, "approval {id} ended {ends:?}");
+            let a = h.get(id).await.unwrap().unwrap();
+            match outcome {
+                Ok(_) => assert_eq!(a.status, crate::domain::ApprovalStatus::Approved),
+                Err(RunnerError::Conflict { approval, .. }) => {
+                    assert_eq!(a.status, crate::domain::ApprovalStatus::Expired);
+                    assert_eq!(approval.status, crate::domain::ApprovalStatus::Expired);
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+    });
+}
