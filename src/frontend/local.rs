@@ -55,11 +55,19 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
     });
     let who = reviewer.clone();
     tokio::spawn(async move {
-        while let Some(FrontendCommand::Decide { request, reply }) = cmd_rx.recv().await {
+        while let Some(cmd) = cmd_rx.recv().await {
             let runner = runner.clone();
             let who = who.clone();
             tokio::spawn(async move {
-                let _ = reply.send(decide(&runner, &who, request).await);
+                match cmd {
+                    FrontendCommand::Decide { request, reply } => {
+                        let _ = reply.send(decide(&runner, &who, request).await);
+                    }
+                    FrontendCommand::Escalate { approval_id, reply } => {
+                        let r = runner.escalate(&who, approval_id).await;
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                }
             });
         }
     });

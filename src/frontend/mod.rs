@@ -77,6 +77,11 @@ pub enum FrontendCommand {
         request: DecisionRequest,
         reply: oneshot::Sender<DecisionOutcome>,
     },
+    /// Move an approval to the next escalation tier now; `Err` says why not.
+    Escalate {
+        approval_id: uuid::Uuid,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The front end's end of the link.

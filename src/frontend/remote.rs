@@ -63,7 +63,7 @@ pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLin
     ));
     let who = reviewer.clone();
     tokio::spawn(async move {
-        while let Some(FrontendCommand::Decide { request, reply }) = cmd_rx.recv().await {
+        while let Some(cmd) = cmd_rx.recv().await {
             let (c, b, t, w) = (
                 request_client.clone(),
                 base.clone(),
@@ -71,7 +71,14 @@ pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLin
                 who.clone(),
             );
             tokio::spawn(async move {
-                let _ = reply.send(decide(&c, &b, &t, &w, request).await);
+                match cmd {
+                    FrontendCommand::Decide { request, reply } => {
+                        let _ = reply.send(decide(&c, &b, &t, &w, request).await);
+                    }
+                    FrontendCommand::Escalate { approval_id, reply } => {
+                        let _ = reply.send(escalate(&c, &b, &t, approval_id).await);
+                    }
+                }
             });
         }
     });
@@ -286,6 +293,26 @@ async fn decide(
             message: format!("HTTP {status}: {message}"),
         },
     }
+}
+
+async fn escalate(client: &Client, base: &str, token: &str, id: uuid::Uuid) -> Result<(), String> {
+    let resp = client
+        .post(format!("{base}/v1/approvals/{id}/escalate"))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    if resp.status() == StatusCode::OK {
+        return Ok(());
+    }
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    Err(v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP {status}")))
 }
 
 /// After a lost answer: applied if the approval now carries our decision, not sent if it is

@@ -37,6 +37,7 @@ actions! {
     ApproveRun => "approve_run", "approve, and allow this tool for the rest of the run", ["A"];
     Deny => "deny", "deny, with a reason", ["d"];
     Edit => "edit", "edit the arguments and approve the edited call", ["e"];
+    Escalate => "escalate", "move the approval to the next escalation tier now", ["x"];
     Open => "open", "open the selected approval full-screen", ["enter"];
     Filter => "filter", "filter the list by text", ["/"];
     Help => "help", "show or hide this help", ["?"];
@@ -49,7 +50,7 @@ impl Action {
     pub fn decides(self) -> bool {
         matches!(
             self,
-            Action::Approve | Action::ApproveRun | Action::Deny | Action::Edit
+            Action::Approve | Action::ApproveRun | Action::Deny | Action::Edit | Action::Escalate
         )
     }
 }
@@ -341,7 +342,11 @@ mod tests {
         for (ev, want) in cases {
             assert_eq!(k.action(&ev), Some(want), "{ev:?}");
         }
-        assert_eq!(k.action(&press(KeyCode::Char('x'), n)), None);
+        assert_eq!(
+            k.action(&press(KeyCode::Char('x'), n)),
+            Some(Action::Escalate)
+        );
+        assert_eq!(k.action(&press(KeyCode::Char('z'), n)), None);
         assert_eq!(
             k.action(&press(KeyCode::Char('a'), KeyModifiers::CONTROL)),
             None

@@ -313,6 +313,8 @@ pub enum DecideKind {
     ApproveRun,
     Deny,
     Edit,
+    /// Not a decision, but guarded like one: it hands the approval to other reviewers.
+    Escalate,
 }
 
 /// What a key asks for, before the state decides whether it may happen.
@@ -343,6 +345,7 @@ pub enum Intent {
 pub enum Effect {
     Quit,
     Send(DecisionRequest),
+    Escalate(Uuid),
 }
 
 /// A decision sent and not yet answered.
@@ -934,6 +937,7 @@ impl ConsoleState {
             Action::ApproveRun => Some(Intent::Decide(DecideKind::ApproveRun)),
             Action::Deny => Some(Intent::Decide(DecideKind::Deny)),
             Action::Edit => Some(Intent::Decide(DecideKind::Edit)),
+            Action::Escalate => Some(Intent::Decide(DecideKind::Escalate)),
             Action::Open => Some(Intent::ToggleFull),
             Action::Filter => Some(Intent::OpenFilter),
             _ => None,
@@ -1169,6 +1173,14 @@ impl ConsoleState {
                     Some("run".into()),
                     mono,
                 ))
+            }
+            DecideKind::Escalate => {
+                self.notify(
+                    NoticeKind::Info,
+                    format!("escalating {} …", short_id(&a.id)),
+                    mono,
+                );
+                Some(Effect::Escalate(a.id))
             }
             DecideKind::Deny => {
                 self.overlay = Overlay::Deny(Box::new(DenyPrompt {

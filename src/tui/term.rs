@@ -153,6 +153,37 @@ fn send_decision(
     });
 }
 
+/// Ask the runner to escalate; success shows as the `approval.escalated` event, so only a
+/// failure comes back, as a notice.
+fn send_escalation(
+    commands: &mpsc::Sender<FrontendCommand>,
+    out: &mpsc::UnboundedSender<Reply>,
+    id: Uuid,
+) {
+    let commands = commands.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        let (tx, rx) = oneshot::channel();
+        let failure = match commands
+            .send(FrontendCommand::Escalate {
+                approval_id: id,
+                reply: tx,
+            })
+            .await
+        {
+            Err(_) => Some("not escalated: the runner is not reachable".to_string()),
+            Ok(()) => match rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(m)) => Some(format!("not escalated: {m}")),
+                Err(_) => Some("no answer from the runner about the escalation".to_string()),
+            },
+        };
+        if let Some(m) = failure {
+            let _ = out.send((id, Err(m)));
+        }
+    });
+}
+
 /// Takes over the terminal (alternate screen, raw mode, bracketed paste), runs until `q`,
 /// SIGTERM or SIGHUP, and restores the terminal on every exit path including panic.
 pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result<()> {
@@ -228,6 +259,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
                     Some(Ok(ev)) => match st.handle_event(&ev, Instant::now()) {
                         Some(Effect::Quit) => quit = true,
                         Some(Effect::Send(req)) => send_decision(&commands, &out_tx, req),
+                        Some(Effect::Escalate(id)) => send_escalation(&commands, &out_tx, id),
                         None => {}
                     },
                     Some(Err(e)) => return Err(e),

@@ -311,6 +311,7 @@ fn every_keymap_action_has_an_intent() {
                 Action::ApproveRun => Intent::Decide(DecideKind::ApproveRun),
                 Action::Deny => Intent::Decide(DecideKind::Deny),
                 Action::Edit => Intent::Decide(DecideKind::Edit),
+                Action::Escalate => Intent::Decide(DecideKind::Escalate),
                 Action::Open => Intent::ToggleFull,
                 Action::Filter => Intent::OpenFilter,
                 Action::Help => Intent::ToggleHelp,
@@ -1006,4 +1007,18 @@ fn idle_bytes_per_second() {
     println!("idle: first frame {first} B, unchanged redraw {still} B, ticking {per_sec} B/s");
     assert!(still < 32, "{still}");
     assert!(per_sec < 200, "{per_sec} bytes per idle second");
+}
+
+#[test]
+fn x_escalates_the_approval_on_screen_after_the_guard() {
+    let t0 = Instant::now();
+    let mut st = scene_state(t0);
+    st.mark_drawn(t0);
+    let id = st.selected_entry().unwrap().approval.id;
+    // Too early: the approval has not been on screen long enough.
+    assert_eq!(st.handle_key(&ch('x'), t0), None);
+    assert_eq!(
+        st.handle_key(&ch('x'), later(t0, 1500)),
+        Some(Effect::Escalate(id))
+    );
 }
