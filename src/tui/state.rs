@@ -153,6 +153,8 @@ pub struct HistoryEntry {
     pub by: String,
     pub reason: String,
     pub escaped: bool,
+    /// Lower-case text the `/` filter matches: tool, reviewer, outcome, reason, agent, queue.
+    haystack: String,
 }
 
 impl HistoryEntry {
@@ -172,13 +174,26 @@ impl HistoryEntry {
             || approval.decision.as_ref().is_some_and(|d| {
                 has_escapes(&d.by) || d.reason.as_deref().is_some_and(has_escapes)
             });
+        let haystack = format!(
+            "{tool}\n{by}\n{}\n{reason}\n{}\n{}",
+            approval.status.as_str(),
+            approval.agent.as_deref().unwrap_or(""),
+            approval.queue
+        )
+        .to_lowercase();
         HistoryEntry {
             approval,
             tool,
             by,
             reason,
             escaped,
+            haystack,
         }
+    }
+
+    /// Whether the entry matches a lower-case filter (empty matches all).
+    pub fn matches(&self, needle: &str) -> bool {
+        needle.is_empty() || self.haystack.contains(needle)
     }
 
     pub fn at(&self) -> Timestamp {
@@ -491,12 +506,15 @@ impl ConsoleState {
         self.visible().binary_search(&e.key()).ok()
     }
 
+    /// Recent decisions, narrowed by the `/` filter like the pending list (a reviewer's
+    /// name, a tool, or an outcome such as `denied`).
     pub fn history(&self) -> impl Iterator<Item = &HistoryEntry> {
-        self.history.iter()
+        let needle = self.filter.to_lowercase();
+        self.history.iter().filter(move |h| h.matches(&needle))
     }
 
     pub fn history_len(&self) -> usize {
-        self.history.len()
+        self.history().count()
     }
 
     pub fn inflight(&self, id: &Uuid) -> Option<&InFlight> {

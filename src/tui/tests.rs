@@ -1022,3 +1022,31 @@ fn x_escalates_the_approval_on_screen_after_the_guard() {
         Some(Effect::Escalate(id))
     );
 }
+
+#[test]
+fn the_filter_narrows_history_by_reviewer_tool_and_outcome() {
+    let t0 = Instant::now();
+    let mut st = scene_state(t0);
+    let all = st.history_len();
+    assert!(all >= 3, "the scene has history");
+    let type_filter = |st: &mut ConsoleState, text: &str| {
+        st.handle_key(&key(KeyCode::Esc), t0);
+        st.handle_key(&ch('/'), t0);
+        for c in text.chars() {
+            st.handle_key(&ch(c), t0);
+        }
+        st.handle_key(&key(KeyCode::Enter), t0);
+    };
+    type_filter(&mut st, "bob");
+    assert!(st.history_len() >= 1 && st.history_len() < all);
+    assert!(st.history().all(|h| h.by.contains("bob")));
+    type_filter(&mut st, "denied");
+    assert!(
+        st.history()
+            .all(|h| h.approval.status == ApprovalStatus::Denied)
+    );
+    assert!(st.history_len() >= 1);
+    // Esc clears the filter: everything is back.
+    st.handle_key(&key(KeyCode::Esc), t0);
+    assert_eq!(st.history_len(), all);
+}
