@@ -616,3 +616,63 @@ fn deadlines_are_wall_clock_and_survive_restarts() {
         assert_chain(&audit);
     });
 }
+
+/// Kill -9 with an approval pending in an escalation chain, stay down past every tier, and
+/// the overdue transitions happen at the next start, in order: escalated, then expired.
+#[test]
+fn overdue_escalations_apply_in_order_after_a_kill() {
+    let ws = Workspace::new();
+    ws.write_config(&format!(
+        "{}\n[[escalation]]\nqueue = \"primary\"\nreviewers = [\"alice\"]\nafter = \"1s\"\n\n[[escalation]]\nqueue = \"backup\"\nreviewers = [\"bob\"]\nafter = \"1s\"\n",
+        config_text()
+    ));
+    let mut d = ws.start();
+    let id = block_on(async {
+        let r = d
+            .api()
+            .submit(
+                BOT,
+                &json!({"tool": "drop_table", "arguments": {"t": "users"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.body["queue"], "primary");
+        r.body["id"].as_str().unwrap().to_string()
+    });
+    d.kill();
+    std::thread::sleep(Duration::from_millis(2600));
+    let d = ws.start();
+    block_on(async {
+        let api = d.api();
+        let until = Instant::now() + Duration::from_secs(10);
+        let a = loop {
+            let r = api.get(Some(ALICE), &format!("/v1/approvals/{id}")).await;
+            if r.body["status"] != "pending" {
+                break r.body;
+            }
+            assert!(
+                Instant::now() < until,
+                "still pending after the restart: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert_eq!(a["status"], "expired", "{a}");
+        assert_eq!(a["decision"]["by"], "timeout");
+        assert_eq!(
+            (a["queue"].as_str(), a["tier"].as_u64()),
+            (Some("backup"), Some(1))
+        );
+        let audit = api.get(Some(ALICE), "/v1/audit?limit=100").await;
+        let kinds: Vec<&str> = audit.body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["approval_id"] == json!(id))
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["approval.created", "approval.escalated", "approval.expired"]
+        );
+    });
+}
