@@ -45,7 +45,6 @@ impl ApiOptions {
 
 #[derive(Default)]
 pub struct Counters {
-    pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     pub forbidden: AtomicU64,
     pub host_refused: AtomicU64,
