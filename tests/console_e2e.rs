@@ -402,6 +402,22 @@ fn serve_on(dir: &Path, listen: &str) -> (Daemon, String) {
 fn remote_console_decides_over_http_and_sse() {
     let dir = tempfile::tempdir().unwrap();
     let (_daemon, base) = serve(dir.path());
+    // Decided before the console connects: it is in the history pane from the start.
+    let earlier = submit(&base, "rotate_keys", json!({"kid": 7}), "earlier");
+    let (code, _) = http(
+        "POST",
+        &format!("{base}/v1/approvals/{earlier}/decision"),
+        "alice-token-1234",
+        Some(json!({"decision": "deny", "reason": "not now"})),
+    );
+    assert_eq!(code, 200);
+    let (code, _) = http(
+        "GET",
+        &format!("{base}/v1/approvals/recent"),
+        "bot-token-1234",
+        None,
+    );
+    assert_eq!(code, 403, "agents do not read others' decisions");
     let mut c = Console::start(
         &["console", "--connect", &base],
         &[("GATEHOUSE_TOKEN", "alice-token-1234")],

@@ -99,6 +99,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
     };
     Router::new()
         .route("/v1/approvals", post(routes::submit).get(routes::list))
+        .route("/v1/approvals/recent", get(routes::recent))
         .route("/v1/approvals/{id}", get(routes::get_one))
         .route("/v1/approvals/{id}/decision", post(routes::decide))
         .route("/v1/approvals/{id}/escalate", post(routes::escalate))

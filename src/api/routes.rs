@@ -427,6 +427,16 @@ pub async fn audit(
     Ok(Json(json!({"records": records, "next": next})))
 }
 
+/// The most recent decisions (up to 200, oldest first), for a console's history pane.
+pub async fn recent(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+) -> Result<Json<Value>, ApiError> {
+    require(&state, &who, Role::Reviewer, "list recent decisions")?;
+    let snap = state.inner.runner.snapshot().await?;
+    Ok(Json(json!({"approvals": snap.recent, "next": null})))
+}
+
 /// Move a pending approval to the next escalation tier now.
 pub async fn escalate(
     State(state): State<ApiState>,

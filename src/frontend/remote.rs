@@ -139,9 +139,11 @@ async fn events(
         if last.is_none() {
             match pending(&requests, &base, &token).await {
                 Ok(pending) => {
+                    // History is a courtesy: without it the pane fills as decisions come.
+                    let recent = recent(&requests, &base, &token).await.unwrap_or_default();
                     let snap = FrontendEvent::Snapshot {
                         pending,
-                        recent: Vec::new(),
+                        recent,
                         seq: 0,
                     };
                     if tx.send(snap).await.is_err() {
@@ -199,6 +201,20 @@ async fn reconnecting(
     let backoff = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5)).min(5000));
     tokio::time::sleep(backoff).await;
     true
+}
+
+async fn recent(client: &Client, base: &str, token: &str) -> Result<Vec<Approval>, String> {
+    let resp = client
+        .get(format!("{base}/v1/approvals/recent"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    serde_json::from_value(v["approvals"].clone()).map_err(|e| e.to_string())
 }
 
 async fn pending(client: &Client, base: &str, token: &str) -> Result<Vec<Approval>, String> {
