@@ -3,6 +3,11 @@ use crate::policy::PolicySet;
 use crate::store::Store;
 use serde_json::json;
 
+/// A runner on a real store in `dir`.
+fn runner(dir: &std::path::Path, cfg: RunnerConfig) -> (RunnerHandle, tokio::task::JoinHandle<()>) {
+    start(Store::open(dir).unwrap(), PolicySet::empty(), cfg).unwrap()
+}
+
 fn args(v: serde_json::Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
@@ -98,12 +103,7 @@ async fn audit_kinds(h: &RunnerHandle) -> Vec<crate::domain::AuditKind> {
 fn a_decision_is_applied_once_and_the_loser_sees_the_standing_one() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         let a = h
             .submit("bot", req("issue_refund", json!({"amount": 70})))
             .await
@@ -134,12 +134,7 @@ fn a_decision_is_applied_once_and_the_loser_sees_the_standing_one() {
 fn self_approval_and_mismatched_hash_are_refused_and_audited() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         let a = h
             .submit("bot", req("t", json!({"x": 1})))
             .await
@@ -183,12 +178,7 @@ fn self_approval_and_mismatched_hash_are_refused_and_audited() {
 fn edited_arguments_only_for_editable_approvals_and_audit_keeps_both() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         let plain = h
             .submit("bot", req("t", json!({"amount": 500})))
             .await
@@ -256,12 +246,7 @@ async fn wait_status(h: &RunnerHandle, id: Uuid, want: crate::domain::ApprovalSt
 fn unanswered_approvals_escalate_then_expire_as_denied() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            tiers(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), tiers());
         let mut events = h.subscribe();
         let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
         assert_eq!((a.queue.as_str(), a.tier), ("primary", 0));
@@ -291,12 +276,7 @@ fn unanswered_approvals_escalate_then_expire_as_denied() {
 fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let id = rt().block_on(async {
-        let (h, t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            tiers(),
-        )
-        .unwrap();
+        let (h, t) = runner(dir.path(), tiers());
         let id = h
             .submit("bot", req("t", json!({})))
             .await
@@ -311,12 +291,7 @@ fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
     // Down for longer than both tiers.
     std::thread::sleep(Duration::from_millis(1400));
     rt().block_on(async {
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            tiers(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), tiers());
         let a = wait_status(&h, id, crate::domain::ApprovalStatus::Expired).await;
         assert_eq!(a.tier, 1);
         use crate::domain::AuditKind::*;
@@ -331,12 +306,7 @@ fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
 fn refusals_are_audited_up_to_a_bound() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         for _ in 0..150 {
             h.record_refusal("(no valid token)", None, "unauthorized", "no token")
                 .await;
@@ -357,12 +327,7 @@ fn sticky_grants_approve_the_rest_of_the_run_until_revoked() {
         r
     };
     rt().block_on(async {
-        let (h, t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, t) = runner(dir.path(), RunnerConfig::default());
         // No run, no rest of the run.
         let lone = h
             .submit("bot", req("issue_refund", json!({})))
@@ -421,12 +386,7 @@ fn sticky_grants_approve_the_rest_of_the_run_until_revoked() {
     });
     rt().block_on(async {
         // The grant survives a restart, and revoking it is audited and ends it.
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         assert_eq!(h.grants().await.unwrap().len(), 1);
         let g = h
             .revoke_grant("bob", "run-1", "issue_refund", None)
@@ -483,7 +443,7 @@ fn escalation_and_expiry_reach_the_webhook_with_retries() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = tiers();
         cfg.webhook = Some(format!("http://{addr}/hook"));
-        let (h, _t) = start(Store::open(dir.path()).unwrap(), PolicySet::empty(), cfg).unwrap();
+        let (h, _t) = runner(dir.path(), cfg);
         let mut r = req("delete_user_account", json!({"user_id": "U-1"}));
         r.agent = Some("CustomerServiceAgent".into());
         let a = h.submit("bot", r).await.unwrap().approval;
@@ -525,7 +485,7 @@ fn a_reviewer_can_escalate_by_hand_but_not_past_the_last_tier() {
         for t in &mut cfg.tiers {
             t.after = Duration::from_secs(600);
         }
-        let (h, _t) = start(Store::open(dir.path()).unwrap(), PolicySet::empty(), cfg).unwrap();
+        let (h, _t) = runner(dir.path(), cfg);
         let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
         let e = h.escalate("alice", a.id).await.unwrap();
         assert_eq!((e.queue.as_str(), e.tier), ("backup", 1));
@@ -557,12 +517,7 @@ fn a_reviewer_can_escalate_by_hand_but_not_past_the_last_tier() {
 fn a_decision_racing_the_timeout_has_exactly_one_outcome() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = start(
-            Store::open(dir.path()).unwrap(),
-            PolicySet::empty(),
-            RunnerConfig::default(),
-        )
-        .unwrap();
+        let (h, _t) = runner(dir.path(), RunnerConfig::default());
         let mut ids = Vec::new();
         for i in 0..30u64 {
             let mut r = req("t", json!({"i": i}));
