@@ -738,7 +738,19 @@ impl Checker<'_> {
                         );
                     }
                 }
-                "scripted" => {}
+                "scripted" => {
+                    if let Some(script) = m.script.as_deref() {
+                        if !crate::model::SCRIPTS.contains(&script) {
+                            self.report(
+                                &p.key("script"),
+                                format!(
+                                    "unknown script {script:?} (built in: {})",
+                                    crate::model::SCRIPTS.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
                 other => self.report(
                     &p.key("kind"),
                     format!(
