@@ -739,16 +739,16 @@ impl Checker<'_> {
                     }
                 }
                 "scripted" => {
-                    if let Some(script) = m.script.as_deref() {
-                        if !crate::model::SCRIPTS.contains(&script) {
-                            self.report(
-                                &p.key("script"),
-                                format!(
-                                    "unknown script {script:?} (built in: {})",
-                                    crate::model::SCRIPTS.join(", ")
-                                ),
-                            );
-                        }
+                    if let Some(script) = m.script.as_deref()
+                        && !crate::model::SCRIPTS.contains(&script)
+                    {
+                        self.report(
+                            &p.key("script"),
+                            format!(
+                                "unknown script {script:?} (built in: {})",
+                                crate::model::SCRIPTS.join(", ")
+                            ),
+                        );
                     }
                 }
                 other => self.report(
