@@ -27,20 +27,55 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-/// The text with every such character escaped, and whether any was.
-pub fn escape(s: &str) -> (String, bool) {
-    if !s.chars().any(needs_escape) {
-        return (s.to_string(), false);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_escape(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+use std::borrow::Cow;
+
+/// The visible form of an escaped character: `\u{1b}`.
+pub fn escape_char(c: char, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+}
+
+/// Single-line text with every such character (`\n` included) escaped, and whether any
+/// was. Borrows when nothing needs escaping.
+pub fn escape(s: &str) -> (Cow<'_, str>, bool) {
+    escape_with(s, false)
+}
+
+/// Like [`escape`], but `\n` stays a real line break (reasoning, where wrapping is meant).
+pub fn escape_multiline(s: &str) -> (Cow<'_, str>, bool) {
+    escape_with(s, true)
+}
+
+fn escape_with(s: &str, keep_newlines: bool) -> (Cow<'_, str>, bool) {
+    let bad = |c: char| needs_escape(c) && !(keep_newlines && c == '\n');
+    let Some(first) = s.find(bad) else {
+        return (Cow::Borrowed(s), false);
+    };
+    let mut out = String::with_capacity(s.len() + 16);
+    out.push_str(&s[..first]);
+    for c in s[first..].chars() {
+        if bad(c) {
+            escape_char(c, &mut out);
         } else {
             out.push(c);
         }
     }
-    (out, true)
+    (Cow::Owned(out), true)
+}
+
+/// An error and its sources on one line ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Pretty JSON safe for a terminal: JSON already escapes C0 controls inside strings; the
@@ -67,22 +102,24 @@ mod tests {
 
     #[test]
     fn carriage_return_is_visible() {
-        assert_eq!(escape("/home\rls"), ("/home\\u{d}ls".to_string(), true));
+        let (s, hit) = escape("/home\rls");
+        assert_eq!((s.as_ref(), hit), ("/home\\u{d}ls", true));
     }
 
     #[test]
     fn escapes_ansi_bidi_and_zero_width() {
         let (s, hit) = escape("a\u{1b}[31mred\u{202e}txt\u{200b}\u{9b}\u{7f}");
         assert!(hit);
-        assert_eq!(s, "a\\u{1b}[31mred\\u{202e}txt\\u{200b}\\u{9b}\\u{7f}");
+        assert_eq!(
+            s.as_ref(),
+            "a\\u{1b}[31mred\\u{202e}txt\\u{200b}\\u{9b}\\u{7f}"
+        );
     }
 
     #[test]
     fn plain_text_untouched() {
-        assert_eq!(
-            escape("refund €49.99 — ok"),
-            ("refund €49.99 — ok".to_string(), false)
-        );
+        let (s, hit) = escape("refund €49.99 — ok");
+        assert!(matches!(s, Cow::Borrowed("refund €49.99 — ok")) && !hit);
     }
 
     #[test]

@@ -50,17 +50,14 @@ impl From<RunnerError> for ApiError {
     fn from(e: RunnerError) -> Self {
         match e {
             RunnerError::NotFound(m) => ApiError::not_found(m),
-            RunnerError::Conflict { message, approval } => {
-                let code = if message.contains("arguments_sha256") {
-                    "arguments_mismatch"
-                } else {
-                    "already_decided"
-                };
-                ApiError {
-                    approval: Some(approval),
-                    ..ApiError::new(StatusCode::CONFLICT, code, message)
-                }
-            }
+            RunnerError::Conflict {
+                code,
+                message,
+                approval,
+            } => ApiError {
+                approval: Some(approval),
+                ..ApiError::new(StatusCode::CONFLICT, code, message)
+            },
             RunnerError::Forbidden { code, message } => ApiError::forbidden(code, message),
             RunnerError::Invalid(m) => ApiError::unprocessable(m),
             RunnerError::Unavailable(m) => {

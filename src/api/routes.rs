@@ -95,9 +95,9 @@ const MAX_NAME: usize = 256;
 const MAX_TEXT: usize = 64 * 1024;
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
-fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
+fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
     match v {
-        Some(s) if s.is_empty() => Err(ApiError::unprocessable(format!(
+        Some("") => Err(ApiError::unprocessable(format!(
             "{field}: must not be empty"
         ))),
         Some(s) if s.len() > max => Err(ApiError::unprocessable(format!(
@@ -112,13 +112,13 @@ impl SubmitBody {
         if self.tool.trim().is_empty() {
             return Err(ApiError::unprocessable("tool: must not be empty"));
         }
-        check_len("tool", &Some(self.tool.clone()), MAX_NAME)?;
+        check_len("tool", Some(&self.tool), MAX_NAME)?;
         for (field, v) in [
-            ("agent", &self.agent),
-            ("run_id", &self.run_id),
-            ("server", &self.server),
-            ("queue", &self.queue),
-            ("idempotency_key", &self.idempotency_key),
+            ("agent", self.agent.as_deref()),
+            ("run_id", self.run_id.as_deref()),
+            ("server", self.server.as_deref()),
+            ("queue", self.queue.as_deref()),
+            ("idempotency_key", self.idempotency_key.as_deref()),
         ] {
             check_len(field, v, MAX_NAME)?;
         }

@@ -89,7 +89,9 @@ async fn decide(runner: &RunnerHandle, who: &str, r: DecisionRequest) -> Decisio
     };
     match runner.decide(who, req).await {
         Ok(a) => DecisionOutcome::Applied(a),
-        Err(RunnerError::Conflict { message, approval }) => DecisionOutcome::Conflict {
+        Err(RunnerError::Conflict {
+            message, approval, ..
+        }) => DecisionOutcome::Conflict {
             message,
             approval: Some(*approval),
         },

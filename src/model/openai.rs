@@ -7,6 +7,7 @@
 
 use super::{Completion, Message, ModelError, ToolCall, ToolSpec};
 use crate::config::ModelConfig;
+use crate::text::error_chain;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
@@ -371,21 +372,6 @@ impl std::fmt::Display for ReadError {
             ),
         }
     }
-}
-
-/// An error and its sources on one line ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The server's own explanation: `error.message` of an OpenAI-style error body, else an

@@ -145,7 +145,7 @@ impl RunnerHandle {
         }
     }
 
-    /// Ends the runner once every handle is dropped; this waits for the task.
+    /// Whether the runner task has stopped (for `/healthz`).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }

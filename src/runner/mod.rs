@@ -133,8 +133,9 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunnerError {
     NotFound(String),
-    /// The approval as it stands (already decided, or its arguments differ).
+    /// The approval as it stands; `code` says why: `already_decided` or `arguments_mismatch`.
     Conflict {
+        code: &'static str,
         message: String,
         approval: Box<Approval>,
     },

@@ -751,6 +751,7 @@ impl Runner {
             return match self.store.approval(id).map_err(store_err)? {
                 None => Err(RunnerError::NotFound(format!("no approval {id}"))),
                 Some(a) => Err(RunnerError::Conflict {
+                    code: "already_decided",
                     message: standing(&a),
                     approval: Box::new(a),
                 }),
@@ -837,6 +838,7 @@ impl Runner {
             return match self.store.approval(req.id).map_err(store_err)? {
                 None => Err(RunnerError::NotFound(format!("no approval {}", req.id))),
                 Some(a) => Err(RunnerError::Conflict {
+                    code: "already_decided",
                     message: standing(&a),
                     approval: Box::new(a),
                 }),
@@ -859,6 +861,7 @@ impl Runner {
             );
             self.refused(who, Some(req.id), "arguments_mismatch", &msg);
             return Err(RunnerError::Conflict {
+                code: "arguments_mismatch",
                 message: msg,
                 approval: Box::new(current),
             });

@@ -2,6 +2,7 @@
 //! result. Redirects are not followed (the arguments go to the configured URL only).
 
 use super::{MAX_OUTPUT_BYTES, ToolOutput};
+use crate::text::error_chain;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Url};
 use serde_json::{Map, Value};
@@ -79,20 +80,6 @@ pub(super) async fn post(
         ));
     }
     ToolOutput::Ok(text.into_owned())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The URL without credentials or query (either may hold a secret), for messages.

@@ -8,50 +8,12 @@
 
 use std::borrow::Cow;
 
-/// Whether `c` must be shown escaped.
-///
-/// The shared rule of `crate::text` (C0 controls including `\r`, `\t` and `\n` — multi-line
-/// callers keep `\n` themselves —, DEL, C1 controls and so every ESC/CSI/OSC introducer, every
-/// Unicode `Bidi_Control` character, zero-width and other invisible format characters, the tag
-/// block, the line and paragraph separators U+2028/U+2029).
-pub fn needs_escape(c: char) -> bool {
-    crate::text::needs_escape(c)
-}
-
-/// The visible form of an escaped character: `\u{1b}`.
-pub fn escape_char(c: char, out: &mut String) {
-    use std::fmt::Write;
-    let _ = write!(out, "\\u{{{:x}}}", c as u32);
-}
-
-/// Sanitise single-line text: every character for which [`needs_escape`] holds (including
-/// `\n`) becomes a visible escape. Returns the text and whether anything was escaped.
-pub fn sanitize(s: &str) -> (Cow<'_, str>, bool) {
-    sanitize_with(s, false)
-}
-
-/// Like [`sanitize`], but `\n` stays a real line break (for reasoning, where wrapping is
-/// intended). `\r` is still escaped.
-pub fn sanitize_multiline(s: &str) -> (Cow<'_, str>, bool) {
-    sanitize_with(s, true)
-}
-
-fn sanitize_with(s: &str, keep_newlines: bool) -> (Cow<'_, str>, bool) {
-    let bad = |c: char| needs_escape(c) && !(keep_newlines && c == '\n');
-    let Some(first) = s.find(bad) else {
-        return (Cow::Borrowed(s), false);
-    };
-    let mut out = String::with_capacity(s.len() + 16);
-    out.push_str(&s[..first]);
-    for c in s[first..].chars() {
-        if bad(c) {
-            escape_char(c, &mut out);
-        } else {
-            out.push(c);
-        }
-    }
-    (Cow::Owned(out), true)
-}
+/// The rule (`crate::text::needs_escape`: C0/C1 controls, DEL, every Bidi_Control, zero-width
+/// and other invisible characters, U+2028/U+2029) and the escaping itself are shared with the
+/// command line: one rule, one implementation.
+pub use crate::text::{
+    escape as sanitize, escape_char, escape_multiline as sanitize_multiline, needs_escape,
+};
 
 /// Whether any character of `s` would be escaped by [`sanitize`].
 pub fn has_escapes(s: &str) -> bool {
