@@ -92,10 +92,6 @@ impl TokenTable {
         Ok(TokenTable { entries })
     }
 
-    pub fn insert(&mut self, token: &str, identity: Identity) {
-        self.entries.push((digest(token), identity));
-    }
-
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -110,10 +106,6 @@ impl TokenTable {
             }
         }
         found
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &Identity> {
-        self.entries.iter().map(|(_, i)| i)
     }
 }
 

@@ -289,11 +289,6 @@ impl PolicySet {
         }
     }
 
-    /// Names of the policies, in config order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.policies.iter().map(|p| p.name.as_str())
-    }
-
     /// Decide one proposed call. Never fails: anything unexpected asks.
     pub fn evaluate(
         &self,

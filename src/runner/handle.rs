@@ -48,15 +48,6 @@ impl RunnerHandle {
         .await
     }
 
-    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, RunnerError> {
-        self.ask(|reply| Command::EventsAfter {
-            after,
-            limit,
-            reply,
-        })
-        .await
-    }
-
     pub async fn snapshot(&self) -> Result<Snapshot, RunnerError> {
         self.ask(|reply| Command::Snapshot { reply }).await
     }

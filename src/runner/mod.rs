@@ -186,12 +186,6 @@ pub enum Command {
         limit: usize,
         reply: Reply<Vec<AuditRecord>>,
     },
-    /// Events with `seq > after`, replayed from the audit log.
-    EventsAfter {
-        after: u64,
-        limit: usize,
-        reply: Reply<Vec<Event>>,
-    },
     Snapshot {
         reply: Reply<Snapshot>,
     },

@@ -323,7 +323,6 @@ impl Runner {
                 Command::Get { reply, .. } => drop(reply.send(Err(err))),
                 Command::List { reply, .. } => drop(reply.send(Err(err))),
                 Command::Audit { reply, .. } => drop(reply.send(Err(err))),
-                Command::EventsAfter { reply, .. } => drop(reply.send(Err(err))),
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
                 Command::Metrics { reply } => drop(reply.send(Err(err))),
                 Command::Position { reply } => drop(reply.send(Err(err))),
@@ -360,18 +359,6 @@ impl Runner {
                 let r = self
                     .store
                     .audit_after(after, limit.min(MAX_LIST))
-                    .map_err(store_err);
-                self.reply(reply, r);
-            }
-            Command::EventsAfter {
-                after,
-                limit,
-                reply,
-            } => {
-                let r = self
-                    .store
-                    .audit_after(after, limit.min(MAX_LIST))
-                    .map(|rs| rs.iter().filter_map(Event::from_record).collect())
                     .map_err(store_err);
                 self.reply(reply, r);
             }
