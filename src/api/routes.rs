@@ -270,15 +270,16 @@ pub async fn get_one(
         }
     }
     let runner = &state.inner.runner;
-    // Subscribe before reading, so a decision between the two is not missed.
-    let mut events = runner.subscribe();
+    // A long poll subscribes before reading, so a decision between the two is not missed;
+    // a plain read does not subscribe (a subscriber makes the runner copy every event).
+    let mut events = wait.map(|_| runner.subscribe());
     let visible = |a: &Approval| who.has(Role::Reviewer) || a.requested_by == who.name;
     let mut current = runner
         .get(id)
         .await?
         .filter(visible)
         .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
-    if let Some(wait) = wait {
+    if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
         while current.is_pending() {
             match tokio::time::timeout_at(deadline, events.recv()).await {

@@ -104,19 +104,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
     );
     eprintln!("listening on http://{addr}");
     let runner = local.runner.clone();
-    let failed = std::sync::Arc::new(tokio::sync::Mutex::new(None::<String>));
-    let failed_w = failed.clone();
     let shutdown = async move {
         tokio::select! {
             _ = terminate() => tracing::info!("shutting down"),
-            msg = runner.failed() => {
-                *failed_w.lock().await = Some(msg);
-            }
+            _ = runner.failed() => {}
         }
     };
     api.serve(shutdown).await;
+    let failure = local.runner.failure();
     local.stop().await;
-    match failed.lock().await.take() {
+    match failure {
         Some(msg) => Err(Failure::runtime(msg)),
         None => Ok(()),
     }

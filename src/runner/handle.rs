@@ -128,6 +128,11 @@ impl RunnerHandle {
         }
     }
 
+    /// Why the runner stopped, if the store failed.
+    pub fn failure(&self) -> Option<String> {
+        self.fatal.borrow().clone()
+    }
+
     /// Stop the runner after everything written so far is durable.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
