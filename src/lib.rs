@@ -1,5 +1,6 @@
 //! gatehouse: a terminal approval console for AI-agent tool calls.
 
+pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod cli;

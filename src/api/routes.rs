@@ -162,6 +162,7 @@ impl SubmitBody {
             timeout,
             idempotency_key: self.idempotency_key,
             editable: self.editable.unwrap_or(false),
+            outcome_unknown: false,
         })
     }
 }
@@ -285,8 +286,10 @@ pub async fn get_one(
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => break,
                 Ok(Ok(e)) => {
-                    if e.approval.id == id {
-                        current = e.approval;
+                    if let crate::domain::Subject::Approval(a) = e.subject
+                        && a.id == id
+                    {
+                        current = a;
                     }
                 }
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {

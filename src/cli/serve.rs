@@ -25,8 +25,9 @@ pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
             p.first().map(|p| p.message.as_str()).unwrap_or("")
         ))
     })?;
+    let runner_cfg = RunnerConfig::from_config(&config).map_err(Failure::usage)?;
     let store = Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
-    let (runner, task) = runner::start(store, policies, RunnerConfig::from_config(&config))
+    let (runner, task) = runner::start(store, policies, runner_cfg)
         .map_err(|e| Failure::runtime(e.to_string()))?;
     Ok(Local {
         config,

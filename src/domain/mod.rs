@@ -1,6 +1,7 @@
 //! Plain domain types: no I/O here, so every front end and the store share one vocabulary.
 
 pub mod canonical;
+pub mod run;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use canonical::{arguments_sha256, canonical_json};
+pub use run::{CallState, Run, RunCall, RunStatus, RunSummary};
 
 /// Wall-clock instant, serialised as RFC 3339 with milliseconds.
 pub type Timestamp = DateTime<Utc>;
@@ -132,6 +134,10 @@ pub struct Approval {
     /// The submitter's executor honours edited arguments.
     #[serde(default)]
     pub editable: bool,
+    /// gatehouse stopped while this call ran: approving runs it again, denying reports the
+    /// failure to the agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outcome_unknown: bool,
 }
 
 impl Approval {
@@ -159,6 +165,17 @@ pub enum AuditKind {
     /// A sticky grant was withdrawn.
     #[serde(rename = "grant.revoked")]
     GrantRevoked,
+    #[serde(rename = "run.started")]
+    RunStarted,
+    /// A run moved on: the model answered, a call was decided or started, the run paused.
+    #[serde(rename = "run.updated")]
+    RunUpdated,
+    /// A tool call of a run finished (its result, clipped, is in the details).
+    #[serde(rename = "tool.executed")]
+    ToolExecuted,
+    /// A run completed, failed or was cancelled.
+    #[serde(rename = "run.ended")]
+    RunEnded,
 }
 
 impl AuditKind {
@@ -171,6 +188,26 @@ impl AuditKind {
             Self::ApprovalCancelled => "approval.cancelled",
             Self::DecisionRefused => "decision.refused",
             Self::GrantRevoked => "grant.revoked",
+            Self::RunStarted => "run.started",
+            Self::RunUpdated => "run.updated",
+            Self::ToolExecuted => "tool.executed",
+            Self::RunEnded => "run.ended",
+        }
+    }
+
+    pub fn is_run(self) -> bool {
+        matches!(
+            self,
+            Self::RunStarted | Self::RunUpdated | Self::ToolExecuted | Self::RunEnded
+        )
+    }
+
+    /// The Server-Sent Events name: every run kind is published as `run.updated`.
+    pub fn event_name(self) -> &'static str {
+        if self.is_run() {
+            "run.updated"
+        } else {
+            self.as_str()
         }
     }
 
@@ -246,13 +283,23 @@ impl AuditRecord {
     }
 }
 
-/// A change published to every front end (console, SSE clients, long-polls).
+/// What an event is about.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    Approval(Approval),
+    Run(RunSummary),
+}
+
+/// A change published to every front end (console, SSE clients, long-polls). On the wire
+/// the subject is one key, `approval` or `run`, beside `seq`, `kind` and `at`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
     pub kind: AuditKind,
     pub at: Timestamp,
-    pub approval: Approval,
+    #[serde(flatten)]
+    pub subject: Subject,
 }
 
 impl Event {
@@ -262,20 +309,41 @@ impl Event {
             seq: r.seq,
             kind: r.kind,
             at: r.at,
-            approval: approval.clone(),
+            subject: Subject::Approval(approval.clone()),
         })
+    }
+
+    pub fn for_run(r: &AuditRecord, run: RunSummary) -> Event {
+        Event {
+            seq: r.seq,
+            kind: r.kind,
+            at: r.at,
+            subject: Subject::Run(run),
+        }
     }
 
     pub fn from_record(r: &AuditRecord) -> Option<Event> {
         if !r.kind.is_event() {
             return None;
         }
+        let subject = if r.kind.is_run() {
+            Subject::Run(serde_json::from_value(r.details.get("run")?.clone()).ok()?)
+        } else {
+            Subject::Approval(r.approval()?)
+        };
         Some(Event {
             seq: r.seq,
             kind: r.kind,
             at: r.at,
-            approval: r.approval()?,
+            subject,
         })
+    }
+
+    pub fn approval(&self) -> Option<&Approval> {
+        match &self.subject {
+            Subject::Approval(a) => Some(a),
+            Subject::Run(_) => None,
+        }
     }
 }
 

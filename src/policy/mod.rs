@@ -62,6 +62,13 @@ pub struct PolicyOutcome {
     pub timeout: Option<Duration>,
 }
 
+impl PolicyOutcome {
+    /// Ask a reviewer, for `reason`, with no policy involved.
+    pub fn ask(reason: String) -> PolicyOutcome {
+        ask(None, None, reason)
+    }
+}
+
 /// Everything a rule's `when` may look at.
 #[derive(Clone, Debug)]
 pub struct CallContext<'a> {

@@ -146,3 +146,40 @@ impl RunnerHandle {
         self.tx.is_closed()
     }
 }
+
+impl RunnerHandle {
+    pub async fn start_run(
+        &self,
+        who: &str,
+        agent: &str,
+        input: &str,
+    ) -> Result<RunSummary, RunnerError> {
+        let (who, agent, input) = (who.to_string(), agent.to_string(), input.to_string());
+        self.ask(|reply| Command::StartRun {
+            who,
+            agent,
+            input,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn run(&self, id: Uuid) -> Result<Option<Run>, RunnerError> {
+        self.ask(|reply| Command::GetRun { id, reply }).await
+    }
+
+    pub async fn runs(&self, before: Option<Uuid>, limit: usize) -> Result<RunPage, RunnerError> {
+        self.ask(|reply| Command::ListRuns {
+            before,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cancel_run(&self, who: &str, id: Uuid) -> Result<RunSummary, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::CancelRun { who, id, reply })
+            .await
+    }
+}

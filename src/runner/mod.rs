@@ -13,7 +13,7 @@ mod state;
 pub use handle::RunnerHandle;
 pub use state::RunnerMetrics;
 
-use crate::domain::{Approval, AuditRecord, Event, Verdict};
+use crate::domain::{Approval, AuditRecord, Event, Run, RunSummary, Verdict};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -36,6 +36,8 @@ pub struct RunnerConfig {
     /// `[notify] webhook`, and whether new approvals are announced too.
     pub webhook: Option<String>,
     pub notify_on_create: bool,
+    /// The agents runs can use (`[[agents]]`); `None` when the config has none.
+    pub agents: Option<std::sync::Arc<crate::agent::Agents>>,
 }
 
 impl Default for RunnerConfig {
@@ -46,13 +48,21 @@ impl Default for RunnerConfig {
             recent_limit: 200,
             webhook: None,
             notify_on_create: false,
+            agents: None,
         }
     }
 }
 
 impl RunnerConfig {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Self {
+    /// The runner's settings from a checked config. Errors (a model or tool that cannot be
+    /// built) are one line naming the part.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
+        let agents = if cfg.agents.is_empty() {
+            None
+        } else {
+            Some(std::sync::Arc::new(crate::agent::Agents::from_config(cfg)?))
+        };
+        Ok(Self {
             tiers: cfg
                 .escalation
                 .iter()
@@ -66,7 +76,8 @@ impl RunnerConfig {
             recent_limit: 200,
             webhook: cfg.notify.webhook.clone(),
             notify_on_create: cfg.notify.on_create,
-        }
+            agents,
+        })
     }
 }
 
@@ -83,6 +94,8 @@ pub struct SubmitRequest {
     pub timeout: Option<Duration>,
     pub idempotency_key: Option<String>,
     pub editable: bool,
+    /// A reviewer decides whether a call cut short by a restart runs again.
+    pub outcome_unknown: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -126,7 +139,15 @@ pub struct ApprovalPage {
 pub struct Snapshot {
     pub pending: Vec<Approval>,
     pub recent: Vec<Approval>,
+    /// Active runs and recently finished ones, oldest first.
+    pub runs: Vec<RunSummary>,
     pub seq: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    pub next: Option<Uuid>,
 }
 
 /// Why the runner refused a command. Front ends map these to their own words (HTTP statuses).
@@ -219,6 +240,29 @@ pub enum Command {
         tool: String,
         server: Option<String>,
         reply: Reply<crate::domain::Grant>,
+    },
+    /// Start an agent run.
+    StartRun {
+        who: String,
+        agent: String,
+        input: String,
+        reply: Reply<RunSummary>,
+    },
+    GetRun {
+        id: Uuid,
+        reply: Reply<Option<Run>>,
+    },
+    /// Runs newest first, before the `before` cursor.
+    ListRuns {
+        before: Option<Uuid>,
+        limit: usize,
+        reply: Reply<RunPage>,
+    },
+    /// Cancel a run; its pending approvals become `cancelled`.
+    CancelRun {
+        who: String,
+        id: Uuid,
+        reply: Reply<RunSummary>,
     },
     /// Stop: finish the commit in flight, make the rest durable, answer, and end.
     Shutdown {

@@ -1,5 +1,7 @@
 //! The runner's in-memory state and its command loop.
 
+mod runs;
+
 use super::commit::{Deferred, GroupCommit};
 use super::*;
 use crate::config::RuleAction;
@@ -68,6 +70,14 @@ struct Runner {
     /// Sticky grants by (run, tool, server).
     grants: std::collections::HashMap<(String, String, Option<String>), Grant>,
     notifier: Option<crate::notify::Notifier>,
+    /// Runs not yet finished, by id.
+    runs: BTreeMap<Uuid, Run>,
+    /// Finished runs for consoles' runs panes, oldest first.
+    recent_runs: VecDeque<RunSummary>,
+    /// Runs whose model call is under way.
+    model_calls: std::collections::HashSet<Uuid>,
+    /// Model and tool calls report back here.
+    internal: mpsc::UnboundedSender<runs::Internal>,
 }
 
 /// Load the store's state and start the runner task.
@@ -77,6 +87,7 @@ pub fn start(
     cfg: RunnerConfig,
 ) -> Result<(RunnerHandle, tokio::task::JoinHandle<()>), StoreError> {
     let (events, _) = broadcast::channel(8192);
+    let (internal, internal_rx) = mpsc::unbounded_channel();
     let (fatal, fatal_rx) = watch::channel(None);
     let mut runner = Runner {
         store,
@@ -99,6 +110,10 @@ pub fn start(
         refusal_window: (std::time::Instant::now(), 0),
         grants: Default::default(),
         notifier: None,
+        runs: BTreeMap::new(),
+        recent_runs: VecDeque::new(),
+        model_calls: Default::default(),
+        internal,
     };
     runner.notifier = runner
         .cfg
@@ -107,7 +122,7 @@ pub fn start(
         .map(|url| crate::notify::Notifier::start(url, runner.cfg.notify_on_create));
     runner.load()?;
     let (tx, rx) = mpsc::channel(4096);
-    let task = tokio::spawn(runner.run(rx));
+    let task = tokio::spawn(runner.run(rx, internal_rx));
     Ok((
         RunnerHandle {
             tx,
@@ -141,6 +156,9 @@ impl Runner {
         for g in self.store.grants()? {
             self.grants
                 .insert((g.run_id.clone(), g.tool.clone(), g.server.clone()), g);
+        }
+        for run in self.store.active_runs()? {
+            self.runs.insert(run.id, run);
         }
         for a in self.store.pending()? {
             if let Some(at) = a.expires_at {
@@ -191,10 +209,19 @@ impl Runner {
         Ok(())
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut internal: mpsc::UnboundedReceiver<runs::Internal>,
+    ) {
         let mut buf = Vec::with_capacity(256);
         let mut stop = None;
+        self.resume_runs();
         loop {
+            if self.failed.is_none() {
+                let syncer = self.store.syncer();
+                self.commit.maybe_start(&syncer);
+            }
             let next_deadline = self.deadlines.first().map(|(at, _)| *at);
             let sleep = next_deadline.map(|at| {
                 let wait = (at - domain::now()).to_std().unwrap_or(Duration::ZERO);
@@ -227,16 +254,17 @@ impl Runner {
                         break;
                     }
                 }
+                Some(done) = internal.recv() => {
+                    if self.failed.is_none() {
+                        self.internal_done(done);
+                    }
+                }
                 _ = async {
                     match sleep {
                         Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
                 } => self.fire_deadlines(),
-            }
-            if self.failed.is_none() {
-                let syncer = self.store.syncer();
-                self.commit.maybe_start(&syncer);
             }
         }
         // Every front end is gone: make what was written durable before stopping.
@@ -329,6 +357,10 @@ impl Runner {
                 Command::Grants { reply } => drop(reply.send(Err(err))),
                 Command::RevokeGrant { reply, .. } => drop(reply.send(Err(err))),
                 Command::Escalate { reply, .. } => drop(reply.send(Err(err))),
+                Command::StartRun { reply, .. } => drop(reply.send(Err(err))),
+                Command::GetRun { reply, .. } => drop(reply.send(Err(err))),
+                Command::ListRuns { reply, .. } => drop(reply.send(Err(err))),
+                Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -366,8 +398,55 @@ impl Runner {
                 let r = Ok(Snapshot {
                     pending: self.pending.values().cloned().collect(),
                     recent: self.recent.iter().cloned().collect(),
+                    runs: self
+                        .recent_runs
+                        .iter()
+                        .cloned()
+                        .chain(self.runs.values().map(Run::summary))
+                        .collect(),
                     seq: self.seq,
                 });
+                self.reply(reply, r);
+            }
+            Command::StartRun {
+                who,
+                agent,
+                input,
+                reply,
+            } => {
+                let r = self.start_run(&who, &agent, input);
+                self.reply(reply, r);
+            }
+            Command::GetRun { id, reply } => {
+                let r = match self.runs.get(&id) {
+                    Some(run) => Ok(Some(run.clone())),
+                    None => self.store.run(id).map_err(store_err),
+                };
+                self.reply(reply, r);
+            }
+            Command::ListRuns {
+                before,
+                limit,
+                reply,
+            } => {
+                let limit = limit.clamp(1, MAX_LIST);
+                let r = self
+                    .store
+                    .runs_before(before, limit + 1)
+                    .map_err(store_err)
+                    .map(|mut runs| {
+                        let more = runs.len() > limit;
+                        runs.truncate(limit);
+                        let next = if more { runs.last().map(|r| r.id) } else { None };
+                        RunPage {
+                            runs: runs.iter().map(Run::summary).collect(),
+                            next,
+                        }
+                    });
+                self.reply(reply, r);
+            }
+            Command::CancelRun { who, id, reply } => {
+                let r = self.cancel_run(&who, id);
                 self.reply(reply, r);
             }
             Command::Position { reply } => {
@@ -459,18 +538,13 @@ impl Runner {
                 serde_json::to_value(a).unwrap_or(Value::Null),
             );
         }
-        let mut rec = AuditRecord {
-            seq: self.seq + 1,
-            at: domain::now(),
+        let rec = self.seal(
             kind,
-            actor: actor.to_string(),
-            approval_id: approval.map(|a| a.id),
-            run_id: approval.and_then(|a| a.run_id.clone()),
+            actor,
+            approval.map(|a| a.id),
+            approval.and_then(|a| a.run_id.clone()),
             details,
-            prev_hash: self.last_hash.clone(),
-            hash: String::new(),
-        };
-        rec.hash = rec.compute_hash();
+        );
         let written = match approval {
             Some(a) => self.store.write_approval(ApprovalWrite {
                 approval: a,
@@ -484,17 +558,46 @@ impl Runner {
             },
         };
         if let Err(e) = written {
-            let msg = format!("the store refused a write: {e}");
-            tracing::error!("{msg}");
-            self.failed = Some(msg.clone());
-            let _ = self.fatal.send(Some(msg.clone()));
-            return Err(RunnerError::Unavailable(msg));
+            return Err(self.store_failed(e));
         }
         self.seq = rec.seq;
         self.last_hash = rec.hash.clone();
         self.commit
             .wrote(approval.and_then(|a| Event::for_approval(&rec, a)));
         Ok(())
+    }
+
+    /// The next audit record of the chain, hashed.
+    fn seal(
+        &self,
+        kind: AuditKind,
+        actor: &str,
+        approval_id: Option<Uuid>,
+        run_id: Option<String>,
+        details: Value,
+    ) -> AuditRecord {
+        let mut rec = AuditRecord {
+            seq: self.seq + 1,
+            at: domain::now(),
+            kind,
+            actor: actor.to_string(),
+            approval_id,
+            run_id,
+            details,
+            prev_hash: self.last_hash.clone(),
+            hash: String::new(),
+        };
+        rec.hash = rec.compute_hash();
+        rec
+    }
+
+    /// A write failed: nothing more can be promised, so the runner stops accepting work.
+    fn store_failed(&mut self, e: StoreError) -> RunnerError {
+        let msg = format!("the store refused a write: {e}");
+        tracing::error!("{msg}");
+        self.failed = Some(msg.clone());
+        let _ = self.fatal.send(Some(msg.clone()));
+        RunnerError::Unavailable(msg)
     }
 
     fn revoke(
@@ -581,7 +684,6 @@ impl Runner {
                 replayed: true,
             });
         }
-        let now = domain::now();
         let outcome = self.policies.evaluate(
             &CallContext {
                 tool: &req.tool,
@@ -592,9 +694,29 @@ impl Runner {
                 annotations: ToolAnnotations::default(),
                 policy: None,
             },
-            now,
+            domain::now(),
             &self.limits,
         );
+        let idem = req.idempotency_key.clone();
+        let idem = idem.as_deref().map(|k| (who, k));
+        let approval = self.create_approval(who, req, outcome, idem)?;
+        Ok(Submitted {
+            approval,
+            replayed: false,
+        })
+    }
+
+    /// Create an approval for a proposed call whose policy outcome is known: decided at once
+    /// (a policy, or a sticky grant), or pending in its queue.
+    fn create_approval(
+        &mut self,
+        who: &str,
+        req: SubmitRequest,
+        outcome: crate::policy::PolicyOutcome,
+        idem: Option<(&str, &str)>,
+    ) -> Result<Approval, RunnerError> {
+        let now = domain::now();
+        let sha = domain::arguments_sha256(&req.arguments);
         let queue = outcome
             .queue
             .clone()
@@ -629,14 +751,15 @@ impl Runner {
             status: ApprovalStatus::Pending,
             decision: None,
             editable: req.editable,
+            outcome_unknown: req.outcome_unknown,
         };
         // `record` puts the key in the audit record (the write-ahead record), so a crash
         // between the record and the key's own entry is redone at start and a retry with
         // the same key replays instead of creating a duplicate.
-        let idem = req.idempotency_key.as_deref().map(|k| (who, k));
-        // A sticky grant answers what a policy would have asked a reviewer (never a deny).
+        // A sticky grant answers what a policy would have asked a reviewer (never a deny),
+        // but never whether a call cut short by a restart runs again.
         let granted = match (&outcome.action, &approval.run_id) {
-            (RuleAction::Ask, Some(run)) => self
+            (RuleAction::Ask, Some(run)) if !approval.outcome_unknown => self
                 .grants
                 .get(&(run.clone(), approval.tool.clone(), approval.server.clone()))
                 .cloned(),
@@ -684,10 +807,7 @@ impl Runner {
                 }
             }
         }
-        Ok(Submitted {
-            approval,
-            replayed: false,
-        })
+        Ok(approval)
     }
 
     /// Move a pending approval to the next tier; its next deadline counts from `from`.
@@ -865,6 +985,9 @@ impl Runner {
                     current.id
                 )));
             }
+            if let Some(edited) = &req.edited_arguments {
+                self.check_edit(&current, edited)?;
+            }
         }
         let grant = match req.scope.as_deref() {
             None => None,
@@ -952,6 +1075,7 @@ impl Runner {
             self.deadlines.remove(&(at, a.id));
         }
         self.remember(a.clone());
+        self.approval_settled(a);
     }
 
     fn list(&self, q: ListQuery) -> Result<ApprovalPage, RunnerError> {

@@ -16,7 +16,7 @@
 mod envelope;
 mod lock;
 
-use crate::domain::{Approval, AuditKind, AuditRecord, Grant};
+use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -37,6 +37,9 @@ const P_PENDING: u8 = b'p';
 const P_AUDIT: u8 = b'l';
 const P_IDEMPOTENCY: u8 = b'i';
 const P_GRANT: u8 = b'g';
+const P_RUN: u8 = b'r';
+/// Index of runs not yet finished (completed, failed, cancelled), loaded at start.
+const P_ACTIVE_RUN: u8 = b'u';
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -466,6 +469,66 @@ impl Store {
             envelope::encode(record),
         );
         self.sled(r).map(|_| ())
+    }
+
+    /// Write a run's new state with the audit record that describes the step, atomically.
+    ///
+    /// Unlike approvals (the hot path), runs change at the pace of models and tools, so a
+    /// sled batch is cheap here, and it keeps the run and its record from ever disagreeing.
+    pub fn write_run(&self, run: &Run, record: &AuditRecord) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            key(P_AUDIT, &record.seq.to_be_bytes()),
+            envelope::encode(record),
+        );
+        batch.insert(key(P_RUN, run.id.as_bytes()), envelope::encode(run));
+        let active = key(P_ACTIVE_RUN, run.id.as_bytes());
+        if run.status.is_finished() {
+            batch.remove(active);
+        } else {
+            batch.insert(active, &[][..]);
+        }
+        let r = self.db.apply_batch(batch);
+        self.sled(r)
+    }
+
+    pub fn run(&self, id: Uuid) -> Result<Option<Run>> {
+        let k = key(P_RUN, id.as_bytes());
+        let r = self.db.get(&k);
+        match self.sled(r)? {
+            Some(raw) => self.decode(&k, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every run that has not finished, in id (start) order.
+    pub fn active_runs(&self) -> Result<Vec<Run>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([P_ACTIVE_RUN, b'/']) {
+            let (k, _) = self.sled(item)?;
+            let id = Uuid::from_slice(&k[2..])
+                .map_err(|_| self.corrupt(format!("bad run index key {}", show_key(&k))))?;
+            let run = self
+                .run(id)?
+                .ok_or_else(|| self.corrupt(format!("run {id} is indexed as active but missing")))?;
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    /// Runs newest first, before `before` (an id cursor), at most `limit`.
+    pub fn runs_before(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<Run>> {
+        let start = vec![P_RUN, b'/'];
+        let end = match before {
+            Some(id) => key(P_RUN, id.as_bytes()),
+            None => vec![P_RUN, b'/' + 1],
+        };
+        let mut out = Vec::new();
+        for item in self.db.range(start..end).rev().take(limit) {
+            let (k, v) = self.sled(item)?;
+            out.push(self.decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     pub fn approval(&self, id: Uuid) -> Result<Option<Approval>> {

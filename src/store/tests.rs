@@ -29,6 +29,7 @@ fn approval(queue: &str) -> Approval {
         status: ApprovalStatus::Pending,
         decision: None,
         editable: false,
+        outcome_unknown: false,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn approval(
         status: ApprovalStatus::Pending,
         decision: None,
         editable: false,
+        outcome_unknown: false,
     }
 }
 

@@ -558,7 +558,10 @@ impl ConsoleState {
                     return; // already in the snapshot
                 }
                 self.seq = self.seq.max(ev.seq);
-                self.apply_approval(ev.approval, ev.kind, mono);
+                match ev.subject {
+                    crate::domain::Subject::Approval(a) => self.apply_approval(a, ev.kind, mono),
+                    crate::domain::Subject::Run(_) => {}
+                }
             }
         }
     }

@@ -580,7 +580,7 @@ fn selection_changed_under_the_key_never_decides() {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
-            approval: a,
+            subject: crate::domain::Subject::Approval(a),
         })),
         later(t0, 1000),
     );
@@ -659,7 +659,7 @@ fn new_arrivals_never_move_the_selection() {
                 seq: 20 + i as u64,
                 kind: AuditKind::ApprovalCreated,
                 at: fixed_now(),
-                approval: a,
+                subject: crate::domain::Subject::Approval(a),
             })),
             t0,
         );
@@ -700,7 +700,7 @@ fn first_arrival_is_selected_when_nothing_was() {
             seq: 1,
             kind: AuditKind::ApprovalCreated,
             at: fixed_now(),
-            approval: a,
+            subject: crate::domain::Subject::Approval(a),
         })),
         t0,
     );
@@ -722,7 +722,7 @@ fn decided_elsewhere_leaves_with_a_notice() {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
-            approval: d,
+            subject: crate::domain::Subject::Approval(d),
         })),
         t0,
     );
@@ -742,7 +742,7 @@ fn decided_elsewhere_leaves_with_a_notice() {
             seq: 11,
             kind: AuditKind::ApprovalDecided,
             at: fixed_now(),
-            approval: d2,
+            subject: crate::domain::Subject::Approval(d2),
         })),
         t0,
     );
@@ -771,7 +771,7 @@ fn expiry_closes_an_open_prompt() {
             seq: 11,
             kind: AuditKind::ApprovalExpired,
             at: fixed_now(),
-            approval: e,
+            subject: crate::domain::Subject::Approval(e),
         })),
         t0,
     );
@@ -802,7 +802,7 @@ fn escalation_moves_between_queues() {
             seq: 11,
             kind: AuditKind::ApprovalEscalated,
             at: fixed_now(),
-            approval: a,
+            subject: crate::domain::Subject::Approval(a),
         })),
         t0,
     );
@@ -873,7 +873,7 @@ fn filter_narrows_and_esc_clears() {
             seq: 40,
             kind: AuditKind::ApprovalCreated,
             at: fixed_now(),
-            approval: a,
+            subject: crate::domain::Subject::Approval(a),
         })),
         t0,
     );
@@ -932,7 +932,7 @@ fn history_is_bounded() {
                 seq: 100 + i,
                 kind: AuditKind::ApprovalDecided,
                 at: fixed_now(),
-                approval: d,
+                subject: crate::domain::Subject::Approval(d),
             })),
             t0,
         );

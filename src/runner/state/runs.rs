@@ -1,0 +1,759 @@
+//! The agent loop inside the runner: model turns, gated tool calls, pauses and resumption.
+//!
+//! A run moves only here, on the runner task, and every step is saved (with an audit record,
+//! atomically) before anything acts on it. Model and tool calls run in spawned tasks and report
+//! back over [`Internal`]. The order of writes is what makes a crash safe:
+//! - a turn's approvals are written before the run that points at them, so after a crash an
+//!   approval no run points at was proposed by a model turn that will be asked again: it is
+//!   cancelled;
+//! - a decision is written before the run learns of it, so at start a run waiting on a decided
+//!   approval takes the decision then;
+//! - a call is marked `executing` durably before the tool starts, so one found executing at
+//!   start died with the process: it becomes `outcome_unknown` and a reviewer decides.
+
+use super::*;
+use crate::config::NeedsApproval;
+use crate::domain::{CallState, RunCall, RunStatus};
+use crate::model::{Completion, Message, ModelError, ToolCall};
+use crate::policy::PolicyOutcome;
+use crate::tools::ToolOutput;
+
+/// Tool output kept in a `tool.executed` audit record (the run keeps all of it).
+const AUDIT_OUTPUT_CHARS: usize = 2000;
+/// Finished runs kept at hand for consoles.
+const RECENT_RUNS: usize = 200;
+
+/// A model or tool call's result, sent back to the runner task.
+pub(in crate::runner) enum Internal {
+    ModelDone {
+        run: Uuid,
+        result: Result<Completion, ModelError>,
+    },
+    ToolDone {
+        run: Uuid,
+        call_id: String,
+        tool: String,
+        output: ToolOutput,
+    },
+}
+
+impl Runner {
+    pub(super) fn internal_done(&mut self, done: Internal) {
+        match done {
+            Internal::ModelDone { run, result } => self.model_done(run, result),
+            Internal::ToolDone {
+                run,
+                call_id,
+                tool,
+                output,
+            } => self.tool_done(run, call_id, tool, output),
+        }
+    }
+
+    pub(super) fn start_run(
+        &mut self,
+        who: &str,
+        agent_name: &str,
+        input: String,
+    ) -> Result<RunSummary, RunnerError> {
+        let Some(agents) = self.cfg.agents.clone() else {
+            return Err(RunnerError::Invalid(
+                "no agents are configured (add [[agents]] to the config)".into(),
+            ));
+        };
+        let Some(agent) = agents.get(agent_name) else {
+            let known: Vec<&str> = agents.agents.keys().map(String::as_str).collect();
+            return Err(RunnerError::NotFound(format!(
+                "no agent {agent_name:?} (configured: {})",
+                known.join(", ")
+            )));
+        };
+        if input.trim().is_empty() {
+            return Err(RunnerError::Invalid("input: must not be empty".into()));
+        }
+        let now = domain::now();
+        let mut messages = Vec::new();
+        if !agent.instructions.trim().is_empty() {
+            messages.push(Message::system(agent.instructions.clone()));
+        }
+        messages.push(Message::user(input.clone()));
+        let run = Run {
+            id: Uuid::now_v7(),
+            agent: agent.name.clone(),
+            input,
+            started_by: who.to_string(),
+            status: RunStatus::Running,
+            turns: 0,
+            max_turns: agent.max_turns,
+            messages,
+            calls: Vec::new(),
+            output: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let summary = run.summary();
+        self.save_run(AuditKind::RunStarted, who, run, json!({}))?;
+        self.advance(summary.run_id);
+        Ok(summary)
+    }
+
+    /// Write a run's new state with its audit record; keep it in memory while it is active.
+    fn save_run(
+        &mut self,
+        kind: AuditKind,
+        actor: &str,
+        mut run: Run,
+        mut details: Value,
+    ) -> Result<(), RunnerError> {
+        run.updated_at = domain::now();
+        let summary = run.summary();
+        if let Value::Object(m) = &mut details {
+            m.insert(
+                "run".into(),
+                serde_json::to_value(&summary).unwrap_or(Value::Null),
+            );
+        }
+        let rec = self.seal(kind, actor, None, Some(run.id.to_string()), details);
+        if let Err(e) = self.store.write_run(&run, &rec) {
+            return Err(self.store_failed(e));
+        }
+        self.seq = rec.seq;
+        self.last_hash = rec.hash.clone();
+        self.commit.wrote(Some(Event::for_run(&rec, summary.clone())));
+        if run.status.is_finished() {
+            self.runs.remove(&run.id);
+            self.recent_runs.retain(|r| r.run_id != run.id);
+            self.recent_runs.push_back(summary);
+            while self.recent_runs.len() > RECENT_RUNS {
+                self.recent_runs.pop_front();
+            }
+        } else {
+            self.runs.insert(run.id, run);
+        }
+        Ok(())
+    }
+
+    fn end_run(
+        &mut self,
+        mut run: Run,
+        actor: &str,
+        status: RunStatus,
+        output: Option<String>,
+        error: Option<String>,
+    ) {
+        run.status = status;
+        run.output = output;
+        run.error = error;
+        let _ = self.save_run(AuditKind::RunEnded, actor, run, json!({}));
+    }
+
+    /// Take the run one step further, as far as it can go without waiting.
+    fn advance(&mut self, id: Uuid) {
+        let Some(agents) = self.cfg.agents.clone() else {
+            return;
+        };
+        let Some(run) = self.runs.get(&id) else {
+            return;
+        };
+        if self.failed.is_some() || run.status.is_finished() {
+            return;
+        }
+        // A reviewer has yet to decide some call of this turn.
+        if run.calls.iter().any(|c| c.state.awaited_approval().is_some()) {
+            if run.status != RunStatus::PendingApproval {
+                let mut r = run.clone();
+                r.status = RunStatus::PendingApproval;
+                let _ = self.save_run(AuditKind::RunUpdated, "gatehouse", r, json!({}));
+            }
+            return;
+        }
+        if run
+            .calls
+            .iter()
+            .any(|c| matches!(c.state, CallState::Executing { .. }))
+        {
+            return;
+        }
+        // Every call is decided: approved ones run one at a time, in the model's order.
+        if let Some(i) = run
+            .calls
+            .iter()
+            .position(|c| matches!(c.state, CallState::Approved { .. }))
+        {
+            let mut r = run.clone();
+            let CallState::Approved { arguments, .. } = r.calls[i].state.clone() else {
+                return;
+            };
+            r.calls[i].state = CallState::Executing {
+                started_at: domain::now(),
+                arguments: arguments.clone(),
+            };
+            r.status = RunStatus::Running;
+            let call_id = r.calls[i].call_id.clone();
+            let tool = r.calls[i].tool.clone();
+            let details = json!({"executing": {"call_id": call_id, "tool": tool}});
+            if self
+                .save_run(AuditKind::RunUpdated, "gatehouse", r, details)
+                .is_err()
+            {
+                return;
+            }
+            // The tool starts only once its `executing` mark is durable: a crash from here on
+            // can never lead to running it a second time.
+            let tools = agents.tools.clone();
+            let tx = self.internal.clone();
+            self.commit.defer(Box::new(move |err| {
+                if err.is_some() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    let output = tools.call(&tool, &arguments).await;
+                    let _ = tx.send(Internal::ToolDone {
+                        run: id,
+                        call_id,
+                        tool,
+                        output,
+                    });
+                });
+            }));
+            return;
+        }
+        let mut run = run.clone();
+        if !run.calls.is_empty() {
+            // The turn is over: every call's result goes back to the model, in order.
+            for c in std::mem::take(&mut run.calls) {
+                let text = c.state.result_text().unwrap_or_default().to_string();
+                run.messages.push(Message::tool(c.call_id, text));
+            }
+            run.status = RunStatus::Running;
+            if self
+                .save_run(AuditKind::RunUpdated, "gatehouse", run.clone(), json!({}))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if run.turns >= run.max_turns {
+            let error = format!(
+                "stopped after {} turns without a final answer (max_turns = {})",
+                run.turns, run.max_turns
+            );
+            self.end_run(run, "gatehouse", RunStatus::Failed, None, Some(error));
+            return;
+        }
+        let Some(agent) = agents.get(&run.agent) else {
+            let error = format!("agent {:?} is no longer configured", run.agent);
+            self.end_run(run, "gatehouse", RunStatus::Failed, None, Some(error));
+            return;
+        };
+        if !self.model_calls.insert(id) {
+            return;
+        }
+        let model = agent.model.clone();
+        let specs = agents.specs(agent);
+        let messages = run.messages;
+        let tx = self.internal.clone();
+        tokio::spawn(async move {
+            let result = model.complete(&messages, &specs).await;
+            let _ = tx.send(Internal::ModelDone { run: id, result });
+        });
+    }
+
+    fn model_done(&mut self, id: Uuid, result: Result<Completion, ModelError>) {
+        self.model_calls.remove(&id);
+        let Some(mut run) = self.runs.get(&id).cloned() else {
+            return; // cancelled meanwhile
+        };
+        if run.status.is_finished() || !run.calls.is_empty() {
+            return;
+        }
+        let completion = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let actor = run.agent.clone();
+                self.end_run(run, &actor, RunStatus::Failed, None, Some(e.to_string()));
+                return;
+            }
+        };
+        run.turns += 1;
+        run.messages.push(Message::Assistant {
+            content: completion.content.clone(),
+            tool_calls: completion.tool_calls.clone(),
+        });
+        let actor = run.agent.clone();
+        if completion.tool_calls.is_empty() {
+            let output = completion.content.unwrap_or_default();
+            self.end_run(run, &actor, RunStatus::Completed, Some(output), None);
+            return;
+        }
+        let reasoning = completion
+            .content
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("no reasoning given")
+            .to_string();
+        let mut calls = Vec::with_capacity(completion.tool_calls.len());
+        for tc in &completion.tool_calls {
+            let call = self.gate(&run, tc, &reasoning);
+            if self.failed.is_some() {
+                return;
+            }
+            calls.push(call);
+        }
+        let proposed: Vec<Value> = calls
+            .iter()
+            .map(|c| json!({"call_id": c.call_id, "tool": c.tool, "state": c.state.name()}))
+            .collect();
+        run.calls = calls;
+        if self
+            .save_run(
+                AuditKind::RunUpdated,
+                &actor,
+                run,
+                json!({ "proposed": proposed }),
+            )
+            .is_ok()
+        {
+            self.advance(id);
+        }
+    }
+
+    /// Decide what happens to one proposed call: rejected, approved, denied, or waiting.
+    fn gate(&mut self, run: &Run, tc: &ToolCall, reasoning: &str) -> RunCall {
+        let mut call = RunCall {
+            call_id: tc.id.clone(),
+            tool: tc.name.clone(),
+            server: None,
+            arguments: None,
+            state: CallState::Rejected {
+                message: String::new(),
+            },
+        };
+        let Some(agents) = self.cfg.agents.clone() else {
+            return call;
+        };
+        let offered = agents
+            .get(&run.agent)
+            .is_some_and(|a| a.tools.iter().any(|t| t == &tc.name));
+        if !offered {
+            let names = agents
+                .get(&run.agent)
+                .map(|a| a.tools.join(", "))
+                .unwrap_or_default();
+            call.state = CallState::Rejected {
+                message: format!(
+                    "Unknown tool {:?}: this agent's tools are {names}. The call was not run.",
+                    tc.name
+                ),
+            };
+            return call;
+        }
+        // Invalid arguments go back to the model, never to a reviewer as if they were valid.
+        let args = match agents.tools.validate_raw(&tc.name, &tc.arguments) {
+            Ok(args) => args,
+            Err(e) => {
+                call.state = CallState::Rejected {
+                    message: format!("{e}. The call was not run; correct the arguments."),
+                };
+                return call;
+            }
+        };
+        call.arguments = Some(args.clone());
+        let outcome = match agents.needs_approval(&tc.name) {
+            NeedsApproval::Always(false) => {
+                call.state = CallState::Approved {
+                    approval_id: None,
+                    by: "needs_approval = false".into(),
+                    arguments: args,
+                };
+                return call;
+            }
+            NeedsApproval::Always(true) => PolicyOutcome::ask(format!(
+                "tool {} always needs approval (needs_approval = true)",
+                tc.name
+            )),
+            NeedsApproval::Policy(name) => {
+                let run_var = json!({
+                    "id": run.id.to_string(),
+                    "agent": run.agent,
+                    "turns": run.turns,
+                    "started_by": run.started_by,
+                });
+                self.policies.evaluate(
+                    &CallContext {
+                        tool: &tc.name,
+                        server: None,
+                        args: &args,
+                        agent: Some(&run.agent),
+                        run: Some(&run_var),
+                        annotations: ToolAnnotations::default(),
+                        policy: Some(&name),
+                    },
+                    domain::now(),
+                    &self.limits,
+                )
+            }
+        };
+        let req = SubmitRequest {
+            tool: tc.name.clone(),
+            arguments: args.clone(),
+            reasoning: Some(reasoning.to_string()),
+            agent: Some(run.agent.clone()),
+            run_id: Some(run.id.to_string()),
+            editable: true,
+            ..Default::default()
+        };
+        let started_by = run.started_by.clone();
+        call.state = match self.create_approval(&started_by, req, outcome, None) {
+            Err(e) => CallState::Rejected {
+                message: format!("gatehouse could not record this call: {e}"),
+            },
+            Ok(a) => call_state_for(&a, args),
+        };
+        call
+    }
+
+    /// A run's approval is no longer pending: the call it gates learns the outcome.
+    pub(super) fn approval_settled(&mut self, a: &Approval) {
+        let Some(run_id) = a.run_id.as_deref().and_then(|r| Uuid::parse_str(r).ok()) else {
+            return;
+        };
+        let Some(run) = self.runs.get(&run_id) else {
+            return;
+        };
+        let Some(i) = run
+            .calls
+            .iter()
+            .position(|c| c.state.awaited_approval() == Some(a.id))
+        else {
+            return;
+        };
+        let mut r = run.clone();
+        let call = &mut r.calls[i];
+        let proposed = call.arguments.clone().unwrap_or_default();
+        call.state = match (&call.state, a.status) {
+            (_, ApprovalStatus::Pending) => return,
+            (CallState::OutcomeUnknown { arguments, .. }, ApprovalStatus::Approved) => {
+                CallState::Approved {
+                    approval_id: Some(a.id),
+                    by: decided_by(a),
+                    arguments: arguments.clone(),
+                }
+            }
+            (CallState::OutcomeUnknown { .. }, _) => CallState::Done {
+                output: ToolOutput::Error(format!(
+                    "The outcome of this call is unknown: gatehouse stopped while it was running, \
+                     and it was not run again ({}: {}).",
+                    decided_by(a),
+                    reason_of(a)
+                )),
+            },
+            _ => call_state_for(a, proposed),
+        };
+        let actor = decided_by(a);
+        let details = json!({"approval_id": a.id, "call_id": call.call_id, "state": call.state.name()});
+        if self
+            .save_run(AuditKind::RunUpdated, &actor, r, details)
+            .is_ok()
+        {
+            self.advance(run_id);
+        }
+    }
+
+    fn tool_done(&mut self, id: Uuid, call_id: String, tool: String, output: ToolOutput) {
+        let details = json!({
+            "call_id": call_id,
+            "tool": tool,
+            "ok": output.is_ok(),
+            "output": clip(output.text(), AUDIT_OUTPUT_CHARS),
+        });
+        // A run cancelled while its tool ran is no longer active; the execution is still
+        // recorded, against the run as it stands.
+        let run = match self.runs.get(&id) {
+            Some(r) => Some(r.clone()),
+            None => self.store.run(id).ok().flatten(),
+        };
+        let Some(mut run) = run else {
+            return;
+        };
+        if let Some(c) = run
+            .calls
+            .iter_mut()
+            .find(|c| c.call_id == call_id && matches!(c.state, CallState::Executing { .. }))
+        {
+            c.state = CallState::Done { output };
+        }
+        if self
+            .save_run(AuditKind::ToolExecuted, "gatehouse", run, details)
+            .is_ok()
+        {
+            self.advance(id);
+        }
+    }
+
+    pub(super) fn cancel_run(&mut self, who: &str, id: Uuid) -> Result<RunSummary, RunnerError> {
+        let Some(run) = self.runs.get(&id).cloned() else {
+            return match self.store.run(id).map_err(store_err)? {
+                None => Err(RunnerError::NotFound(format!("no run {id}"))),
+                Some(r) => Err(RunnerError::Invalid(format!(
+                    "run {id} is already {}",
+                    r.status.as_str()
+                ))),
+            };
+        };
+        let awaited: Vec<Uuid> = run
+            .calls
+            .iter()
+            .filter_map(|c| c.state.awaited_approval())
+            .collect();
+        let mut ended = run;
+        ended.status = RunStatus::Cancelled;
+        let summary = {
+            let mut s = ended.summary();
+            s.pending.clear();
+            s
+        };
+        // The run ends first: a crash before its approvals are cancelled leaves approvals of
+        // a finished run, which the next start cancels.
+        self.save_run(
+            AuditKind::RunEnded,
+            who,
+            ended,
+            json!({"cancelled_by": who}),
+        )?;
+        self.model_calls.remove(&id);
+        let reason = format!("run {id} was cancelled by {who}");
+        for approval_id in awaited {
+            self.cancel_approval(approval_id, who, &reason)?;
+        }
+        Ok(summary)
+    }
+
+    fn cancel_approval(&mut self, id: Uuid, who: &str, reason: &str) -> Result<(), RunnerError> {
+        let Some(mut a) = self.pending.get(&id).cloned() else {
+            return Ok(());
+        };
+        a.status = ApprovalStatus::Cancelled;
+        a.decision = Some(Decision {
+            by: who.to_string(),
+            at: domain::now(),
+            reason: Some(reason.to_string()),
+            arguments_sha256: None,
+            arguments: None,
+            scope: None,
+        });
+        self.record(AuditKind::ApprovalCancelled, who, Some(&a), json!({}), None)?;
+        self.settle(&a);
+        Ok(())
+    }
+
+    /// Edited arguments of a run's call must fit the tool's schema, like the model's own.
+    pub(super) fn check_edit(
+        &self,
+        a: &Approval,
+        edited: &Map<String, Value>,
+    ) -> Result<(), RunnerError> {
+        if a.run_id.is_none() {
+            return Ok(());
+        }
+        let Some(agents) = &self.cfg.agents else {
+            return Ok(());
+        };
+        if !agents.tools.contains(&a.tool) {
+            return Ok(());
+        }
+        agents
+            .tools
+            .validate(&a.tool, &Value::Object(edited.clone()))
+            .map(|_| ())
+            .map_err(|e| RunnerError::Invalid(format!("edited arguments: {e}")))
+    }
+
+    /// After a restart: settle what the crash left half done, then let every run go on.
+    pub(super) fn resume_runs(&mut self) {
+        let ids: Vec<Uuid> = self.runs.keys().copied().collect();
+        for id in &ids {
+            self.mark_outcome_unknown(*id);
+            // Decisions written just before the crash, which the run never took.
+            let awaited: Vec<Uuid> = self.runs.get(id).map_or_else(Vec::new, |r| {
+                r.calls
+                    .iter()
+                    .filter_map(|c| c.state.awaited_approval())
+                    .collect()
+            });
+            for approval_id in awaited {
+                if self.pending.contains_key(&approval_id) {
+                    continue;
+                }
+                if let Ok(Some(a)) = self.store.approval(approval_id) {
+                    self.approval_settled(&a);
+                }
+            }
+        }
+        // Approvals no active run waits on: proposed by a model turn that was cut short (and
+        // will be asked again), or left by a run that was cancelled.
+        let orphans: Vec<(Uuid, String)> = self
+            .pending
+            .values()
+            .filter_map(|a| {
+                let run_id = Uuid::parse_str(a.run_id.as_deref()?).ok()?;
+                let awaited = self.runs.get(&run_id).is_some_and(|r| {
+                    r.calls
+                        .iter()
+                        .any(|c| c.state.awaited_approval() == Some(a.id))
+                });
+                if awaited {
+                    return None;
+                }
+                match self.runs.get(&run_id) {
+                    Some(_) => Some((
+                        a.id,
+                        "gatehouse restarted before the model's turn was saved; the turn is asked again"
+                            .to_string(),
+                    )),
+                    None => match self.store.run(run_id) {
+                        Ok(Some(r)) => Some((
+                            a.id,
+                            format!("run {run_id} is already {}", r.status.as_str()),
+                        )),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        for (id, reason) in orphans {
+            if self.cancel_approval(id, "gatehouse", &reason).is_err() {
+                return;
+            }
+        }
+        for id in ids {
+            self.advance(id);
+        }
+    }
+
+    /// Calls found `executing` at start died with the process: never run them again on our
+    /// own; ask a reviewer whether to retry or to report the failure to the agent.
+    fn mark_outcome_unknown(&mut self, id: Uuid) {
+        let Some(run) = self.runs.get(&id).cloned() else {
+            return;
+        };
+        let mut r = run;
+        let mut changed = Vec::new();
+        for i in 0..r.calls.len() {
+            let CallState::Executing {
+                started_at,
+                arguments,
+            } = r.calls[i].state.clone()
+            else {
+                continue;
+            };
+            let tool = r.calls[i].tool.clone();
+            let req = SubmitRequest {
+                tool: tool.clone(),
+                arguments: arguments.clone(),
+                reasoning: Some(format!(
+                    "OUTCOME UNKNOWN: gatehouse stopped while this call was running (it started \
+                     at {}), so whether it took effect is unknown. Approve to run it again; deny \
+                     to report the failure to the agent.",
+                    started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )),
+                agent: Some(r.agent.clone()),
+                run_id: Some(id.to_string()),
+                outcome_unknown: true,
+                ..Default::default()
+            };
+            let outcome = PolicyOutcome::ask(format!(
+                "the outcome of {tool} is unknown after a restart; a reviewer decides whether it runs again"
+            ));
+            let started_by = r.started_by.clone();
+            match self.create_approval(&started_by, req, outcome, None) {
+                Ok(a) => {
+                    r.calls[i].state = CallState::OutcomeUnknown {
+                        approval_id: a.id,
+                        arguments,
+                    };
+                    changed.push(json!({"call_id": r.calls[i].call_id, "tool": tool, "approval_id": a.id}));
+                }
+                Err(_) => return,
+            }
+        }
+        if !changed.is_empty() {
+            r.status = RunStatus::PendingApproval;
+            let _ = self.save_run(
+                AuditKind::RunUpdated,
+                "gatehouse",
+                r,
+                json!({ "outcome_unknown": changed }),
+            );
+        }
+    }
+}
+
+/// The call state an approval's outcome gives.
+fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
+    match a.status {
+        ApprovalStatus::Pending => CallState::Waiting { approval_id: a.id },
+        ApprovalStatus::Approved => CallState::Approved {
+            approval_id: Some(a.id),
+            by: decided_by(a),
+            // The reviewer's edit, when there was one, is what runs.
+            arguments: a
+                .decision
+                .as_ref()
+                .and_then(|d| d.arguments.clone())
+                .unwrap_or(proposed),
+        },
+        ApprovalStatus::Denied => {
+            let by = decided_by(a);
+            let message = if by.starts_with("policy:") {
+                format!("The policy denied this action: {}", reason_of(a))
+            } else {
+                format!("The reviewer denied this action: {}", reason_of(a))
+            };
+            CallState::Denied {
+                approval_id: Some(a.id),
+                by,
+                message,
+            }
+        }
+        ApprovalStatus::Expired => CallState::Denied {
+            approval_id: Some(a.id),
+            by: decided_by(a),
+            message: format!(
+                "No reviewer decided in time, so this action was not taken: {}",
+                reason_of(a)
+            ),
+        },
+        ApprovalStatus::Cancelled => CallState::Denied {
+            approval_id: Some(a.id),
+            by: decided_by(a),
+            message: format!("This action was cancelled: {}", reason_of(a)),
+        },
+    }
+}
+
+fn decided_by(a: &Approval) -> String {
+    a.decision
+        .as_ref()
+        .map_or_else(|| "gatehouse".to_string(), |d| d.by.clone())
+}
+
+fn reason_of(a: &Approval) -> String {
+    a.decision
+        .as_ref()
+        .and_then(|d| d.reason.clone())
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "no reason given".into())
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max).collect();
+        s.push('…');
+        s
+    }
+}
