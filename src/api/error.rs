@@ -60,6 +60,9 @@ impl From<RunnerError> for ApiError {
             },
             RunnerError::Forbidden { code, message } => ApiError::forbidden(code, message),
             RunnerError::Invalid(m) => ApiError::unprocessable(m),
+            RunnerError::RunFinished(m) => {
+                ApiError::new(StatusCode::CONFLICT, "already_finished", m)
+            }
             RunnerError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

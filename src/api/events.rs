@@ -92,7 +92,7 @@ pub async fn stream(
         let data = serde_json::to_string(&e).unwrap_or_default();
         Ok(sse::Event::default()
             .id(e.seq.to_string())
-            .event(e.kind.as_str())
+            .event(e.kind.event_name())
             .data(data))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

@@ -7,6 +7,7 @@ mod events;
 mod guard;
 mod metrics;
 mod routes;
+mod runs;
 pub mod server;
 
 pub use auth::{Identity, Role, TokenTable};
@@ -103,6 +104,9 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/approvals/{id}", get(routes::get_one))
         .route("/v1/approvals/{id}/decision", post(routes::decide))
         .route("/v1/approvals/{id}/escalate", post(routes::escalate))
+        .route("/v1/runs", post(runs::start).get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get_one))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(routes::audit))
         .route("/v1/whoami", get(routes::whoami))

@@ -45,15 +45,20 @@ fn require(state: &ApiState, who: &Identity, role: Role, what: &str) -> Result<(
     if who.has(role) {
         return Ok(());
     }
+    Err(forbid(state, who, role, what))
+}
+
+/// A counted 403 saying which role was missing.
+pub(super) fn forbid(state: &ApiState, who: &Identity, role: Role, what: &str) -> ApiError {
     state.inner.counters.refused(StatusCode::FORBIDDEN);
-    Err(ApiError::forbidden(
+    ApiError::forbidden(
         "forbidden",
         format!(
             "{} may not {what} (it needs the {} role)",
             who.name,
             role.as_str()
         ),
-    ))
+    )
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {

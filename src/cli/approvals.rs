@@ -67,15 +67,15 @@ pub enum Action {
 pub struct Target {
     /// URL of a running daemon, e.g. http://127.0.0.1:7878.
     #[arg(long, env = "GATEHOUSE_URL", conflicts_with = "data")]
-    connect: Option<String>,
+    pub connect: Option<String>,
     /// Environment variable holding the bearer token.
     #[arg(long, default_value = "GATEHOUSE_TOKEN")]
-    token_env: String,
+    pub token_env: String,
     #[command(flatten)]
-    local: CommonArgs,
+    pub local: CommonArgs,
     /// Who local decisions are recorded as (default: the OS user).
     #[arg(long)]
-    reviewer: Option<String>,
+    pub reviewer: Option<String>,
 }
 
 enum Backend {

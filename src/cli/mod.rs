@@ -6,6 +6,7 @@ mod bench;
 mod console;
 mod demo;
 pub mod remote;
+mod run;
 mod serve;
 
 use crate::config::Config;
@@ -39,6 +40,13 @@ enum Command {
     Console(console::ConsoleArgs),
     /// Run the headless daemon: the runner and the HTTP API.
     Serve(ServeArgs),
+    /// Start an agent run (`--wait` follows it to the end).
+    Run(run::RunArgs),
+    /// List, show and cancel agent runs.
+    Runs {
+        #[command(subcommand)]
+        action: run::RunsAction,
+    },
     /// List, show and decide approvals from scripts.
     Approvals {
         #[command(subcommand)]
@@ -158,6 +166,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(serve::serve(args))
         }
         Command::Approvals { action } => runtime()?.block_on(approvals::run(action)),
+        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Runs { action } => runtime()?.block_on(run::runs(action)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
     }

@@ -27,8 +27,8 @@ pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
     })?;
     let runner_cfg = RunnerConfig::from_config(&config).map_err(Failure::usage)?;
     let store = Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
-    let (runner, task) = runner::start(store, policies, runner_cfg)
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let (runner, task) =
+        runner::start(store, policies, runner_cfg).map_err(|e| Failure::runtime(e.to_string()))?;
     Ok(Local {
         config,
         runner,

@@ -283,12 +283,14 @@ impl AuditRecord {
     }
 }
 
-/// What an event is about.
+/// What an event is about. (The approval is not boxed: most events are about one, and an
+/// event is built once and cloned per subscriber anyway.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Subject {
     Approval(Approval),
-    Run(RunSummary),
+    Run(Box<RunSummary>),
 }
 
 /// A change published to every front end (console, SSE clients, long-polls). On the wire
@@ -318,7 +320,7 @@ impl Event {
             seq: r.seq,
             kind: r.kind,
             at: r.at,
-            subject: Subject::Run(run),
+            subject: Subject::Run(Box::new(run)),
         }
     }
 
@@ -327,7 +329,9 @@ impl Event {
             return None;
         }
         let subject = if r.kind.is_run() {
-            Subject::Run(serde_json::from_value(r.details.get("run")?.clone()).ok()?)
+            Subject::Run(Box::new(
+                serde_json::from_value(r.details.get("run")?.clone()).ok()?,
+            ))
         } else {
             Subject::Approval(r.approval()?)
         };

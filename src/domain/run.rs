@@ -41,9 +41,13 @@ impl RunStatus {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CallState {
     /// Never reached a policy: unknown tool or invalid arguments. `message` goes to the model.
-    Rejected { message: String },
+    Rejected {
+        message: String,
+    },
     /// Waiting for a reviewer.
-    Waiting { approval_id: Uuid },
+    Waiting {
+        approval_id: Uuid,
+    },
     /// Approved (by `by`); runs with `arguments` once every call of the turn is decided.
     Approved {
         #[serde(default)]
@@ -70,7 +74,9 @@ pub enum CallState {
         approval_id: Uuid,
         arguments: Map<String, Value>,
     },
-    Done { output: ToolOutput },
+    Done {
+        output: ToolOutput,
+    },
 }
 
 impl CallState {
@@ -116,8 +122,9 @@ pub struct RunCall {
     /// MCP server the tool comes from, if any.
     #[serde(default)]
     pub server: Option<String>,
-    /// The proposed arguments (`None` when the model's text was not a valid object).
-    #[serde(default)]
+    /// The proposed arguments (`None` when the model's text was not a valid object). The
+    /// arguments that run (a reviewer's edit) are in the state.
+    #[serde(default, rename = "proposed_arguments")]
     pub arguments: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub state: CallState,

@@ -29,6 +29,7 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
             let first = FrontendEvent::Snapshot {
                 pending: snap.pending,
                 recent: snap.recent,
+                runs: snap.runs,
                 seq,
             };
             if ev_tx.send(first).await.is_err() {
@@ -99,9 +100,9 @@ async fn decide(runner: &RunnerHandle, who: &str, r: DecisionRequest) -> Decisio
             message,
             approval: None,
         },
-        Err(RunnerError::Forbidden { message, .. }) | Err(RunnerError::Invalid(message)) => {
-            DecisionOutcome::Refused { message }
-        }
+        Err(RunnerError::Forbidden { message, .. })
+        | Err(RunnerError::Invalid(message))
+        | Err(RunnerError::RunFinished(message)) => DecisionOutcome::Refused { message },
         // The store failed before making it durable: it did not happen.
         Err(RunnerError::Unavailable(message)) => DecisionOutcome::NotSent { message },
     }

@@ -4,7 +4,7 @@
 //! is in the same process (`gatehouse console`) or a daemon reached over HTTP + SSE
 //! (`gatehouse console --connect URL`).
 
-use crate::domain::{Approval, Event, Verdict};
+use crate::domain::{Approval, Event, RunSummary, Verdict};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +31,8 @@ pub enum FrontendEvent {
     Snapshot {
         pending: Vec<Approval>,
         recent: Vec<Approval>,
+        /// Active runs and recently finished ones, oldest first.
+        runs: Vec<RunSummary>,
         /// Sequence number of the last event the snapshot includes.
         seq: u64,
     },

@@ -141,9 +141,11 @@ async fn events(
                 Ok(pending) => {
                     // History is a courtesy: without it the pane fills as decisions come.
                     let recent = recent(&requests, &base, &token).await.unwrap_or_default();
+                    let runs = runs(&requests, &base, &token).await.unwrap_or_default();
                     let snap = FrontendEvent::Snapshot {
                         pending,
                         recent,
+                        runs,
                         seq: 0,
                     };
                     if tx.send(snap).await.is_err() {
@@ -215,6 +217,24 @@ async fn recent(client: &Client, base: &str, token: &str) -> Result<Vec<Approval
     }
     let v: Value = resp.json().await.map_err(|e| e.to_string())?;
     serde_json::from_value(v["approvals"].clone()).map_err(|e| e.to_string())
+}
+
+/// The newest runs, oldest first (what the runs pane starts with).
+async fn runs(client: &Client, base: &str, token: &str) -> Result<Vec<RunSummary>, String> {
+    let resp = client
+        .get(format!("{base}/v1/runs?limit=200"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let mut runs: Vec<RunSummary> =
+        serde_json::from_value(v["runs"].clone()).map_err(|e| e.to_string())?;
+    runs.reverse();
+    Ok(runs)
 }
 
 async fn pending(client: &Client, base: &str, token: &str) -> Result<Vec<Approval>, String> {

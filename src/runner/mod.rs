@@ -165,6 +165,8 @@ pub enum RunnerError {
         message: String,
     },
     Invalid(String),
+    /// The run has already finished (completed, failed or cancelled).
+    RunFinished(String),
     /// The store failed; nothing more is accepted.
     Unavailable(String),
 }
@@ -172,7 +174,9 @@ pub enum RunnerError {
 impl std::fmt::Display for RunnerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NotFound(m) | Self::Invalid(m) | Self::Unavailable(m) => f.write_str(m),
+            Self::NotFound(m) | Self::Invalid(m) | Self::Unavailable(m) | Self::RunFinished(m) => {
+                f.write_str(m)
+            }
             Self::Conflict { message, .. } | Self::Forbidden { message, .. } => {
                 f.write_str(message)
             }

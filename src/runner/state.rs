@@ -78,6 +78,10 @@ struct Runner {
     model_calls: std::collections::HashSet<Uuid>,
     /// Model and tool calls report back here.
     internal: mpsc::UnboundedSender<runs::Internal>,
+    /// Tool calls started and not yet reported back.
+    tools_running: usize,
+    /// Shutting down: running tools finish and are recorded, nothing new starts.
+    stopping: bool,
 }
 
 /// Load the store's state and start the runner task.
@@ -114,6 +118,8 @@ pub fn start(
         recent_runs: VecDeque::new(),
         model_calls: Default::default(),
         internal,
+        tools_running: 0,
+        stopping: false,
     };
     runner.notifier = runner
         .cfg
@@ -246,17 +252,23 @@ impl Runner {
                     for cmd in buf.drain(..) {
                         if let Command::Shutdown { reply } = cmd {
                             stop = Some(reply);
+                            self.stopping = true;
                             continue;
                         }
                         self.handle(cmd);
                     }
-                    if stop.is_some() {
+                    if stop.is_some() && self.tools_running == 0 {
                         break;
                     }
                 }
                 Some(done) = internal.recv() => {
                     if self.failed.is_none() {
                         self.internal_done(done);
+                    } else {
+                        self.tools_running = 0;
+                    }
+                    if stop.is_some() && self.tools_running == 0 {
+                        break;
                     }
                 }
                 _ = async {
@@ -328,6 +340,8 @@ impl Runner {
                 }
                 self.failed = Some(msg.clone());
                 let _ = self.fatal.send(Some(msg));
+                // Tools whose start was waiting on this flush never start.
+                self.tools_running = 0;
             }
         }
     }
@@ -437,7 +451,11 @@ impl Runner {
                     .map(|mut runs| {
                         let more = runs.len() > limit;
                         runs.truncate(limit);
-                        let next = if more { runs.last().map(|r| r.id) } else { None };
+                        let next = if more {
+                            runs.last().map(|r| r.id)
+                        } else {
+                            None
+                        };
                         RunPage {
                             runs: runs.iter().map(Run::summary).collect(),
                             next,

@@ -601,11 +601,7 @@ mod runs {
         }
     }
 
-    async fn wait_for(
-        h: &RunnerHandle,
-        id: Uuid,
-        what: impl Fn(&Run) -> bool,
-    ) -> Run {
+    async fn wait_for(h: &RunnerHandle, id: Uuid, what: impl Fn(&Run) -> bool) -> Run {
         for _ in 0..500 {
             if let Some(r) = h.run(id).await.unwrap()
                 && what(&r)
@@ -622,7 +618,11 @@ mod runs {
         let dir = tempfile::tempdir().unwrap();
         let (h, _t) = runner(dir.path(), cfg());
         let s = h
-            .start_run("bot", "cs", "Please refund order ORD-1002, it never arrived")
+            .start_run(
+                "bot",
+                "cs",
+                "Please refund order ORD-1002, it never arrived",
+            )
             .await
             .unwrap();
         let run = wait_for(&h, s.run_id, |r| r.status == RunStatus::PendingApproval).await;

@@ -508,9 +508,9 @@ impl Store {
             let (k, _) = self.sled(item)?;
             let id = Uuid::from_slice(&k[2..])
                 .map_err(|_| self.corrupt(format!("bad run index key {}", show_key(&k))))?;
-            let run = self
-                .run(id)?
-                .ok_or_else(|| self.corrupt(format!("run {id} is indexed as active but missing")))?;
+            let run = self.run(id)?.ok_or_else(|| {
+                self.corrupt(format!("run {id} is indexed as active but missing"))
+            })?;
             out.push(run);
         }
         Ok(out)

@@ -60,6 +60,7 @@ pub fn bench_render(pending: usize, width: u16, height: u16, frames: u32) -> Dur
         FrontendEvent::Snapshot {
             pending: fixtures::many(pending),
             recent: Vec::new(),
+            runs: Vec::new(),
             seq: 0,
         },
         Instant::now(),

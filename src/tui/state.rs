@@ -550,6 +550,7 @@ impl ConsoleState {
             FrontendEvent::Snapshot {
                 pending,
                 recent,
+                runs: _,
                 seq,
             } => self.apply_snapshot(pending, recent, seq, mono),
             FrontendEvent::Change(ev) => {

@@ -43,6 +43,7 @@ fn scene_state(t0: Instant) -> ConsoleState {
         FrontendEvent::Snapshot {
             pending,
             recent,
+            runs: Vec::new(),
             seq: 10,
         },
         t0,
@@ -219,6 +220,7 @@ fn snapshot_empty_reconnecting() {
         FrontendEvent::Snapshot {
             pending: vec![],
             recent: vec![],
+            runs: Vec::new(),
             seq: 0,
         },
         t0,
@@ -246,6 +248,7 @@ fn snapshot_many_pending_scrolled() {
         FrontendEvent::Snapshot {
             pending: fixtures::many(1000),
             recent: vec![],
+            runs: Vec::new(),
             seq: 0,
         },
         t0,
@@ -356,6 +359,7 @@ fn overridden_keys_drive_intents_and_hints() {
         FrontendEvent::Snapshot {
             pending: p,
             recent: r,
+            runs: Vec::new(),
             seq: 1,
         },
         t0,
@@ -673,6 +677,7 @@ fn new_arrivals_never_move_the_selection() {
         FrontendEvent::Snapshot {
             pending: p,
             recent: r,
+            runs: Vec::new(),
             seq: 30,
         },
         t0,
@@ -688,6 +693,7 @@ fn first_arrival_is_selected_when_nothing_was() {
         FrontendEvent::Snapshot {
             pending: vec![],
             recent: vec![],
+            runs: Vec::new(),
             seq: 0,
         },
         t0,

@@ -120,7 +120,8 @@ impl Runner {
         }
         self.seq = rec.seq;
         self.last_hash = rec.hash.clone();
-        self.commit.wrote(Some(Event::for_run(&rec, summary.clone())));
+        self.commit
+            .wrote(Some(Event::for_run(&rec, summary.clone())));
         if run.status.is_finished() {
             self.runs.remove(&run.id);
             self.recent_runs.retain(|r| r.run_id != run.id);
@@ -159,8 +160,16 @@ impl Runner {
         if self.failed.is_some() || run.status.is_finished() {
             return;
         }
+        // Stopping: calls already running finish, nothing new starts (it resumes at the next start).
+        if self.stopping {
+            return;
+        }
         // A reviewer has yet to decide some call of this turn.
-        if run.calls.iter().any(|c| c.state.awaited_approval().is_some()) {
+        if run
+            .calls
+            .iter()
+            .any(|c| c.state.awaited_approval().is_some())
+        {
             if run.status != RunStatus::PendingApproval {
                 let mut r = run.clone();
                 r.status = RunStatus::PendingApproval;
@@ -203,6 +212,7 @@ impl Runner {
             // can never lead to running it a second time.
             let tools = agents.tools.clone();
             let tx = self.internal.clone();
+            self.tools_running += 1;
             self.commit.defer(Box::new(move |err| {
                 if err.is_some() {
                     return;
@@ -307,6 +317,13 @@ impl Runner {
             .map(|c| json!({"call_id": c.call_id, "tool": c.tool, "state": c.state.name()}))
             .collect();
         run.calls = calls;
+        if run
+            .calls
+            .iter()
+            .any(|c| c.state.awaited_approval().is_some())
+        {
+            run.status = RunStatus::PendingApproval;
+        }
         if self
             .save_run(
                 AuditKind::RunUpdated,
@@ -453,7 +470,8 @@ impl Runner {
             _ => call_state_for(a, proposed),
         };
         let actor = decided_by(a);
-        let details = json!({"approval_id": a.id, "call_id": call.call_id, "state": call.state.name()});
+        let details =
+            json!({"approval_id": a.id, "call_id": call.call_id, "state": call.state.name()});
         if self
             .save_run(AuditKind::RunUpdated, &actor, r, details)
             .is_ok()
@@ -463,6 +481,7 @@ impl Runner {
     }
 
     fn tool_done(&mut self, id: Uuid, call_id: String, tool: String, output: ToolOutput) {
+        self.tools_running = self.tools_running.saturating_sub(1);
         let details = json!({
             "call_id": call_id,
             "tool": tool,
@@ -497,7 +516,7 @@ impl Runner {
         let Some(run) = self.runs.get(&id).cloned() else {
             return match self.store.run(id).map_err(store_err)? {
                 None => Err(RunnerError::NotFound(format!("no run {id}"))),
-                Some(r) => Err(RunnerError::Invalid(format!(
+                Some(r) => Err(RunnerError::RunFinished(format!(
                     "run {id} is already {}",
                     r.status.as_str()
                 ))),
@@ -674,7 +693,9 @@ impl Runner {
                         approval_id: a.id,
                         arguments,
                     };
-                    changed.push(json!({"call_id": r.calls[i].call_id, "tool": tool, "approval_id": a.id}));
+                    changed.push(
+                        json!({"call_id": r.calls[i].call_id, "tool": tool, "approval_id": a.id}),
+                    );
                 }
                 Err(_) => return,
             }
