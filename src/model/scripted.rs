@@ -19,8 +19,14 @@ use serde_json::{Map, Value, json};
 pub const SCRIPTS: &[&str] = &["customer_service"];
 pub(super) const DEFAULT_SCRIPT: &str = "customer_service";
 
-/// The text of a denied call's tool result starts with this (issue 4).
-const DENIAL: &str = "The reviewer denied this action:";
+/// A refused call's tool result starts with one of these (the runner's wording for a
+/// reviewer's denial, a policy's, a timeout and a cancellation).
+const DENIALS: &[&str] = &[
+    "The reviewer denied this action:",
+    "The policy denied this action:",
+    "No reviewer decided in time, so this action was not taken:",
+    "This action was cancelled:",
+];
 
 #[derive(Clone, Debug)]
 pub struct ScriptedModel {
@@ -155,8 +161,8 @@ fn outcome(result: Option<&str>) -> Outcome<'_> {
     let Some(text) = result else {
         return Outcome::Failed("no result came back");
     };
-    if let Some(at) = text.find(DENIAL) {
-        let reason = text[at + DENIAL.len()..].trim();
+    if let Some((at, prefix)) = DENIALS.iter().find_map(|p| text.find(p).map(|at| (at, p))) {
+        let reason = text[at + prefix.len()..].trim();
         return Outcome::Denied(if reason.is_empty() {
             "no reason given"
         } else {

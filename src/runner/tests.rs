@@ -563,15 +563,15 @@ fn a_decision_racing_the_timeout_has_exactly_one_outcome() {
     });
 }
 
-mod runs {
+mod runs_support {
     use super::*;
     use crate::agent::{Agent, Agents};
-    use crate::domain::{ApprovalStatus, CallState, RunStatus};
     use crate::model::{Model, ScriptedModel};
     use crate::tools::Tools;
     use std::sync::Arc;
 
-    fn agents() -> Arc<Agents> {
+    /// One agent `cs`: the scripted CustomerServiceAgent with the builtin tools.
+    pub fn agents() -> Arc<Agents> {
         let model = Arc::new(Model::Scripted(ScriptedModel::customer_service()));
         let mut agents = std::collections::BTreeMap::new();
         agents.insert(
@@ -594,14 +594,14 @@ mod runs {
         })
     }
 
-    fn cfg() -> RunnerConfig {
+    pub fn cfg() -> RunnerConfig {
         RunnerConfig {
             agents: Some(agents()),
             ..Default::default()
         }
     }
 
-    async fn wait_for(h: &RunnerHandle, id: Uuid, what: impl Fn(&Run) -> bool) -> Run {
+    pub async fn wait_for(h: &RunnerHandle, id: Uuid, what: impl Fn(&Run) -> bool) -> Run {
         for _ in 0..500 {
             if let Some(r) = h.run(id).await.unwrap()
                 && what(&r)
@@ -612,6 +612,12 @@ mod runs {
         }
         panic!("run {id} never got there: {:#?}", h.run(id).await.unwrap());
     }
+}
+
+mod runs {
+    use super::runs_support::*;
+    use super::*;
+    use crate::domain::{ApprovalStatus, CallState, RunStatus};
 
     #[tokio::test]
     async fn refund_pauses_at_the_gate_and_resumes_on_approval() {
@@ -704,5 +710,36 @@ mod runs {
         let r = h.run(s.run_id).await.unwrap().unwrap();
         assert_eq!(r.status, RunStatus::Cancelled);
         assert!(h.cancel_run("alice", s.run_id).await.is_err());
+    }
+}
+
+mod run_timeouts {
+    use super::runs_support::*;
+    use super::*;
+    use crate::domain::{ApprovalStatus, RunStatus};
+
+    #[tokio::test]
+    async fn a_run_waiting_on_an_expired_approval_is_told_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tiers();
+        cfg.tiers[0].after = Duration::from_millis(200);
+        cfg.tiers[1].after = Duration::from_millis(200);
+        cfg.agents = Some(agents());
+        let (h, _t) = runner(dir.path(), cfg);
+        let s = h
+            .start_run("bot", "cs", "Delete user U-12 because they asked")
+            .await
+            .unwrap();
+        let run = wait_for(&h, s.run_id, |r| r.status == RunStatus::PendingApproval).await;
+        let id = run.calls[0].state.awaited_approval().unwrap();
+        let done = wait_for(&h, s.run_id, |r| r.status.is_finished()).await;
+        assert_eq!(h.get(id).await.unwrap().unwrap().status, ApprovalStatus::Expired);
+        let told = done.messages.iter().any(|m| {
+            matches!(m, crate::model::Message::Tool { content, .. }
+                if content.starts_with("No reviewer decided in time, so this action was not taken: approval timed out"))
+        });
+        assert!(told, "{done:#?}");
+        assert_eq!(done.status, RunStatus::Completed);
+        assert!(done.output.unwrap().contains("was not deleted"));
     }
 }
