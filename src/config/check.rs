@@ -961,6 +961,7 @@ impl Checker<'_> {
                 self.parameters(&p.key("parameters"), params);
             }
             self.positive(&p.key("timeout"), t.timeout);
+            self.positive(&p.key("approval_timeout"), t.approval_timeout);
         }
     }
 

@@ -209,8 +209,16 @@ pub struct ToolConfig {
     pub builtin: Option<String>,
     #[serde(default)]
     pub needs_approval: Option<Spanned<NeedsApproval>>,
+    /// How long the tool may run (`command`, `http`).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// How long a call of this tool waits for a reviewer (shortened by a rule's `timeout`).
+    #[serde(default, with = "humantime_serde")]
+    pub approval_timeout: Option<Duration>,
+    /// Environment of a `command` tool, added to the few variables it inherits (PATH, HOME,
+    /// LANG, LC_*, TZ, TMPDIR, USER): gatehouse's own secrets are never passed on.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -733,7 +733,10 @@ mod run_timeouts {
         let run = wait_for(&h, s.run_id, |r| r.status == RunStatus::PendingApproval).await;
         let id = run.calls[0].state.awaited_approval().unwrap();
         let done = wait_for(&h, s.run_id, |r| r.status.is_finished()).await;
-        assert_eq!(h.get(id).await.unwrap().unwrap().status, ApprovalStatus::Expired);
+        assert_eq!(
+            h.get(id).await.unwrap().unwrap().status,
+            ApprovalStatus::Expired
+        );
         let told = done.messages.iter().any(|m| {
             matches!(m, crate::model::Message::Tool { content, .. }
                 if content.starts_with("No reviewer decided in time, so this action was not taken: approval timed out"))

@@ -5,6 +5,7 @@
 //! kills everything it started, not just the first process.
 
 use super::{MAX_OUTPUT_BYTES, ToolOutput, last_lines};
+use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -15,12 +16,27 @@ const STDERR_KEEP: usize = 64 * 1024;
 /// Lines of standard error quoted when the program fails.
 const STDERR_LINES: usize = 5;
 
-pub(super) async fn run(argv: &[String], input: &[u8], timeout: Duration) -> ToolOutput {
+/// Variables a command inherits from gatehouse; everything else (API keys, tokens) stays out.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME"];
+
+pub(super) async fn run(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    input: &[u8],
+    timeout: Duration,
+) -> ToolOutput {
     let Some((program, args)) = argv.split_first() else {
         return ToolOutput::Error("no command to run".into());
     };
+    let inherited = std::env::vars_os().filter(|(k, _)| {
+        k.to_str()
+            .is_some_and(|k| INHERITED_ENV.contains(&k) || k.starts_with("LC_"))
+    });
     let mut child = match Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(inherited)
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

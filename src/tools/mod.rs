@@ -56,12 +56,14 @@ struct Tool {
     validator: jsonschema::Validator,
     exec: Exec,
     needs_approval: NeedsApproval,
+    approval_timeout: Option<Duration>,
 }
 
 enum Exec {
     Command {
         argv: Vec<String>,
         timeout: Duration,
+        env: BTreeMap<String, String>,
     },
     Http {
         url: reqwest::Url,
@@ -123,6 +125,11 @@ impl Tools {
         self.tools.get(name).map(|t| t.needs_approval.clone())
     }
 
+    /// `approval_timeout` of the tool, if it names one.
+    pub fn approval_timeout(&self, name: &str) -> Option<Duration> {
+        self.tools.get(name).and_then(|t| t.approval_timeout)
+    }
+
     /// Parse the model's raw argument text, then `validate` it. Empty text counts as `{}`.
     pub fn validate_raw(&self, name: &str, raw: &str) -> Result<Map<String, Value>, String> {
         let args: Value = if raw.trim().is_empty() {
@@ -165,9 +172,9 @@ impl Tools {
             return ToolOutput::Error(format!("unknown tool {name:?}"));
         };
         match &tool.exec {
-            Exec::Command { argv, timeout } => {
+            Exec::Command { argv, timeout, env } => {
                 let input = Value::Object(args.clone()).to_string();
-                command::run(argv, input.as_bytes(), *timeout).await
+                command::run(argv, env, input.as_bytes(), *timeout).await
             }
             Exec::Http { url, timeout } => http::post(&self.client, url, args, *timeout).await,
             Exec::Builtin(b) => b.call(args),
@@ -189,6 +196,7 @@ impl Tool {
                 Some([program, ..]) if !program.trim().is_empty() => Exec::Command {
                     argv: t.command.clone().unwrap_or_default(),
                     timeout,
+                    env: t.env.clone(),
                 },
                 Some(_) => return Err("empty command (expected [\"program\", \"arg\", …])".into()),
                 None => return Err("missing command (required for kind \"command\")".into()),
@@ -244,7 +252,9 @@ impl Tool {
             (None, Some(b)) => b.needs_approval(),
             (None, None) => NeedsApproval::default(),
         };
-        Tool::new(name, description, parameters, exec, needs_approval)
+        let mut tool = Tool::new(name, description, parameters, exec, needs_approval)?;
+        tool.approval_timeout = t.approval_timeout;
+        Ok(tool)
     }
 
     fn builtin(b: Builtin) -> Result<Tool, String> {
@@ -278,6 +288,7 @@ impl Tool {
             validator,
             exec,
             needs_approval,
+            approval_timeout: None,
         })
     }
 }

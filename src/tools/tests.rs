@@ -600,3 +600,36 @@ async fn http_tool_connection_refused_is_an_error() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn a_command_gets_its_own_env_and_none_of_gatehouses_secrets() {
+    let t = command_tool(&["/usr/bin/env"], "env = { BILLING_MODE = \"sandbox\" }");
+    let out = t.call("t", &Map::new()).await;
+    assert!(out.is_ok(), "{out:?}");
+    let keys: Vec<&str> = out
+        .text()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert!(keys.contains(&"BILLING_MODE"), "{keys:?}");
+    assert!(keys.contains(&"PATH"), "{keys:?}");
+    // The test process has many more (CARGO_*, RUST_*, tokens a CI may set): none gets through.
+    for k in keys {
+        assert!(
+            [
+                "BILLING_MODE",
+                "PATH",
+                "HOME",
+                "LANG",
+                "TZ",
+                "TMPDIR",
+                "USER",
+                "LOGNAME"
+            ]
+            .contains(&k)
+                || k.starts_with("LC_"),
+            "{k} leaked into the tool's environment"
+        );
+    }
+    assert!(std::env::vars().any(|(k, _)| k.starts_with("CARGO")));
+}

@@ -419,6 +419,7 @@ impl Runner {
             reasoning: Some(reasoning.to_string()),
             agent: Some(run.agent.clone()),
             run_id: Some(run.id.to_string()),
+            timeout: agents.tools.approval_timeout(&tc.name),
             editable: true,
             ..Default::default()
         };
