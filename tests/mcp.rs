@@ -312,3 +312,31 @@ async fn servers_that_cannot_start_fail_clearly_and_are_retried() {
         assert_eq!(s.state, McpServerState::Stopped, "{s:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_takes_too_long_times_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().canonicalize().expect("canonical temp dir");
+    // No real call answers within a millisecond.
+    let options = McpOptions {
+        call_timeout: Duration::from_millis(1),
+        ..McpOptions::default()
+    };
+    let servers = McpServers::start_with(&[filesystem("fs", &root)], options);
+    servers.ready(READY_TIMEOUT).await;
+    let before = status_of(&servers, "fs");
+    assert_eq!(before.state, McpServerState::Ready, "{before:?}");
+
+    let out = servers
+        .call("fs", "list_directory", args(json!({"path": root})))
+        .await;
+    assert_eq!(
+        out,
+        ToolOutput::Error(
+            "mcp server \"fs\": tool \"list_directory\" did not answer within 1ms".into()
+        )
+    );
+    // A slow call is not a dead server.
+    assert_eq!(status_of(&servers, "fs"), before);
+    servers.shutdown().await;
+}

@@ -4,12 +4,12 @@
 use super::{McpOptions, McpServerState, McpServerStatus, McpTool};
 use crate::config::McpServerConfig;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{ClientInitializeError, QuitReason, RunningService};
+use rmcp::service::{ClientInitializeError, NotificationContext, QuitReason, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{Peer, RoleClient};
+use rmcp::{ClientHandler, Peer, RoleClient};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{ChildStderr, Command};
@@ -29,9 +29,37 @@ const MAX_ERROR_CHARS: usize = 300;
 
 pub(super) type Phase = McpServerState;
 
-/// The client handler rmcp runs for us: no client capabilities (no sampling, roots or
-/// elicitation), just our name in the handshake.
-type Client = ClientConfig;
+/// What rmcp runs for our side of the session: no client capabilities (no sampling, roots
+/// or elicitation), and a tool list the server says has changed is listed again.
+struct Client {
+    /// Weak: the session must not keep a removed server alive.
+    server: Weak<Server>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
+        match context.peer.list_all_tools().await {
+            Ok(tools) => {
+                let tools: Vec<McpTool> = tools.into_iter().map(McpTool::from_rmcp).collect();
+                tracing::info!(server = %server.name(), tools = tools.len(), "mcp tools changed");
+                server.update(|s| s.tools = tools);
+            }
+            Err(e) => {
+                tracing::warn!(server = %server.name(), error = %e, "cannot list changed mcp tools")
+            }
+        }
+    }
+}
 
 pub(super) struct Server {
     pub(super) config: McpServerConfig,
@@ -149,16 +177,12 @@ pub(super) async fn supervise(
     let mut backoff = options.initial_backoff;
     loop {
         let attempt = tokio::select! {
-            r = tokio::time::timeout(options.start_timeout, connect(&server)) => r,
+            r = connect(&server, options.start_timeout) => r,
             _ = stopped(&mut stop) => break,
         };
         let error = match attempt {
-            Err(_) => format!(
-                "did not start within {}",
-                humantime::format_duration(options.start_timeout)
-            ),
-            Ok(Err(e)) => e,
-            Ok(Ok(conn)) => {
+            Err(e) => e,
+            Ok(conn) => {
                 let Connection {
                     running,
                     tools,
@@ -229,17 +253,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Start the server and list its tools. The error is one line, without the server's name.
-async fn connect(server: &Server) -> Result<Connection, String> {
+/// Start the server and list its tools, within `timeout`. The error is one line, without
+/// the server's name.
+async fn connect(server: &Arc<Server>, timeout: Duration) -> Result<Connection, String> {
     let config = &server.config;
-    let client = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")),
-    );
+    let client = Client {
+        server: Arc::downgrade(server),
+    };
     match (&config.command, &config.url) {
         (Some(program), None) => {
             let mut command = Command::new(program);
-            command.args(&config.args).envs(&config.env);
+            // kill_on_drop: even if rmcp's cleanup cannot run (runtime shutting down).
+            command
+                .args(&config.args)
+                .envs(&config.env)
+                .kill_on_drop(true);
             // Its own process group: whatever it starts (`npx` starts node) can be stopped
             // with it, and a Ctrl-C meant for gatehouse does not reach it.
             #[cfg(unix)]
@@ -251,7 +279,7 @@ async fn connect(server: &Server) -> Result<Connection, String> {
                 .map_err(|e| format!("cannot start {program:?}: {e}"))?;
             let pid = transport.id();
             let stderr = stderr.map(|e| tokio::spawn(log_stderr(server.name().to_owned(), e)));
-            match handshake(client, transport).await {
+            match handshake(client, transport, timeout).await {
                 Ok((running, tools)) => Ok(Connection {
                     running,
                     tools,
@@ -266,7 +294,7 @@ async fn connect(server: &Server) -> Result<Connection, String> {
         }
         (None, Some(url)) => {
             let transport = StreamableHttpClientTransport::from_uri(url.as_str());
-            let (running, tools) = handshake(client, transport).await?;
+            let (running, tools) = handshake(client, transport, timeout).await?;
             Ok(Connection {
                 running,
                 tools,
@@ -283,35 +311,46 @@ async fn connect(server: &Server) -> Result<Connection, String> {
 async fn handshake<T, E, A>(
     client: Client,
     transport: T,
+    timeout: Duration,
 ) -> Result<(RunningService<RoleClient, Client>, Vec<McpTool>), String>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let running = rmcp::serve_client(client, transport).await.map_err(|e| {
-        let why = match &e {
-            // The transport's own error says it better than rmcp's wrapper (which names
-            // the transport's Rust type).
-            ClientInitializeError::TransportError { error, .. } => {
-                // The HTTP client's error does not chain its cause ("connection refused").
-                match error
-                    .error
-                    .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-                {
-                    Some(StreamableHttpError::Client(e)) => crate::text::error_chain(e),
-                    _ => crate::text::error_chain(error.error.as_ref()),
+    let start = async {
+        let running = rmcp::serve_client(client, transport).await.map_err(|e| {
+            let why = match &e {
+                // The transport's own error says it better than rmcp's wrapper (which names
+                // the transport's Rust type).
+                ClientInitializeError::TransportError { error, .. } => {
+                    // The HTTP client's error does not chain its cause ("connection refused").
+                    match error
+                        .error
+                        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+                    {
+                        Some(StreamableHttpError::Client(e)) => crate::text::error_chain(e),
+                        _ => crate::text::error_chain(error.error.as_ref()),
+                    }
                 }
-            }
-            other => crate::text::error_chain(other),
-        };
-        format!("initialisation failed: {why}")
-    })?;
-    let tools = running
-        .peer()
-        .list_all_tools()
+                other => crate::text::error_chain(other),
+            };
+            format!("initialisation failed: {why}")
+        })?;
+        let tools = running
+            .peer()
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("listing tools failed: {}", crate::text::error_chain(&e)))?;
+        Ok((running, tools.into_iter().map(McpTool::from_rmcp).collect()))
+    };
+    tokio::time::timeout(timeout, start)
         .await
-        .map_err(|e| format!("listing tools failed: {}", crate::text::error_chain(&e)))?;
-    Ok((running, tools.into_iter().map(McpTool::from_rmcp).collect()))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "did not start within {}",
+                humantime::format_duration(timeout)
+            ))
+        })
 }
 
 /// Log each line the server writes to standard error; return the last non-empty one.
