@@ -246,6 +246,10 @@ impl McpServers {
                 "mcp server {server:?}: tool {tool:?} did not answer within {}",
                 humantime::format_duration(timeout)
             )),
+            // The supervisor notices the exit too, and restarts the server.
+            Ok(Err(rmcp::ServiceError::TransportClosed)) => ToolOutput::Error(format!(
+                "mcp server {server:?} exited during the call of tool {tool:?}"
+            )),
             Ok(Err(e)) => ToolOutput::Error(format!(
                 "mcp server {server:?}: tool {tool:?} failed: {}",
                 server::one_line(&crate::text::error_chain(&e))

@@ -214,9 +214,14 @@ pub(super) async fn supervise(
                 if up_since.elapsed() >= STABLE_AFTER {
                     backoff = options.initial_backoff;
                 }
-                let why = match quit {
-                    Ok(QuitReason::Closed) | Ok(QuitReason::Cancelled) => "the server exited",
-                    Ok(_) | Err(_) => "the connection failed",
+                let why = match (quit, pid) {
+                    (Ok(QuitReason::Closed | QuitReason::Cancelled), Some(_)) => {
+                        "the server exited"
+                    }
+                    (Ok(QuitReason::Closed | QuitReason::Cancelled), None) => {
+                        "the server closed the session"
+                    }
+                    (Ok(_) | Err(_), _) => "the connection failed",
                 };
                 with_last_words(why.to_owned(), stderr).await
             }
@@ -361,7 +366,8 @@ async fn log_stderr(server: String, stderr: ChildStderr) -> Option<String> {
         if line.trim().is_empty() {
             continue;
         }
-        tracing::info!(target: "gatehouse::mcp", server = %server, "{line}");
+        // Escaped: the log may end up on a terminal.
+        tracing::info!(target: "gatehouse::mcp", server = %server, "{}", crate::text::escape(&line).0);
         last = Some(line);
     }
     last
@@ -374,7 +380,7 @@ async fn with_last_words(error: String, stderr: Option<JoinHandle<Option<String>
         return error;
     };
     match tokio::time::timeout(STDERR_GRACE, handle).await {
-        Ok(Ok(Some(line))) => format!("{error} (it said: {})", line.trim()),
+        Ok(Ok(Some(line))) => format!("{error} (last stderr line: {})", line.trim()),
         _ => error,
     }
 }
