@@ -291,7 +291,11 @@ async fn servers_that_cannot_start_fail_clearly_and_are_retried() {
     let e = error_of("silent").await;
     assert_eq!(e, "did not start within 1s");
     let e = error_of("crashing").await;
-    assert!(e.contains("(last stderr line: bad database url)"), "{e}");
+    assert_eq!(
+        e,
+        "initialisation failed: the server closed the connection \
+         (last stderr line: bad database url)"
+    );
     let e = error_of("unreachable").await;
     assert!(!e.is_empty() && !e.contains('\n'), "{e}");
 

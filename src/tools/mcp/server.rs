@@ -322,9 +322,20 @@ where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
+    const CLOSED: &str = "the server closed the connection";
     let start = async {
         let running = rmcp::serve_client(client, transport).await.map_err(|e| {
             let why = match &e {
+                // A stdio server that exits at once: which of the two rmcp reports is a race.
+                ClientInitializeError::ConnectionClosed(_) => CLOSED.to_owned(),
+                ClientInitializeError::TransportError { error, .. }
+                    if error
+                        .error
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                {
+                    CLOSED.to_owned()
+                }
                 // The transport's own error says it better than rmcp's wrapper (which names
                 // the transport's Rust type).
                 ClientInitializeError::TransportError { error, .. } => {
