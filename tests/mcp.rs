@@ -344,5 +344,16 @@ async fn a_call_that_takes_too_long_times_out() {
     );
     // A slow call is not a dead server.
     assert_eq!(status_of(&servers, "fs"), before);
-    servers.shutdown().await;
+
+    // Dropping the last handle without shutdown() stops the server too.
+    let pid = before.pid.expect("pid");
+    drop(servers);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while process_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "server {pid} outlived its McpServers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
