@@ -7,6 +7,7 @@
 pub mod builtin;
 mod command;
 mod http;
+pub mod mcp;
 #[cfg(test)]
 mod tests;
 
