@@ -1,10 +1,36 @@
 //! The agents of a config (`[[agents]]`) with their models and tools, ready for the runner.
+//!
+//! An agent's tools are its `[[tools]]` (and builtins) under their own names, and the tools of
+//! its `mcp_servers` under `SERVER__TOOL` names that cannot collide; [`ToolRef`] says which.
 
-use crate::config::{Config, NeedsApproval};
+use crate::config::{Config, McpServerConfig, NeedsApproval};
 use crate::model::{Model, ToolSpec};
-use crate::tools::Tools;
+use crate::policy::ToolAnnotations;
+use crate::tools::mcp::{McpServers, exposed_name};
+use crate::tools::{ToolOutput, Tools};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Which tool a model's call names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolRef {
+    /// A `[[tools]]` entry or a builtin.
+    Local(String),
+    /// `tool` of MCP server `server` (the server's own names).
+    Mcp { server: String, tool: String },
+}
+
+/// How a call is gated before any policy runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gate {
+    /// Runs without asking (`needs_approval = false`, `approval = "never"`); says why.
+    Approve(String),
+    /// Always asks a reviewer; says why.
+    Ask(String),
+    /// The named policy decides.
+    Policy(String),
+}
 
 /// Turns a run may take when its agent names no `max_turns`.
 pub const DEFAULT_MAX_TURNS: u32 = 10;
@@ -16,6 +42,8 @@ pub struct Agent {
     pub model: Arc<Model>,
     /// Tool names offered to the model, in config order.
     pub tools: Vec<String>,
+    /// MCP servers whose tools are offered too.
+    pub mcp_servers: Vec<String>,
     pub max_turns: u32,
 }
 
@@ -24,6 +52,9 @@ pub struct Agent {
 pub struct Agents {
     pub agents: BTreeMap<String, Agent>,
     pub tools: Arc<Tools>,
+    /// The MCP servers (started with the runner) and their configs.
+    pub mcp: Option<McpServers>,
+    pub mcp_configs: BTreeMap<String, McpServerConfig>,
 }
 
 impl Agents {
@@ -57,27 +88,165 @@ impl Agents {
                     instructions: a.instructions.clone(),
                     model,
                     tools: names,
+                    mcp_servers: a.mcp_servers.iter().map(|s| s.get_ref().clone()).collect(),
                     max_turns: a.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
                 },
             );
         }
-        Ok(Agents { agents, tools })
+        let mcp_configs: BTreeMap<String, McpServerConfig> = cfg
+            .mcp_servers
+            .iter()
+            .map(|s| (s.name.get_ref().clone(), s.clone()))
+            .collect();
+        // Servers start (in the background, with retries) only when some agent uses them.
+        let used: Vec<McpServerConfig> = cfg
+            .mcp_servers
+            .iter()
+            .filter(|s| {
+                agents
+                    .values()
+                    .any(|a: &Agent| a.mcp_servers.contains(s.name.get_ref()))
+            })
+            .cloned()
+            .collect();
+        let mcp = (!used.is_empty()).then(|| McpServers::start(&used));
+        Ok(Agents {
+            agents,
+            tools,
+            mcp,
+            mcp_configs,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Agent> {
         self.agents.get(name)
     }
 
-    /// The tools `agent` offers its model.
+    /// The tools `agent` offers its model: its own, then its MCP servers' as they are listed
+    /// now (a server that is down offers none until it is back).
     pub fn specs(&self, agent: &Agent) -> Vec<ToolSpec> {
-        agent
+        let mut out: Vec<ToolSpec> = agent
             .tools
             .iter()
             .filter_map(|t| self.tools.spec(t))
-            .collect()
+            .collect();
+        if let Some(mcp) = &self.mcp {
+            for server in &agent.mcp_servers {
+                for t in mcp.tools(server) {
+                    out.push(ToolSpec {
+                        name: exposed_name(server, &t.name),
+                        description: t.description.clone(),
+                        parameters: t.input_schema.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
-    pub fn needs_approval(&self, tool: &str) -> NeedsApproval {
-        self.tools.needs_approval(tool).unwrap_or_default()
+    /// The tool a model's call names, if `agent` offers it.
+    pub fn resolve(&self, agent: &Agent, name: &str) -> Option<ToolRef> {
+        if agent.tools.iter().any(|t| t == name) {
+            return Some(ToolRef::Local(name.to_string()));
+        }
+        let mcp = self.mcp.as_ref()?;
+        agent.mcp_servers.iter().find_map(|server| {
+            mcp.tools(server)
+                .into_iter()
+                .find(|t| exposed_name(server, &t.name) == name)
+                .map(|t| ToolRef::Mcp {
+                    server: server.clone(),
+                    tool: t.name,
+                })
+        })
+    }
+
+    /// Why `name` is not available when it looks like a tool of one of `agent`'s MCP servers
+    /// that is not up: so the model (and the reviewer reading the transcript) learns the
+    /// server is down, not that the tool never existed.
+    pub fn unavailable(&self, agent: &Agent, name: &str) -> Option<String> {
+        let mcp = self.mcp.as_ref()?;
+        let server = agent.mcp_servers.iter().find(|s| {
+            name.strip_prefix(s.as_str())
+                .is_some_and(|rest| rest.starts_with("__"))
+        })?;
+        let status = mcp.status().into_iter().find(|st| &st.name == server)?;
+        Some(format!(
+            "Tool {name:?} is not available: MCP server {server} is {}. The call was not run; try again later.",
+            status.state
+        ))
+    }
+
+    /// Parse and check the model's argument text against the tool's schema.
+    pub fn validate_raw(&self, tool: &ToolRef, raw: &str) -> Result<Map<String, Value>, String> {
+        match tool {
+            ToolRef::Local(name) => self.tools.validate_raw(name, raw),
+            ToolRef::Mcp { server, tool } => {
+                let schema = self
+                    .mcp
+                    .as_ref()
+                    .and_then(|m| m.tools(server).into_iter().find(|t| &t.name == tool))
+                    .map(|t| t.input_schema)
+                    .ok_or_else(|| {
+                        format!("tool {tool:?} of MCP server {server:?} is not available now")
+                    })?;
+                crate::tools::validate_against(&schema, tool, raw)
+            }
+        }
+    }
+
+    pub fn gate(&self, tool: &ToolRef) -> Gate {
+        match tool {
+            ToolRef::Local(name) => match self.tools.needs_approval(name).unwrap_or_default() {
+                NeedsApproval::Always(false) => Gate::Approve("needs_approval = false".into()),
+                NeedsApproval::Always(true) => Gate::Ask(format!(
+                    "tool {name} always needs approval (needs_approval = true)"
+                )),
+                NeedsApproval::Policy(p) => Gate::Policy(p),
+            },
+            ToolRef::Mcp { server, tool } => {
+                let cfg = self.mcp_configs.get(server);
+                let setting = cfg
+                    .and_then(|c| c.tools.get(tool).map(|o| o.approval.get_ref().clone()))
+                    .or_else(|| cfg.and_then(|c| c.approval.as_ref().map(|a| a.get_ref().clone())))
+                    // Destructive by default, as the seed advises.
+                    .unwrap_or_else(|| "always".into());
+                match setting.as_str() {
+                    "never" => Gate::Approve(format!("MCP server {server}: approval = \"never\"")),
+                    "always" => Gate::Ask(format!(
+                        "MCP server {server} asks for every call (approval = \"always\")"
+                    )),
+                    policy => Gate::Policy(policy.to_string()),
+                }
+            }
+        }
+    }
+
+    /// The tool's MCP annotations as policies see them (trusted servers only; the spec's
+    /// pessimistic defaults otherwise, and for our own tools).
+    pub fn annotations(&self, tool: &ToolRef) -> ToolAnnotations {
+        match (tool, &self.mcp) {
+            (ToolRef::Mcp { server, tool }, Some(mcp)) => {
+                mcp.annotations(server, tool).unwrap_or_default()
+            }
+            _ => ToolAnnotations::default(),
+        }
+    }
+
+    pub async fn call(&self, tool: &ToolRef, args: &Map<String, Value>) -> ToolOutput {
+        match tool {
+            ToolRef::Local(name) => self.tools.call(name, args).await,
+            ToolRef::Mcp { server, tool } => match &self.mcp {
+                Some(mcp) => mcp.call(server, tool, args.clone()).await,
+                None => ToolOutput::Error(format!("MCP server {server:?} is not running")),
+            },
+        }
+    }
+
+    pub fn approval_timeout(&self, tool: &ToolRef) -> Option<std::time::Duration> {
+        match tool {
+            ToolRef::Local(name) => self.tools.approval_timeout(name),
+            ToolRef::Mcp { .. } => None,
+        }
     }
 }

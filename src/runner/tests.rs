@@ -585,12 +585,15 @@ mod runs_support {
                     "issue_refund".into(),
                     "delete_user_account".into(),
                 ],
+                mcp_servers: Vec::new(),
                 max_turns: 10,
             },
         );
         Arc::new(Agents {
             agents,
             tools: Arc::new(Tools::from_config(&[]).unwrap()),
+            mcp: None,
+            mcp_configs: Default::default(),
         })
     }
 

@@ -294,6 +294,42 @@ impl Tool {
     }
 }
 
+/// Parse `raw` (empty means `{}`) and check it against `schema`, for tools whose schema comes
+/// from elsewhere (MCP servers). Errors name each offending field, as for our own tools.
+pub fn validate_against(
+    schema: &Value,
+    name: &str,
+    raw: &str,
+) -> Result<Map<String, Value>, String> {
+    let args: Value = if raw.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(raw)
+            .map_err(|e| format!("the arguments of {name} are not valid JSON: {e}"))?
+    };
+    let Value::Object(map) = &args else {
+        return Err(format!(
+            "the arguments of {name} must be a JSON object, not {}",
+            json_type(&args)
+        ));
+    };
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        format!(
+            "the schema of {name} is not usable: {}",
+            clip(&e.to_string())
+        )
+    })?;
+    let problems: Vec<String> = validator.iter_errors(&args).map(describe).collect();
+    if problems.is_empty() {
+        Ok(map.clone())
+    } else {
+        Err(format!(
+            "invalid arguments for {name}: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
 /// One schema violation, naming the field.
 fn describe(e: jsonschema::ValidationError<'_>) -> String {
     let path = field_path(e.instance_path());

@@ -12,7 +12,7 @@
 //!   start died with the process: it becomes `outcome_unknown` and a reviewer decides.
 
 use super::*;
-use crate::config::NeedsApproval;
+use crate::agent::{Gate, ToolRef};
 use crate::domain::{CallState, RunCall, RunStatus};
 use crate::model::{Completion, Message, ModelError, ToolCall};
 use crate::policy::PolicyOutcome;
@@ -201,7 +201,14 @@ impl Runner {
             r.status = RunStatus::Running;
             let call_id = r.calls[i].call_id.clone();
             let tool = r.calls[i].tool.clone();
-            let details = json!({"executing": {"call_id": call_id, "tool": tool}});
+            let target = match r.calls[i].server.clone() {
+                Some(server) => ToolRef::Mcp {
+                    server,
+                    tool: tool.clone(),
+                },
+                None => ToolRef::Local(tool.clone()),
+            };
+            let details = json!({"executing": {"call_id": call_id, "tool": tool, "server": r.calls[i].server}});
             if self
                 .save_run(AuditKind::RunUpdated, "gatehouse", r, details)
                 .is_err()
@@ -210,7 +217,6 @@ impl Runner {
             }
             // The tool starts only once its `executing` mark is durable: a crash from here on
             // can never lead to running it a second time.
-            let tools = agents.tools.clone();
             let tx = self.internal.clone();
             self.tools_running += 1;
             self.commit.defer(Box::new(move |err| {
@@ -218,7 +224,7 @@ impl Runner {
                     return;
                 }
                 tokio::spawn(async move {
-                    let output = tools.call(&tool, &arguments).await;
+                    let output = agents.call(&target, &arguments).await;
                     let _ = tx.send(Internal::ToolDone {
                         run: id,
                         call_id,
@@ -351,24 +357,31 @@ impl Runner {
         let Some(agents) = self.cfg.agents.clone() else {
             return call;
         };
-        let offered = agents
-            .get(&run.agent)
-            .is_some_and(|a| a.tools.iter().any(|t| t == &tc.name));
-        if !offered {
-            let names = agents
-                .get(&run.agent)
-                .map(|a| a.tools.join(", "))
-                .unwrap_or_default();
+        let Some(agent) = agents.get(&run.agent) else {
+            return call;
+        };
+        let Some(target) = agents.resolve(agent, &tc.name) else {
+            if let Some(message) = agents.unavailable(agent, &tc.name) {
+                call.state = CallState::Rejected { message };
+                return call;
+            }
+            let names: Vec<String> = agents.specs(agent).into_iter().map(|s| s.name).collect();
             call.state = CallState::Rejected {
                 message: format!(
-                    "Unknown tool {:?}: this agent's tools are {names}. The call was not run.",
-                    tc.name
+                    "Unknown tool {:?}: this agent's tools are {}. The call was not run.",
+                    tc.name,
+                    names.join(", ")
                 ),
             };
             return call;
+        };
+        if let ToolRef::Mcp { server, tool } = &target {
+            // The approval names the server and the server's own tool name.
+            call.server = Some(server.clone());
+            call.tool = tool.clone();
         }
         // Invalid arguments go back to the model, never to a reviewer as if they were valid.
-        let args = match agents.tools.validate_raw(&tc.name, &tc.arguments) {
+        let args = match agents.validate_raw(&target, &tc.arguments) {
             Ok(args) => args,
             Err(e) => {
                 call.state = CallState::Rejected {
@@ -378,20 +391,17 @@ impl Runner {
             }
         };
         call.arguments = Some(args.clone());
-        let outcome = match agents.needs_approval(&tc.name) {
-            NeedsApproval::Always(false) => {
+        let outcome = match agents.gate(&target) {
+            Gate::Approve(why) => {
                 call.state = CallState::Approved {
                     approval_id: None,
-                    by: "needs_approval = false".into(),
+                    by: why,
                     arguments: args,
                 };
                 return call;
             }
-            NeedsApproval::Always(true) => PolicyOutcome::ask(format!(
-                "tool {} always needs approval (needs_approval = true)",
-                tc.name
-            )),
-            NeedsApproval::Policy(name) => {
+            Gate::Ask(why) => PolicyOutcome::ask(why),
+            Gate::Policy(name) => {
                 let run_var = json!({
                     "id": run.id.to_string(),
                     "agent": run.agent,
@@ -400,12 +410,12 @@ impl Runner {
                 });
                 self.policies.evaluate(
                     &CallContext {
-                        tool: &tc.name,
-                        server: None,
+                        tool: &call.tool,
+                        server: call.server.as_deref(),
                         args: &args,
                         agent: Some(&run.agent),
                         run: Some(&run_var),
-                        annotations: ToolAnnotations::default(),
+                        annotations: agents.annotations(&target),
                         policy: Some(&name),
                     },
                     domain::now(),
@@ -414,12 +424,13 @@ impl Runner {
             }
         };
         let req = SubmitRequest {
-            tool: tc.name.clone(),
+            tool: call.tool.clone(),
+            server: call.server.clone(),
             arguments: args.clone(),
             reasoning: Some(reasoning.to_string()),
             agent: Some(run.agent.clone()),
             run_id: Some(run.id.to_string()),
-            timeout: agents.tools.approval_timeout(&tc.name),
+            timeout: agents.approval_timeout(&target),
             editable: true,
             ..Default::default()
         };
@@ -581,12 +592,17 @@ impl Runner {
         let Some(agents) = &self.cfg.agents else {
             return Ok(());
         };
-        if !agents.tools.contains(&a.tool) {
-            return Ok(());
-        }
+        let target = match &a.server {
+            Some(server) => ToolRef::Mcp {
+                server: server.clone(),
+                tool: a.tool.clone(),
+            },
+            None if agents.tools.contains(&a.tool) => ToolRef::Local(a.tool.clone()),
+            None => return Ok(()),
+        };
+        let text = Value::Object(edited.clone()).to_string();
         agents
-            .tools
-            .validate(&a.tool, &Value::Object(edited.clone()))
+            .validate_raw(&target, &text)
             .map(|_| ())
             .map_err(|e| RunnerError::Invalid(format!("edited arguments: {e}")))
     }
@@ -672,6 +688,7 @@ impl Runner {
             let tool = r.calls[i].tool.clone();
             let req = SubmitRequest {
                 tool: tool.clone(),
+                server: r.calls[i].server.clone(),
                 arguments: arguments.clone(),
                 reasoning: Some(format!(
                     "OUTCOME UNKNOWN: gatehouse stopped while this call was running (it started \
