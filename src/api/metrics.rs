@@ -158,5 +158,50 @@ pub async fn render(State(state): State<ApiState>) -> Response {
     ] {
         let _ = writeln!(out, "gatehouse_webhook_total{{outcome=\"{k}\"}} {v}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_runs Active agent runs by status.\n# TYPE gatehouse_runs gauge"
+    );
+    for status in ["running", "pending_approval"] {
+        let n = m.runs_active.get(status).copied().unwrap_or(0);
+        let _ = writeln!(out, "gatehouse_runs{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_runs_ended_total Finished runs by outcome.\n# TYPE gatehouse_runs_ended_total counter"
+    );
+    for status in ["completed", "failed", "cancelled"] {
+        let n = m.runs_ended.get(status).copied().unwrap_or(0);
+        let _ = writeln!(out, "gatehouse_runs_ended_total{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gatehouse_tool_calls_total Tool calls of runs by result.\n# TYPE gatehouse_tool_calls_total counter\ngatehouse_tool_calls_total{{result=\"ok\"}} {}\ngatehouse_tool_calls_total{{result=\"error\"}} {}",
+        m.tools_ok, m.tools_failed
+    );
+    let servers = state.inner.runner.mcp_status();
+    if !servers.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_mcp_server_up Whether an MCP server is ready.\n# TYPE gatehouse_mcp_server_up gauge"
+        );
+        for s in &servers {
+            let up = matches!(s.state, crate::tools::mcp::McpServerState::Ready) as u8;
+            let _ = writeln!(
+                out,
+                "gatehouse_mcp_server_up{{server=\"{}\"}} {up}",
+                escape(&s.name)
+            );
+        }
+        let _ = writeln!(out, "# TYPE gatehouse_mcp_server_restarts_total counter");
+        for s in &servers {
+            let _ = writeln!(
+                out,
+                "gatehouse_mcp_server_restarts_total{{server=\"{}\"}} {}",
+                escape(&s.name),
+                s.restarts
+            );
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -107,6 +107,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/runs", post(runs::start).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/servers", get(runs::servers))
         .route("/v1/events", get(events::stream))
         .route("/v1/audit", get(routes::audit))
         .route("/v1/whoami", get(routes::whoami))

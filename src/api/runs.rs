@@ -180,6 +180,37 @@ pub async fn list(
     Ok(Json(json!({"runs": runs, "next": page.next})))
 }
 
+/// `GET /v1/servers`: the MCP servers and their state.
+pub async fn servers(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+) -> Result<Json<Value>, ApiError> {
+    if !who.has(Role::Reviewer) {
+        return Err(super::routes::forbid(
+            &state,
+            &who,
+            Role::Reviewer,
+            "list servers",
+        ));
+    }
+    let servers: Vec<Value> = state
+        .inner
+        .runner
+        .mcp_status()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "state": s.state.to_string(),
+                "tools": s.tools,
+                "restarts": s.restarts,
+                "pid": s.pid,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "servers": servers })))
+}
+
 pub async fn cancel(
     State(state): State<ApiState>,
     Caller(who): Caller,

@@ -8,6 +8,8 @@ pub struct RunnerHandle {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) fatal: watch::Receiver<Option<String>>,
+    /// The MCP servers the runner's agents use (their state is read, not owned, here).
+    pub(super) mcp: Option<crate::tools::mcp::McpServers>,
 }
 
 impl RunnerHandle {
@@ -148,6 +150,16 @@ impl RunnerHandle {
 }
 
 impl RunnerHandle {
+    /// Name, state, tool count and restarts of every MCP server in use.
+    pub fn mcp_status(&self) -> Vec<crate::tools::mcp::McpServerStatus> {
+        self.mcp.as_ref().map(|m| m.status()).unwrap_or_default()
+    }
+
+    /// Wakes on any MCP server's change of state.
+    pub fn mcp_changes(&self) -> Option<watch::Receiver<u64>> {
+        self.mcp.as_ref().map(|m| m.changes())
+    }
+
     pub async fn start_run(
         &self,
         who: &str,

@@ -43,6 +43,12 @@ pub struct RunnerMetrics {
     pub decision_latency_sum: f64,
     pub decision_latency_count: u64,
     pub last_seq: u64,
+    /// Active runs by status.
+    pub runs_active: BTreeMap<String, usize>,
+    /// Finished runs since start, by how they ended.
+    pub runs_ended: BTreeMap<String, u64>,
+    pub tools_ok: u64,
+    pub tools_failed: u64,
 }
 
 const LATENCY_BOUNDS: [f64; 10] = [
@@ -127,6 +133,7 @@ pub fn start(
         .clone()
         .map(|url| crate::notify::Notifier::start(url, runner.cfg.notify_on_create));
     runner.load()?;
+    let mcp_servers = runner.cfg.agents.as_ref().and_then(|a| a.mcp.clone());
     let (tx, rx) = mpsc::channel(4096);
     let task = tokio::spawn(runner.run(rx, internal_rx));
     Ok((
@@ -134,6 +141,7 @@ pub fn start(
             tx,
             events,
             fatal: fatal_rx,
+            mcp: mcp_servers,
         },
         task,
     ))
@@ -513,6 +521,11 @@ impl Runner {
                     *m.pending_by_queue.entry(a.queue.clone()).or_default() += 1;
                 }
                 m.last_seq = self.seq;
+                for r in self.runs.values() {
+                    *m.runs_active
+                        .entry(r.status.as_str().to_string())
+                        .or_default() += 1;
+                }
                 self.reply(reply, Ok(m));
             }
         }

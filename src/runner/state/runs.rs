@@ -146,6 +146,11 @@ impl Runner {
         run.status = status;
         run.output = output;
         run.error = error;
+        *self
+            .metrics
+            .runs_ended
+            .entry(status.as_str().to_string())
+            .or_default() += 1;
         let _ = self.save_run(AuditKind::RunEnded, actor, run, json!({}));
     }
 
@@ -494,6 +499,11 @@ impl Runner {
 
     fn tool_done(&mut self, id: Uuid, call_id: String, tool: String, output: ToolOutput) {
         self.tools_running = self.tools_running.saturating_sub(1);
+        if output.is_ok() {
+            self.metrics.tools_ok += 1;
+        } else {
+            self.metrics.tools_failed += 1;
+        }
         let details = json!({
             "call_id": call_id,
             "tool": tool,
@@ -541,6 +551,11 @@ impl Runner {
             .collect();
         let mut ended = run;
         ended.status = RunStatus::Cancelled;
+        *self
+            .metrics
+            .runs_ended
+            .entry("cancelled".to_string())
+            .or_default() += 1;
         let summary = {
             let mut s = ended.summary();
             s.pending.clear();
