@@ -39,7 +39,9 @@ pub const DEFAULT_MAX_TURNS: u32 = 10;
 pub struct Agent {
     pub name: String,
     pub instructions: String,
-    pub model: Arc<Model>,
+    /// The model, or why it cannot be built (a missing API key): that fails this agent's
+    /// runs with the reason, and leaves the daemon and every other agent working.
+    pub model: Result<Arc<Model>, String>,
     /// Tool names offered to the model, in config order.
     pub tools: Vec<String>,
     /// MCP servers whose tools are offered too.
@@ -63,7 +65,11 @@ impl Agents {
         let tools = Arc::new(Tools::from_config(&cfg.tools)?);
         let mut models = BTreeMap::new();
         for (name, m) in &cfg.models {
-            models.insert(name.clone(), Arc::new(Model::from_config(name, m)?));
+            let built = Model::from_config(name, m).map(Arc::new);
+            if let Err(e) = &built {
+                tracing::warn!("{e}; runs of the agents using it will fail");
+            }
+            models.insert(name.clone(), built);
         }
         let mut agents = BTreeMap::new();
         for a in &cfg.agents {

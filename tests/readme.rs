@@ -54,7 +54,9 @@ fn readme_database_policy_gates_writes() {
     use gatehouse::policy::{CallContext, PolicySet, RateLimits, ToolAnnotations};
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let at = readme.find("name = \"postgres\"").expect("the postgres example");
+    let at = readme
+        .find("name = \"postgres\"")
+        .expect("the postgres example");
     let start = readme[..at].rfind("```toml\n").unwrap() + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
     let cfg = gatehouse::config::Config::parse(&readme[start..end]).unwrap();
@@ -77,7 +79,10 @@ fn readme_database_policy_gates_writes() {
         .action
     };
     let pessimistic = ToolAnnotations::default();
-    assert_eq!(decide("SELECT * FROM orders", pessimistic), RuleAction::Approve);
+    assert_eq!(
+        decide("SELECT * FROM orders", pessimistic),
+        RuleAction::Approve
+    );
     for write in [
         "INSERT INTO orders VALUES (1)",
         "select 1; drop table orders",

@@ -174,6 +174,16 @@ impl Runner {
         for run in self.store.active_runs()? {
             self.runs.insert(run.id, run);
         }
+        // Recently finished runs, for consoles' runs panes (newest 200, oldest first).
+        let mut finished: Vec<RunSummary> = self
+            .store
+            .runs_before(None, 200)?
+            .iter()
+            .filter(|r| r.status.is_finished())
+            .map(Run::summary)
+            .collect();
+        finished.reverse();
+        self.recent_runs = finished.into();
         for a in self.store.pending()? {
             if let Some(at) = a.expires_at {
                 self.deadlines.insert((at, a.id));

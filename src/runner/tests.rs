@@ -572,7 +572,7 @@ mod runs_support {
 
     /// One agent `cs`: the scripted CustomerServiceAgent with the builtin tools.
     pub fn agents() -> Arc<Agents> {
-        let model = Arc::new(Model::Scripted(ScriptedModel::customer_service()));
+        let model = Ok(Arc::new(Model::Scripted(ScriptedModel::customer_service())));
         let mut agents = std::collections::BTreeMap::new();
         agents.insert(
             "cs".to_string(),

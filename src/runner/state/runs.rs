@@ -268,10 +268,16 @@ impl Runner {
             self.end_run(run, "gatehouse", RunStatus::Failed, None, Some(error));
             return;
         };
+        let model = match agent.model.clone() {
+            Ok(m) => m,
+            Err(e) => {
+                self.end_run(run, "gatehouse", RunStatus::Failed, None, Some(e));
+                return;
+            }
+        };
         if !self.model_calls.insert(id) {
             return;
         }
-        let model = agent.model.clone();
         let specs = agents.specs(agent);
         let messages = run.messages;
         let tx = self.internal.clone();
