@@ -64,7 +64,7 @@ impl Runner {
         let Some(agent) = agents.get(agent_name) else {
             let known: Vec<&str> = agents.agents.keys().map(String::as_str).collect();
             return Err(RunnerError::Invalid(format!(
-                "agent: no agent {agent_name:?} (configured: {})
+                "agent: no agent {agent_name:?} (configured: {})",
                 known.join(", ")
             )));
         };
