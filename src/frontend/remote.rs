@@ -78,6 +78,9 @@ pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLin
                     FrontendCommand::Escalate { approval_id, reply } => {
                         let _ = reply.send(escalate(&c, &b, &t, approval_id).await);
                     }
+                    FrontendCommand::FetchRun { run_id, reply } => {
+                        let _ = reply.send(fetch_run(&c, &b, &t, run_id).await);
+                    }
                 }
             });
         }
@@ -349,6 +352,42 @@ async fn escalate(client: &Client, base: &str, token: &str, id: uuid::Uuid) -> R
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| format!("HTTP {status}")))
+}
+
+/// `GET /v1/runs/{id}`: the summary's fields (`run_id`, …) plus `max_turns`, `messages` and
+/// `calls`, read back into a [`Run`].
+async fn fetch_run(
+    client: &Client,
+    base: &str,
+    token: &str,
+    id: uuid::Uuid,
+) -> Result<crate::domain::Run, String> {
+    let resp = client
+        .get(format!("{base}/v1/runs/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let status = resp.status();
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if status != StatusCode::OK {
+        return Err(v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}")));
+    }
+    run_from_json(v)
+}
+
+/// The API's run JSON as a [`Run`]: its id is under `run_id`.
+pub fn run_from_json(mut v: Value) -> Result<crate::domain::Run, String> {
+    if let Value::Object(m) = &mut v
+        && let Some(id) = m.remove("run_id")
+    {
+        m.insert("id".into(), id);
+    }
+    serde_json::from_value(v).map_err(|e| format!("unreadable run: {e}"))
 }
 
 /// After a lost answer: applied if the approval now carries our decision, not sent if it is

@@ -317,6 +317,8 @@ fn every_keymap_action_has_an_intent() {
                 Action::Escalate => Intent::Decide(DecideKind::Escalate),
                 Action::Open => Intent::ToggleFull,
                 Action::Filter => Intent::OpenFilter,
+                Action::Runs => Intent::ToggleRuns,
+                Action::Transcript => Intent::OpenTranscript,
                 Action::Help => Intent::ToggleHelp,
                 Action::Quit => Intent::Quit,
             };
