@@ -381,7 +381,9 @@ impl Pane for Pending {
                 }
                 None => ("—".into(), Role::Muted),
             };
-            let badge = if e.escaped {
+            let badge = if a.outcome_unknown {
+                Span::styled("‼", base(Role::Danger))
+            } else if e.escaped {
                 Span::styled("⚠", base(Role::Warning))
             } else {
                 Span::styled(" ", base(Role::Text))
@@ -1066,7 +1068,8 @@ impl Pane for Help {
         lines.push(Line::from(""));
         for note in [
             "Prompts: Enter submits, Esc cancels; ↑/↓ picks a common deny reason.",
-            "⚠ marks text with control or invisible characters, shown as \\u{..}.",
+            "⚠ marks text with control or invisible characters, shown as \\u{..}; ‼ marks a call \
+             whose outcome is unknown (gatehouse stopped while it ran).",
             "Decide keys are ignored until the approval has been on screen 0.3 s (1 s when it \
              replaced one decided elsewhere). Pasted text never decides.",
             "The runs view and the transcript close with Esc (or the key that opened them); \

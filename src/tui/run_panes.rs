@@ -138,7 +138,7 @@ impl Pane for RunsList {
             let base = |r: Role| {
                 if selected { sel_style } else { theme.style(r) }
             };
-            let mut spans = run_row(e, st, theme, &base, agent_w, outcome_w);
+            let mut spans = run_row(e, st, &base, agent_w, outcome_w);
             if input_w > 0 {
                 spans.push(Span::styled(fit(&e.input, input_w), base(Role::Muted)));
             }
@@ -161,7 +161,6 @@ impl Pane for RunsList {
 fn run_row(
     e: &RunEntry,
     st: &ConsoleState,
-    theme: &Theme,
     base: &dyn Fn(Role) -> Style,
     agent_w: usize,
     outcome_w: usize,
@@ -180,7 +179,6 @@ fn run_row(
         RunStatus::Cancelled if e.outcome.is_empty() => ("cancelled".into(), Role::Muted),
         RunStatus::Cancelled => (e.outcome.clone(), Role::Muted),
     };
-    let _ = theme;
     vec![
         badge,
         Span::styled(col(s.status.as_str(), 17), base(run_status_role(s.status))),
@@ -333,11 +331,12 @@ pub fn transcript_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<L
         } else {
             "could not load the run"
         };
-        out.push(Line::from(vec![Span::styled(
+        let mut l = vec![Span::styled(
             format!("✗ {what}: "),
             theme.style(Role::Danger),
-        )]));
-        out.text(e, theme.style(Role::Danger), theme, 2);
+        )];
+        l.extend(untrusted(e, theme.style(Role::Danger), theme, false));
+        out.push(Line::from(l));
     }
     match &t.run {
         Some(run) => run_lines(run, st, theme, &mut out),
