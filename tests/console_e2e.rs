@@ -589,6 +589,49 @@ fn demo_shows_the_agent_waiting_at_a_gate() {
     c.assert_restored();
 }
 
+#[test]
+fn demo_runs_view_and_transcript_show_what_led_to_the_request() {
+    let mut c = Console::start(&["demo"], &[], 80, 24);
+    c.wait_for("a run paused at a gate", |s| {
+        s.contains("issue_refund") || s.contains("delete_user_account")
+    });
+    // the runs view lists the paused runs
+    c.send("r");
+    c.wait_for("the runs view with a paused run", |s| {
+        s.contains("Runs (") && s.contains("pending_approval") && s.contains("approval of")
+    });
+    c.send("r");
+    c.wait_for("the dashboard again", |s| s.contains("Pending ·"));
+    // the selected approval belongs to a run: its detail offers the transcript
+    c.wait_for("the transcript hint in the detail", |s| {
+        s.contains("opens the")
+    });
+    c.send("t");
+    c.wait_for("the transcript with the customer's request", |s| {
+        s.contains("Transcript · run") && s.contains("── User") && s.contains("because")
+    });
+    // at its end, the call that waits for the reviewer
+    c.send("G");
+    c.wait_for("the call waiting for a reviewer", |s| {
+        s.contains("[waiting]") && s.contains("waiting for a reviewer")
+    });
+    let text = c.text();
+    assert!(!text.contains('\u{1b}'), "raw escape reached the screen");
+    // decide keys do nothing while the transcript is open
+    std::thread::sleep(Duration::from_millis(1300));
+    c.send("a");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!c.text().contains("sending approve"), "{}", c.text());
+    c.send("\x1b");
+    c.wait_for("the dashboard after Esc", |s| {
+        s.contains("Pending ·") && !s.contains("Transcript · run")
+    });
+    c.send("q");
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+}
+
 /// Bytes the console writes per idle second with countdowns on screen. A benchmark, not a
 /// timed test: `cargo test --release --test console_e2e idle_output -- --ignored --nocapture`
 #[test]

@@ -434,3 +434,20 @@ async fn settle(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_reads_back_into_a_run() {
+        let run = crate::tui::fixtures::transcript_run();
+        // what `GET /v1/runs/{id}` sends: the summary's fields plus the conversation
+        let mut v = serde_json::to_value(run.summary()).unwrap();
+        v["max_turns"] = json!(run.max_turns);
+        v["messages"] = serde_json::to_value(&run.messages).unwrap();
+        v["calls"] = serde_json::to_value(&run.calls).unwrap();
+        assert_eq!(run_from_json(v).unwrap(), run);
+        assert!(run_from_json(json!({"run_id": "x"})).is_err());
+    }
+}

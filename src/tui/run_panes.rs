@@ -267,6 +267,8 @@ impl Pane for Transcript {
 #[derive(Clone, Copy, PartialEq)]
 enum Wrap {
     Words,
+    /// Prose whose continuation lines keep its indent.
+    Indented(usize),
     Json,
     Field,
 }
@@ -303,11 +305,11 @@ impl Out {
                 }
                 if parts.peek().is_some() {
                     let done = std::mem::replace(&mut cur, vec![Span::raw(pad.clone())]);
-                    self.push(Line::from(done));
+                    self.lines.push((Line::from(done), Wrap::Indented(indent)));
                 }
             }
         }
-        self.push(Line::from(cur));
+        self.lines.push((Line::from(cur), Wrap::Indented(indent)));
     }
 
     fn json(&mut self, v: &Value, theme: &Theme, indent: usize) {
@@ -347,6 +349,7 @@ pub fn transcript_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<L
     for (l, how) in &out.lines {
         match how {
             Wrap::Words => lines.extend(wrap_line(l, width, true)),
+            Wrap::Indented(n) => lines.extend(wrap_line_indent(l, width, true, *n)),
             Wrap::Json => lines.extend(wrap_line(l, width, false)),
             Wrap::Field => lines.extend(wrap_line_indent(l, width, true, LABEL_W)),
         }
