@@ -962,6 +962,7 @@ impl ConsoleState {
         !self.all.is_empty()
             || !self.inflight.is_empty()
             || (self.view == View::Runs && !self.runs.is_empty())
+            || self.transcript.is_some()
     }
 
     // ----- outcomes of decisions we sent -----
