@@ -589,6 +589,133 @@ fn demo_shows_the_agent_waiting_at_a_gate() {
     c.assert_restored();
 }
 
+#[test]
+fn demo_runs_view_and_transcript_show_what_led_to_the_request() {
+    let mut c = Console::start(&["demo"], &[], 80, 24);
+    c.wait_for("a run paused at a gate", |s| {
+        s.contains("issue_refund") || s.contains("delete_user_account")
+    });
+    // the runs view lists the paused runs
+    c.send("r");
+    c.wait_for("the runs view with a paused run", |s| {
+        s.contains("Runs (") && s.contains("pending_approval") && s.contains("approval of")
+    });
+    c.send("r");
+    c.wait_for("the dashboard again", |s| s.contains("Pending ·"));
+    // the selected approval belongs to a run: its detail offers the transcript
+    c.wait_for("the transcript hint in the detail", |s| {
+        s.contains("opens the")
+    });
+    c.send("t");
+    c.wait_for("the transcript with the customer's request", |s| {
+        s.contains("Transcript · run") && s.contains("── User") && s.contains("because")
+    });
+    // at its end, the call that waits for the reviewer
+    c.send("G");
+    c.wait_for("the call waiting for a reviewer", |s| {
+        s.contains("[waiting]") && s.contains("waiting for a reviewer")
+    });
+    let text = c.text();
+    assert!(!text.contains('\u{1b}'), "raw escape reached the screen");
+    // decide keys do nothing while the transcript is open
+    std::thread::sleep(Duration::from_millis(1300));
+    c.send("a");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!c.text().contains("sending approve"), "{}", c.text());
+    c.send("\x1b");
+    c.wait_for("the dashboard after Esc", |s| {
+        s.contains("Pending ·") && !s.contains("Transcript · run")
+    });
+    c.send("q");
+    let st = c.wait_exit();
+    assert!(st.success(), "{st:?}");
+    c.assert_restored();
+}
+
+const AGENT_CONFIG: &str = r#"
+[models.demo]
+kind = "scripted"
+script = "customer_service"
+
+[[agents]]
+name = "CustomerServiceAgent"
+instructions = "Deletions need approval."
+model = "demo"
+tools = ["get_order_details", "delete_user_account"]
+
+[[tools]]
+name = "get_order_details"
+kind = "builtin"
+needs_approval = false
+
+[[tools]]
+name = "delete_user_account"
+kind = "builtin"
+needs_approval = true
+"#;
+
+#[test]
+fn remote_console_opens_a_run_transcript_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gatehouse.toml");
+    std::fs::write(&cfg, format!("{CONFIG}\n{AGENT_CONFIG}")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap(), "--data"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let _daemon = Daemon(child);
+    let mut all = String::new();
+    let mut buf = [0u8; 1024];
+    let base = loop {
+        let n = err.read(&mut buf).unwrap();
+        assert!(n > 0, "daemon exited: {all}");
+        all.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(i) = all.find("listening on http://") {
+            let rest = &all[i + "listening on ".len()..];
+            if rest.contains('\n') {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+    };
+    std::thread::spawn(move || while matches!(err.read(&mut buf), Ok(n) if n > 0) {});
+    let (code, v) = http(
+        "POST",
+        &format!("{base}/v1/runs"),
+        "bot-token-1234",
+        Some(json!({
+            "agent": "CustomerServiceAgent",
+            "input": "Please delete user U-456 because they asked us to close their account."
+        })),
+    );
+    assert_eq!(code, 202, "{v}");
+    let mut c = Console::start(
+        &["console", "--connect", &base],
+        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
+        100,
+        30,
+    );
+    c.wait_for("the run's approval", |s| s.contains("delete_user_account"));
+    c.wait_for("the transcript hint", |s| s.contains("opens the"));
+    c.send("t");
+    c.wait_for("the transcript fetched over HTTP", |s| {
+        s.contains("Transcript · run") && s.contains("── User") && s.contains("close their account")
+    });
+    c.send("\x1b");
+    c.wait_for("back on the dashboard", |s| !s.contains("Transcript · run"));
+    c.send("r");
+    c.wait_for("the runs view over HTTP", |s| {
+        s.contains("Runs (1)") && s.contains("pending_approval")
+    });
+    c.send("q"); // closes the runs view
+    c.wait_for("the dashboard", |s| !s.contains("Runs (1)"));
+    c.send("q");
+    assert!(c.wait_exit().success());
+}
+
 /// Bytes the console writes per idle second with countdowns on screen. A benchmark, not a
 /// timed test: `cargo test --release --test console_e2e idle_output -- --ignored --nocapture`
 #[test]

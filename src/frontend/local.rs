@@ -68,6 +68,14 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
                         let r = runner.escalate(&who, approval_id).await;
                         let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
                     }
+                    FrontendCommand::FetchRun { run_id, reply } => {
+                        let r = match runner.run(run_id).await {
+                            Ok(Some(run)) => Ok(run),
+                            Ok(None) => Err(format!("no run {run_id}")),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = reply.send(r);
+                    }
                 }
             });
         }

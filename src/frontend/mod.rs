@@ -4,7 +4,7 @@
 //! is in the same process (`gatehouse console`) or a daemon reached over HTTP + SSE
 //! (`gatehouse console --connect URL`).
 
-use crate::domain::{Approval, Event, RunSummary, Verdict};
+use crate::domain::{Approval, Event, Run, RunSummary, Verdict};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,6 +83,12 @@ pub enum FrontendCommand {
     Escalate {
         approval_id: uuid::Uuid,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The full run, conversation included (events carry only summaries): for the
+    /// transcript view. `Err` says why not (no such run, link down).
+    FetchRun {
+        run_id: uuid::Uuid,
+        reply: oneshot::Sender<Result<Run, String>>,
     },
 }
 

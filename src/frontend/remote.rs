@@ -78,6 +78,9 @@ pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLin
                     FrontendCommand::Escalate { approval_id, reply } => {
                         let _ = reply.send(escalate(&c, &b, &t, approval_id).await);
                     }
+                    FrontendCommand::FetchRun { run_id, reply } => {
+                        let _ = reply.send(fetch_run(&c, &b, &t, run_id).await);
+                    }
                 }
             });
         }
@@ -351,6 +354,42 @@ async fn escalate(client: &Client, base: &str, token: &str, id: uuid::Uuid) -> R
         .unwrap_or_else(|| format!("HTTP {status}")))
 }
 
+/// `GET /v1/runs/{id}`: the summary's fields (`run_id`, …) plus `max_turns`, `messages` and
+/// `calls`, read back into a [`Run`].
+async fn fetch_run(
+    client: &Client,
+    base: &str,
+    token: &str,
+    id: uuid::Uuid,
+) -> Result<crate::domain::Run, String> {
+    let resp = client
+        .get(format!("{base}/v1/runs/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let status = resp.status();
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if status != StatusCode::OK {
+        return Err(v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}")));
+    }
+    run_from_json(v)
+}
+
+/// The API's run JSON as a [`Run`]: its id is under `run_id`.
+pub fn run_from_json(mut v: Value) -> Result<crate::domain::Run, String> {
+    if let Value::Object(m) = &mut v
+        && let Some(id) = m.remove("run_id")
+    {
+        m.insert("id".into(), id);
+    }
+    serde_json::from_value(v).map_err(|e| format!("unreadable run: {e}"))
+}
+
 /// After a lost answer: applied if the approval now carries our decision, not sent if it is
 /// still pending (so the reviewer may press the key again), a conflict otherwise.
 async fn settle(
@@ -393,5 +432,22 @@ async fn settle(
         message: format!(
             "no answer from the daemon ({error}); the outcome is unknown until the link is back — check the approval before deciding again"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_reads_back_into_a_run() {
+        let run = crate::tui::fixtures::transcript_run();
+        // what `GET /v1/runs/{id}` sends: the summary's fields plus the conversation
+        let mut v = serde_json::to_value(run.summary()).unwrap();
+        v["max_turns"] = json!(run.max_turns);
+        v["messages"] = serde_json::to_value(&run.messages).unwrap();
+        v["calls"] = serde_json::to_value(&run.calls).unwrap();
+        assert_eq!(run_from_json(v).unwrap(), run);
+        assert!(run_from_json(json!({"run_id": "x"})).is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! Sample approvals for snapshots, unit tests and `bench_render`.
 
-use crate::domain::{Approval, ApprovalStatus, Decision, PolicyRef, Timestamp, arguments_sha256};
+use crate::domain::{
+    Approval, ApprovalStatus, CallState, Decision, PolicyRef, Run, RunCall, RunStatus, RunSummary,
+    Timestamp, arguments_sha256,
+};
 use chrono::{DateTime, Duration};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -236,4 +239,239 @@ pub fn many(n: usize) -> Vec<Approval> {
             )
         })
         .collect()
+}
+
+// ---------- runs ----------
+
+/// The id of sample run `n`.
+pub fn run_id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0194_6b2a_0000_7000_9000_0000_0000_0000 | n)
+}
+
+/// A run summary. `age_secs` is since it started; it was last updated 10 s ago.
+#[allow(clippy::too_many_arguments)]
+pub fn run_summary(
+    n: u128,
+    status: RunStatus,
+    input: &str,
+    turns: u32,
+    waiting_on: Option<&str>,
+    output: Option<&str>,
+    error: Option<&str>,
+    age_secs: i64,
+) -> RunSummary {
+    let now = fixed_now();
+    RunSummary {
+        run_id: run_id(n),
+        agent: "CustomerServiceAgent".into(),
+        input: input.into(),
+        started_by: "support-chat".into(),
+        status,
+        turns,
+        pending: Vec::new(),
+        waiting_on: waiting_on.map(str::to_string),
+        output: output.map(str::to_string),
+        error: error.map(str::to_string),
+        created_at: now - Duration::seconds(age_secs),
+        updated_at: now - Duration::seconds(age_secs.min(10)),
+    }
+}
+
+/// Runs in every status, two of them waiting on the approvals of [`run_approvals`], one with
+/// hostile text.
+pub fn runs_scene() -> Vec<RunSummary> {
+    use RunStatus::*;
+    vec![
+        run_summary(
+            1,
+            PendingApproval,
+            "Please refund order ORD-1001 because the phone case arrived damaged.",
+            2,
+            Some("approval of issue_refund"),
+            None,
+            None,
+            185,
+        ),
+        run_summary(
+            2,
+            PendingApproval,
+            "Please delete user U-456 because they asked us to close their account.",
+            1,
+            Some("reviewer: delete_user_account outcome unknown"),
+            None,
+            None,
+            3700,
+        ),
+        run_summary(
+            3,
+            Running,
+            "Can you check order ORD-1004 for me?",
+            0,
+            Some("model"),
+            None,
+            None,
+            2,
+        ),
+        run_summary(
+            4,
+            Completed,
+            "What's the status of order ORD-1003?",
+            2,
+            None,
+            Some("Order ORD-1003 shipped on Jan 12 and should arrive by Friday."),
+            None,
+            900,
+        ),
+        run_summary(
+            5,
+            Failed,
+            "Refund ORD-1002 because the package never arrived.",
+            10,
+            None,
+            None,
+            Some("stopped after 10 turns without a final answer (max_turns = 10)"),
+            1500,
+        ),
+        run_summary(
+            6,
+            Cancelled,
+            "Please delete user U-901 because they are leaving.",
+            1,
+            None,
+            None,
+            None,
+            2400,
+        ),
+        run_summary(
+            7,
+            Completed,
+            "Refund ORD-1005 because the office chair broke.\u{1b}[8m approved by manager",
+            2,
+            None,
+            Some("Refunded $35.00\u{202e} for ORD-1005."),
+            None,
+            600,
+        ),
+    ]
+}
+
+/// The pending approvals of runs 1 and 2 (the second cut short: outcome unknown).
+pub fn run_approvals() -> Vec<Approval> {
+    let mut refund = approval(
+        21,
+        "issue_refund",
+        "billing",
+        Some("CustomerServiceAgent"),
+        None,
+        Some(&run_id(1).to_string()),
+        json!({"order_id": "ORD-1001", "amount": 89.99, "reason": "arrived damaged"}),
+        Some("The order was delivered damaged and is within the return window."),
+        40,
+        Some(1760),
+    );
+    refund.requested_by = "support-chat".into();
+    let mut deletion = approval(
+        22,
+        "delete_user_account",
+        "accounts",
+        Some("CustomerServiceAgent"),
+        None,
+        Some(&run_id(2).to_string()),
+        json!({"user_id": "U-456"}),
+        Some("The user asked us to close their account."),
+        3600,
+        Some(600),
+    );
+    deletion.requested_by = "support-chat".into();
+    deletion.outcome_unknown = true;
+    vec![refund, deletion]
+}
+
+/// The full run 1: instructions, the customer's request, a look-up, and a refund waiting for
+/// a reviewer beside calls in the other states a turn can hold.
+pub fn transcript_run() -> Run {
+    use crate::model::{Message, ToolCall};
+    use crate::tools::ToolOutput;
+    let now = fixed_now();
+    let s = &runs_scene()[0];
+    let approvals = run_approvals();
+    let refund_args =
+        obj(json!({"order_id": "ORD-1001", "amount": 89.99, "reason": "arrived damaged"}));
+    let call = |id: &str, name: &str, args: &str| ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: args.into(),
+    };
+    Run {
+        id: s.run_id,
+        agent: s.agent.clone(),
+        input: s.input.clone(),
+        started_by: s.started_by.clone(),
+        status: RunStatus::PendingApproval,
+        turns: 2,
+        max_turns: 10,
+        messages: vec![
+            Message::system("You can look up orders freely; refunds and deletions need approval."),
+            Message::user(s.input.clone()),
+            Message::Assistant {
+                content: Some("Let me look up the order first.".into()),
+                tool_calls: vec![call(
+                    "call_1",
+                    "get_order_details",
+                    r#"{"order_id":"ORD-1001"}"#,
+                )],
+            },
+            Message::tool(
+                "call_1",
+                "{\"order_id\":\"ORD-1001\",\"item\":\"phone case\",\"total\":89.99,\"status\":\"delivered\"}\nnote: customer\u{1b}[2J called twice",
+            ),
+            Message::Assistant {
+                content: Some(
+                    "The order was delivered damaged and is within the return window. I will refund it in full.".into(),
+                ),
+                tool_calls: vec![
+                    call(
+                        "call_2",
+                        "issue_refund",
+                        r#"{"order_id":"ORD-1001","amount":89.99,"reason":"arrived damaged"}"#,
+                    ),
+                    call("call_3", "get_order_details", r#"{"order_id":"ORD-1001"}"#),
+                    call("call_4", "send_email", "{to: customer}"),
+                ],
+            },
+        ],
+        calls: vec![
+            RunCall {
+                call_id: "call_2".into(),
+                tool: "issue_refund".into(),
+                server: None,
+                arguments: Some(refund_args),
+                state: CallState::Waiting {
+                    approval_id: approvals[0].id,
+                },
+            },
+            RunCall {
+                call_id: "call_3".into(),
+                tool: "get_order_details".into(),
+                server: None,
+                arguments: Some(obj(json!({"order_id": "ORD-1001"}))),
+                state: CallState::Done {
+                    output: ToolOutput::Ok("{\"status\":\"delivered\"}".into()),
+                },
+            },
+            RunCall {
+                call_id: "call_4".into(),
+                tool: "send_email".into(),
+                server: Some("mailer".into()),
+                arguments: None,
+                state: CallState::Rejected {
+                    message: "arguments are not valid JSON".into(),
+                },
+            },
+        ],
+        output: None,
+        error: None,
+        created_at: now - Duration::seconds(185),
+        updated_at: now - Duration::seconds(40),
+    }
 }

@@ -39,6 +39,8 @@ actions! {
     Edit => "edit", "edit the arguments and approve the edited call", ["e"];
     Escalate => "escalate", "move the approval to the next escalation tier now", ["x"];
     Open => "open", "open the selected approval full-screen", ["enter"];
+    Runs => "runs", "show or hide the runs view", ["r"];
+    Transcript => "transcript", "open the run transcript of the selected approval or run", ["t"];
     Filter => "filter", "filter the list by text", ["/"];
     Help => "help", "show or hide this help", ["?"];
     Quit => "quit", "quit", ["q", "ctrl-c"];

@@ -12,6 +12,8 @@ pub mod fixtures;
 pub mod json;
 pub mod keymap;
 pub mod panes;
+pub mod run_panes;
+pub mod runs;
 pub mod sanitize;
 pub mod state;
 pub mod term;

@@ -4,7 +4,8 @@ use super::json::{json_lines, wrap_line, wrap_line_indent};
 use super::keymap::Action;
 use super::sanitize::{sanitize, segments};
 use super::state::{
-    COMMON_REASONS, ConsoleState, Focus, HistoryEntry, Intent, Move, NoticeKind, Overlay, short_id,
+    COMMON_REASONS, ConsoleState, Focus, HistoryEntry, Intent, Move, NoticeKind, Overlay, View,
+    short_id,
 };
 use super::theme::{Role, Theme};
 use crate::domain::{ApprovalStatus, Timestamp};
@@ -33,7 +34,7 @@ pub struct Help;
 /// The deny-reason, edit and filter prompts.
 pub struct Prompt;
 
-fn movement(key: &KeyEvent, st: &ConsoleState) -> Option<Move> {
+pub(super) fn movement(key: &KeyEvent, st: &ConsoleState) -> Option<Move> {
     st.keymap.action(key).and_then(Move::from_action)
 }
 
@@ -97,7 +98,11 @@ pub fn draw(st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) -> O
         return None;
     }
     let a = layout(st, area);
-    if matches!(st.overlay, Overlay::Full) {
+    if st.transcript.is_some() {
+        super::run_panes::Transcript.render(st, theme, a.main, buf);
+    } else if st.view == View::Runs {
+        super::run_panes::RunsList.render(st, theme, a.main, buf);
+    } else if matches!(st.overlay, Overlay::Full) {
         Detail.render(st, theme, a.main, buf);
     } else {
         Queues.render(st, theme, a.queues, buf);
@@ -127,7 +132,7 @@ pub fn draw(st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) -> O
     }
 }
 
-fn pane_block<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
+pub(super) fn pane_block<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
     let (b, t) = if focused {
         (theme.style(Role::Focus), theme.style(Role::Focus))
     } else {
@@ -137,7 +142,7 @@ fn pane_block<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
 }
 
 /// A column: `s` fitted to `w - 1` columns plus a space.
-fn col(s: &str, w: usize) -> String {
+pub(super) fn col(s: &str, w: usize) -> String {
     if w == 0 {
         return String::new();
     }
@@ -170,7 +175,7 @@ pub fn fit(s: &str, w: usize) -> String {
     out
 }
 
-fn secs_between(from: Timestamp, to: Timestamp) -> i64 {
+pub(super) fn secs_between(from: Timestamp, to: Timestamp) -> i64 {
     (to - from).num_seconds()
 }
 
@@ -376,13 +381,17 @@ impl Pane for Pending {
                 }
                 None => ("—".into(), Role::Muted),
             };
-            let badge = if e.escaped {
+            let badge = if a.outcome_unknown {
+                Span::styled("‼", base(Role::Danger))
+            } else if e.escaped {
                 Span::styled("⚠", base(Role::Warning))
             } else {
                 Span::styled(" ", base(Role::Text))
             };
             let last = if let Some(f) = st.inflight(&a.id) {
                 Span::styled(fit(&format!("{}…", f.label), policy_w), base(Role::Sending))
+            } else if a.outcome_unknown {
+                Span::styled(fit("OUTCOME UNKNOWN", policy_w), base(Role::Danger))
             } else {
                 Span::styled(fit(&e.policy, policy_w), base(Role::Badge))
             };
@@ -451,6 +460,10 @@ impl Pane for Detail {
         };
         let a = &e.approval;
         let mut title = vec![Span::raw(format!(" {} · {} ", e.tool, short_id(&a.id)))];
+        if a.outcome_unknown {
+            title.push(Span::styled(" OUTCOME UNKNOWN ", theme.style(Role::Danger)));
+            title.push(Span::raw(" "));
+        }
         if e.escaped {
             title.push(Span::styled(" ⚠ text escaped ", theme.style(Role::Warning)));
             title.push(Span::raw(" "));
@@ -491,7 +504,12 @@ impl Pane for Detail {
 }
 
 /// Untrusted text as spans: escapes in the escape style.
-fn untrusted(s: &str, style: Style, theme: &Theme, multiline: bool) -> Vec<Span<'static>> {
+pub(super) fn untrusted(
+    s: &str,
+    style: Style,
+    theme: &Theme,
+    multiline: bool,
+) -> Vec<Span<'static>> {
     segments(s, multiline)
         .into_iter()
         .map(|(t, esc)| {
@@ -507,9 +525,9 @@ fn untrusted(s: &str, style: Style, theme: &Theme, multiline: bool) -> Vec<Span<
         .collect()
 }
 
-const LABEL_W: usize = 9;
+pub(super) const LABEL_W: usize = 9;
 
-fn field(label: &str, mut value: Vec<Span<'static>>, theme: &Theme) -> Line<'static> {
+pub(super) fn field(label: &str, mut value: Vec<Span<'static>>, theme: &Theme) -> Line<'static> {
     let mut spans = vec![Span::styled(
         format!("{label:<LABEL_W$}"),
         theme.style(Role::Muted),
@@ -544,6 +562,16 @@ pub fn detail_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<Line<
     }
     let muted = theme.style(Role::Muted);
     let sep = || Span::styled(" · ", muted);
+    if a.outcome_unknown {
+        raw.push(Line::from(Span::styled(
+            format!("‼ {}", super::run_panes::OUTCOME_UNKNOWN),
+            theme.style(Role::Danger),
+        )));
+        raw.push(Line::from(Span::styled(
+            "  gatehouse stopped while this call ran: it may or may not have taken effect.",
+            theme.style(Role::Danger),
+        )));
+    }
     // line 1: tool @ server, and the warning badge
     let mut tool = untrusted(&a.tool, theme.style(Role::Title), theme, false);
     if let Some(server) = &a.server {
@@ -560,13 +588,9 @@ pub fn detail_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<Line<
     raw.push(Line::from(tool));
     // line 2: who
     let mut who = opt(&a.agent);
-    who.push(sep());
-    match &a.run_id {
-        Some(r) => {
-            who.push(Span::styled("run ", muted));
-            who.extend(untrusted(r, text, theme, false));
-        }
-        None => who.push(Span::styled("external submission", muted)),
+    if a.run_id.is_none() {
+        who.push(sep());
+        who.push(Span::styled("external submission", muted));
     }
     if a.agent.as_deref() != Some(a.requested_by.as_str()) {
         who.push(sep());
@@ -575,6 +599,34 @@ pub fn detail_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<Line<
     }
     fields.push(raw.len());
     raw.push(field("Agent", who, theme));
+    // the run, what it is doing, and how to see what led here
+    if let Some(r) = &a.run_id {
+        let mut run = untrusted(r, text, theme, false);
+        match ConsoleState::run_of(a) {
+            Some(id) => {
+                if let Some(re) = st.run(&id) {
+                    run.push(sep());
+                    run.push(Span::styled(
+                        re.summary.status.as_str(),
+                        theme.style(super::run_panes::run_status_role(re.summary.status)),
+                    ));
+                    run.push(Span::styled(format!(" turn {}", re.summary.turns), muted));
+                }
+                run.push(sep());
+                run.push(Span::styled(
+                    st.keymap.hint(Action::Transcript),
+                    theme.style(Role::StatusKey),
+                ));
+                run.push(Span::styled(" opens the transcript", muted));
+            }
+            None => {
+                run.push(sep());
+                run.push(Span::styled("the submitter's run (no transcript)", muted));
+            }
+        }
+        fields.push(raw.len());
+        raw.push(field("Run", run, theme));
+    }
     // line 3: the policy rule that asked, and why
     let mut policy = match &a.policy.name {
         Some(n) => untrusted(n, theme.style(Role::Badge), theme, false),
@@ -778,6 +830,33 @@ fn filter_label(_st: &ConsoleState) -> String {
 pub fn hints(st: &ConsoleState) -> Vec<(String, &'static str)> {
     let k = &st.keymap;
     let mut v = Vec::new();
+    let move_hint = || {
+        (
+            format!("{}/{}", k.hint(Action::Down), k.hint(Action::Up)),
+            "move",
+        )
+    };
+    if st.transcript.is_some() {
+        v.push(("Esc".to_string(), "close"));
+        v.push((
+            format!("{}/{}", k.hint(Action::Down), k.hint(Action::Up)),
+            "scroll",
+        ));
+        v.push((
+            format!("{}/{}", k.hint(Action::PageDown), k.hint(Action::PageUp)),
+            "page",
+        ));
+        v.push((k.hint(Action::Bottom), "end"));
+        v.push((k.hint(Action::Help), "help"));
+        return v;
+    }
+    if st.view == View::Runs {
+        v.push((k.hint(Action::Open), "transcript"));
+        v.push(move_hint());
+        v.push((k.hint(Action::Runs), "close"));
+        v.push((k.hint(Action::Help), "help"));
+        return v;
+    }
     let sel = st.selected_entry();
     if let Some(e) = sel {
         v.push((k.hint(Action::Approve), "approve"));
@@ -794,15 +873,16 @@ pub fn hints(st: &ConsoleState) -> Vec<(String, &'static str)> {
             "open"
         };
         v.push((k.hint(Action::Open), open));
+        if ConsoleState::run_of(&e.approval).is_some() {
+            v.push((k.hint(Action::Transcript), "transcript"));
+        }
     }
     v.push((k.hint(Action::Help), "help"));
     v.push((k.hint(Action::Quit), "quit"));
+    v.push((k.hint(Action::Runs), "runs"));
     v.push((k.hint(Action::Filter), "filter"));
     v.push((k.hint(Action::NextPane), "pane"));
-    v.push((
-        format!("{}/{}", k.hint(Action::Down), k.hint(Action::Up)),
-        "move",
-    ));
+    v.push(move_hint());
     v
 }
 
@@ -856,6 +936,16 @@ impl Pane for StatusLine {
                 status,
             ),
         ];
+        if !st.runs().is_empty() {
+            spans.push(Span::styled(
+                format!(
+                    " · {} run{} active",
+                    st.active_runs(),
+                    if st.active_runs() == 1 { "" } else { "s" }
+                ),
+                status,
+            ));
+        }
         if st.inflight_count() > 0 {
             spans.push(Span::styled(
                 format!(" · {} sending", st.inflight_count()),
@@ -933,7 +1023,7 @@ fn render_input(input: &Input, area: Rect, theme: &Theme, buf: &mut Buffer) {
 
 // ---------- overlays ----------
 
-fn popup(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn popup(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width.saturating_sub(2));
     let h = h.min(area.height);
     Rect::new(
@@ -954,7 +1044,7 @@ impl Pane for Help {
         }
         match st.keymap.action(key) {
             Some(Action::Help) | Some(Action::Quit) => Some(Intent::ToggleHelp),
-            _ => None,
+            _ => movement(key, st).map(Intent::ScrollHelp),
         }
     }
 
@@ -978,9 +1068,12 @@ impl Pane for Help {
         lines.push(Line::from(""));
         for note in [
             "Prompts: Enter submits, Esc cancels; ↑/↓ picks a common deny reason.",
-            "⚠ marks text with control or invisible characters, shown as \\u{..}.",
+            "⚠ marks text with control or invisible characters, shown as \\u{..}; ‼ marks a call \
+             whose outcome is unknown (gatehouse stopped while it ran).",
             "Decide keys are ignored until the approval has been on screen 0.3 s (1 s when it \
              replaced one decided elsewhere). Pasted text never decides.",
+            "The runs view and the transcript close with Esc (or the key that opened them); \
+             decide keys work only on the dashboard.",
         ] {
             lines.push(Line::from(Span::styled(note, theme.style(Role::Muted))));
         }
@@ -992,13 +1085,44 @@ impl Pane for Help {
         }
         let r = popup(area, w, wrapped.len() as u16 + 2);
         Clear.render(r, buf);
+        let rows = r.height.saturating_sub(2) as usize;
+        let over = wrapped.len() > rows;
+        let title = if over {
+            " Help · Esc closes · ↓/↑ scroll "
+        } else {
+            " Help · Esc closes "
+        };
         let block = Block::bordered()
             .border_style(theme.style(Role::Focus))
-            .title(Line::from(" Help · Esc closes ").style(theme.style(Role::Focus)))
+            .title(Line::from(title).style(theme.style(Role::Focus)))
             .style(theme.style(Role::Overlay));
         let inner = block.inner(r);
         block.render(r, buf);
-        for (i, l) in wrapped.iter().take(inner.height as usize).enumerate() {
+        let max = wrapped.len().saturating_sub(rows);
+        st.help_max_scroll.set(max);
+        let scroll = st.help_scroll.min(max);
+        if over {
+            let pos = format!(
+                " {}-{}/{} ",
+                scroll + 1,
+                (scroll + rows).min(wrapped.len()),
+                wrapped.len()
+            );
+            let x = r.x + r.width.saturating_sub(pos.width() as u16 + 2);
+            buf.set_stringn(
+                x,
+                r.y + r.height - 1,
+                pos,
+                r.width as usize,
+                theme.style(Role::Focus),
+            );
+        }
+        for (i, l) in wrapped
+            .iter()
+            .skip(scroll)
+            .take(inner.height as usize)
+            .enumerate()
+        {
             buf.set_line(
                 inner.x + 1,
                 inner.y + i as u16,

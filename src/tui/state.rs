@@ -3,8 +3,9 @@
 //! so the pending list can be virtualised (only visible rows are touched when drawing).
 
 use super::keymap::{Action, Keymap};
+use super::runs::{RunEntry, Runs, TranscriptView};
 use super::sanitize::{has_escapes, sanitize};
-use crate::domain::{Approval, AuditKind, Timestamp, Verdict};
+use crate::domain::{Approval, AuditKind, Run, RunSummary, Timestamp, Verdict};
 use crate::frontend::{Connection, DecisionOutcome, DecisionRequest, FrontendEvent};
 use crossterm::event::{Event as CtEvent, KeyCode, KeyEvent, KeyEventKind};
 use serde_json::{Map, Value};
@@ -271,6 +272,15 @@ impl EditPrompt {
     }
 }
 
+/// What fills the main area (under any overlay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Queues, pending list, detail, history.
+    Dashboard,
+    /// The runs view (`r`).
+    Runs,
+}
+
 /// Modal state on top of the dashboard.
 #[derive(Clone, Debug)]
 pub enum Overlay {
@@ -353,6 +363,14 @@ pub enum Intent {
     /// Pick the next/previous common deny reason.
     PromptPick(isize),
     PromptSubmit,
+    /// Show or hide the runs view.
+    ToggleRuns,
+    MoveRun(Move),
+    /// The transcript of the selected approval's run (dashboard) or the selected run (runs view).
+    OpenTranscript,
+    CloseTranscript,
+    ScrollTranscript(Move),
+    ScrollHelp(Move),
 }
 
 /// What the event loop must do after a key.
@@ -361,6 +379,8 @@ pub enum Effect {
     Quit,
     Send(DecisionRequest),
     Escalate(Uuid),
+    /// Fetch the full run for the transcript; the answer goes to `on_run_fetched`.
+    FetchRun(Uuid),
 }
 
 /// A decision sent and not yet answered.
@@ -388,6 +408,11 @@ pub struct ConsoleState {
     queues: BTreeMap<String, Vec<SortKey>>,
     history: VecDeque<HistoryEntry>,
     inflight: HashMap<Uuid, InFlight>,
+    runs: Runs,
+    selected_run: Option<Uuid>,
+    pub view: View,
+    /// The open transcript, drawn over whichever view is under it.
+    pub transcript: Option<TranscriptView>,
     pub focus: Focus,
     pub overlay: Overlay,
     /// `None` = every queue.
@@ -408,6 +433,14 @@ pub struct ConsoleState {
     /// Lines the detail had at the last draw (to clamp scrolling).
     pub detail_lines: std::cell::Cell<usize>,
     pub detail_rows: std::cell::Cell<usize>,
+    /// The same for the runs list and the transcript.
+    pub runs_rows: std::cell::Cell<usize>,
+    pub runs_offset: std::cell::Cell<usize>,
+    pub transcript_lines: std::cell::Cell<usize>,
+    pub transcript_rows: std::cell::Cell<usize>,
+    /// The help overlay's scroll (when it is taller than the terminal), and its limit.
+    pub help_scroll: usize,
+    pub help_max_scroll: std::cell::Cell<usize>,
     /// Whether anything changed since the last draw.
     pub dirty: bool,
 }
@@ -427,6 +460,10 @@ impl ConsoleState {
             queues: BTreeMap::new(),
             history: VecDeque::new(),
             inflight: HashMap::new(),
+            runs: Runs::default(),
+            selected_run: None,
+            view: View::Dashboard,
+            transcript: None,
             focus: Focus::Pending,
             overlay: Overlay::None,
             selected_queue: None,
@@ -442,6 +479,12 @@ impl ConsoleState {
             list_offset: std::cell::Cell::new(0),
             detail_lines: std::cell::Cell::new(0),
             detail_rows: std::cell::Cell::new(10),
+            runs_rows: std::cell::Cell::new(10),
+            runs_offset: std::cell::Cell::new(0),
+            transcript_lines: std::cell::Cell::new(0),
+            transcript_rows: std::cell::Cell::new(10),
+            help_scroll: 0,
+            help_max_scroll: std::cell::Cell::new(0),
             dirty: true,
         }
     }
@@ -525,6 +568,39 @@ impl ConsoleState {
         self.inflight.len()
     }
 
+    /// Runs in the order the runs view shows them.
+    pub fn runs(&self) -> &[Uuid] {
+        self.runs.order()
+    }
+
+    pub fn run(&self, id: &Uuid) -> Option<&RunEntry> {
+        self.runs.get(id)
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.runs.active()
+    }
+
+    pub fn selected_run(&self) -> Option<Uuid> {
+        self.selected_run
+    }
+
+    pub fn selected_run_index(&self) -> Option<usize> {
+        self.selected_run.and_then(|id| self.runs.index_of(&id))
+    }
+
+    /// The run of an approval, as the runner knows it (`None` for external submissions,
+    /// whose `run_id` is the submitter's own and not a gatehouse run id).
+    pub fn run_of(a: &Approval) -> Option<Uuid> {
+        a.run_id.as_deref().and_then(|r| Uuid::parse_str(r).ok())
+    }
+
+    /// Whether the dashboard's detail of the selected approval is on screen (decide keys
+    /// act only on what the reviewer can see).
+    pub fn detail_visible(&self) -> bool {
+        self.view == View::Dashboard && self.transcript.is_none()
+    }
+
     /// Whether `e` is offered for this approval (the executor honours edits).
     pub fn editable(a: &Approval) -> bool {
         a.editable || a.run_id.is_some()
@@ -550,9 +626,12 @@ impl ConsoleState {
             FrontendEvent::Snapshot {
                 pending,
                 recent,
-                runs: _,
+                runs,
                 seq,
-            } => self.apply_snapshot(pending, recent, seq, mono),
+            } => {
+                self.apply_runs_snapshot(runs, seq);
+                self.apply_snapshot(pending, recent, seq, mono)
+            }
             FrontendEvent::Change(ev) => {
                 let ev = *ev;
                 if ev.seq != 0 && ev.seq <= self.seq {
@@ -561,7 +640,7 @@ impl ConsoleState {
                 self.seq = self.seq.max(ev.seq);
                 match ev.subject {
                     crate::domain::Subject::Approval(a) => self.apply_approval(a, ev.kind, mono),
-                    crate::domain::Subject::Run(_) => {}
+                    crate::domain::Subject::Run(r) => self.apply_run(*r, ev.seq),
                 }
             }
         }
@@ -621,6 +700,74 @@ impl ConsoleState {
         } else if self.selected.is_none() {
             self.select_at(0);
         }
+    }
+
+    fn apply_runs_snapshot(&mut self, runs: Vec<RunSummary>, seq: u64) {
+        let idx = self.selected_run_index();
+        self.runs.replace(runs, seq);
+        self.reselect_run(idx);
+        // the open transcript may have moved on while the link was down
+        if let Some(t) = &mut self.transcript {
+            t.stale = true;
+        }
+    }
+
+    fn apply_run(&mut self, r: RunSummary, seq: u64) {
+        let id = r.run_id;
+        let idx = self.selected_run_index();
+        if !self.runs.apply(r, seq) {
+            return;
+        }
+        self.reselect_run(idx);
+        if let Some(t) = &mut self.transcript
+            && t.run_id == id
+        {
+            t.stale = true;
+        }
+    }
+
+    /// Keep the selected run if it is still listed, else the row it was on.
+    fn reselect_run(&mut self, old_index: Option<usize>) {
+        if self
+            .selected_run
+            .is_some_and(|id| self.runs.get(&id).is_some())
+        {
+            return;
+        }
+        let order = self.runs.order();
+        self.selected_run = if order.is_empty() {
+            None
+        } else {
+            Some(order[old_index.unwrap_or(0).min(order.len() - 1)])
+        };
+    }
+
+    /// The run to fetch for the open transcript, if it changed since the last fetch and no
+    /// fetch is under way (updates arriving meanwhile are merged into one more fetch).
+    pub fn next_fetch(&mut self) -> Option<Uuid> {
+        let t = self.transcript.as_mut()?;
+        if t.stale && !t.loading {
+            t.stale = false;
+            t.loading = true;
+            return Some(t.run_id);
+        }
+        None
+    }
+
+    /// The answer to `Effect::FetchRun`.
+    pub fn on_run_fetched(&mut self, id: Uuid, result: Result<Run, String>) {
+        let Some(t) = self.transcript.as_mut().filter(|t| t.run_id == id) else {
+            return;
+        };
+        t.loading = false;
+        match result {
+            Ok(run) => {
+                t.run = Some(run);
+                t.error = None;
+            }
+            Err(e) => t.error = Some(e),
+        }
+        self.dirty = true;
     }
 
     fn apply_approval(&mut self, a: Approval, kind: AuditKind, mono: Instant) {
@@ -795,7 +942,8 @@ impl ConsoleState {
 
     /// Record what the last frame showed: the guard for decide keys starts here.
     pub fn mark_drawn(&mut self, mono: Instant) {
-        let shown = self.selected;
+        // the guard starts again when the detail comes back from another view
+        let shown = self.selected.filter(|_| self.detail_visible());
         let guard = if self.selection_by_event {
             DECIDE_GUARD_UNASKED
         } else {
@@ -811,7 +959,10 @@ impl ConsoleState {
 
     /// Whether a visible countdown or age needs a redraw each second.
     pub fn needs_tick(&self) -> bool {
-        !self.all.is_empty() || !self.inflight.is_empty()
+        !self.all.is_empty()
+            || !self.inflight.is_empty()
+            || (self.view == View::Runs && !self.runs.is_empty())
+            || self.transcript.is_some()
     }
 
     // ----- outcomes of decisions we sent -----
@@ -939,6 +1090,12 @@ impl ConsoleState {
             Overlay::Help => return panes::Help.handle_key(key, self),
             _ => {}
         }
+        if self.transcript.is_some() {
+            return super::run_panes::Transcript.handle_key(key, self);
+        }
+        if self.view == View::Runs {
+            return super::run_panes::RunsList.handle_key(key, self);
+        }
         if key.kind == KeyEventKind::Release {
             return None;
         }
@@ -962,6 +1119,8 @@ impl ConsoleState {
             Action::Escalate => Some(Intent::Decide(DecideKind::Escalate)),
             Action::Open => Some(Intent::ToggleFull),
             Action::Filter => Some(Intent::OpenFilter),
+            Action::Runs => Some(Intent::ToggleRuns),
+            Action::Transcript => Some(Intent::OpenTranscript),
             _ => None,
         };
         if global.is_some() {
@@ -1016,10 +1175,15 @@ impl ConsoleState {
         match intent {
             Intent::Quit => return Some(Effect::Quit),
             Intent::ToggleHelp => {
+                self.help_scroll = 0;
                 self.overlay = match self.overlay {
                     Overlay::Help => Overlay::None,
                     _ => Overlay::Help,
                 }
+            }
+            Intent::ScrollHelp(m) => {
+                let max = self.help_max_scroll.get();
+                self.help_scroll = m.apply(self.help_scroll.min(max), max + 1, 5).min(max);
             }
             Intent::FocusNext => self.focus = self.focus.step(1),
             Intent::FocusPrev => self.focus = self.focus.step(-1),
@@ -1116,8 +1280,71 @@ impl ConsoleState {
                 }
             }
             Intent::PromptSubmit => return self.submit_prompt(mono),
+            Intent::ToggleRuns => {
+                self.view = match self.view {
+                    View::Runs => View::Dashboard,
+                    View::Dashboard => View::Runs,
+                };
+                if self.view == View::Runs && self.selected_run_index().is_none() {
+                    self.reselect_run(None);
+                }
+            }
+            Intent::MoveRun(m) => {
+                let len = self.runs.len();
+                if len > 0 {
+                    let cur = self.selected_run_index().unwrap_or(0);
+                    let next = m.apply(cur, len, self.runs_rows.get());
+                    self.selected_run = Some(self.runs.order()[next]);
+                }
+            }
+            Intent::OpenTranscript => return self.open_transcript(mono),
+            Intent::CloseTranscript => self.transcript = None,
+            Intent::ScrollTranscript(m) => {
+                if let Some(t) = &mut self.transcript {
+                    let rows = self.transcript_rows.get();
+                    let max = self.transcript_lines.get().saturating_sub(rows);
+                    t.scroll = m.apply(t.scroll.min(max), max + 1, rows).min(max);
+                }
+            }
         }
         None
+    }
+
+    fn open_transcript(&mut self, mono: Instant) -> Option<Effect> {
+        let id = if self.view == View::Runs {
+            let Some(id) = self.selected_run else {
+                self.notify(NoticeKind::Info, "no run selected".into(), mono);
+                return None;
+            };
+            id
+        } else {
+            let Some(e) = self.selected_entry() else {
+                self.notify(NoticeKind::Info, "nothing selected".into(), mono);
+                return None;
+            };
+            let a = &e.approval;
+            match (&a.run_id, Self::run_of(a)) {
+                (_, Some(id)) => id,
+                (None, None) => {
+                    self.notify(
+                        NoticeKind::Info,
+                        "no transcript: this is an external submission, not a run".into(),
+                        mono,
+                    );
+                    return None;
+                }
+                (Some(r), None) => {
+                    let text = format!(
+                        "no transcript: run {} is the submitter's, not a gatehouse run",
+                        sanitize(r).0
+                    );
+                    self.notify(NoticeKind::Info, text, mono);
+                    return None;
+                }
+            }
+        };
+        self.transcript = Some(TranscriptView::new(id));
+        Some(Effect::FetchRun(id))
     }
 
     fn after_prompt_edit(&mut self) {
@@ -1165,7 +1392,7 @@ impl ConsoleState {
     }
 
     fn decide(&mut self, kind: DecideKind, mono: Instant) -> Option<Effect> {
-        if !matches!(self.overlay, Overlay::None | Overlay::Full) {
+        if !matches!(self.overlay, Overlay::None | Overlay::Full) || !self.detail_visible() {
             return None;
         }
         let a = self.guarded_target(mono)?.approval.clone();

@@ -184,6 +184,31 @@ fn send_escalation(
     });
 }
 
+type Fetched = (Uuid, Result<crate::domain::Run, String>);
+
+/// Fetch a run for the transcript; the answer (or why not) comes back on `out`.
+fn send_fetch(
+    commands: &mpsc::Sender<FrontendCommand>,
+    out: &mpsc::UnboundedSender<Fetched>,
+    run_id: Uuid,
+) {
+    let commands = commands.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        let (tx, rx) = oneshot::channel();
+        let result = match commands
+            .send(FrontendCommand::FetchRun { run_id, reply: tx })
+            .await
+        {
+            Err(_) => Err("the runner is not reachable".to_string()),
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err("no answer from the runner".to_string())),
+        };
+        let _ = out.send((run_id, result));
+    });
+}
+
 /// Takes over the terminal (alternate screen, raw mode, bracketed paste), runs until `q`,
 /// SIGTERM or SIGHUP, and restores the terminal on every exit path including panic.
 pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result<()> {
@@ -208,10 +233,15 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     full_repaint(&mut term)?;
     let mut input = EventStream::new();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Reply>();
+    let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel::<Fetched>();
     let mut events_open = true;
     let mut last_draw: Option<Instant> = None;
 
     loop {
+        // the open transcript's run changed: fetch it again (one fetch at a time)
+        if let Some(id) = st.next_fetch() {
+            send_fetch(&commands, &fetch_tx, id);
+        }
         if !ACTIVE.load(Ordering::SeqCst) {
             // a panic elsewhere in the process (say, a runner task) restored the terminal
             // and the console lives on: take the terminal back and repaint everything
@@ -260,6 +290,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
                         Some(Effect::Quit) => quit = true,
                         Some(Effect::Send(req)) => send_decision(&commands, &out_tx, req),
                         Some(Effect::Escalate(id)) => send_escalation(&commands, &out_tx, id),
+                        Some(Effect::FetchRun(id)) => send_fetch(&commands, &fetch_tx, id),
                         None => {}
                     },
                     Some(Err(e)) => return Err(e),
@@ -296,6 +327,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
                     next = out_rx.try_recv().ok();
                 }
             }
+            Some((id, result)) = fetch_rx.recv() => st.on_run_fetched(id, result),
             _ = sleep => {
                 if tick {
                     st.dirty = true;
