@@ -1121,6 +1121,48 @@ async fn killed_mid_tool(w: &mut World) -> (String, String) {
     (id, approval_id)
 }
 
+#[tokio::test]
+async fn an_approval_that_fell_due_while_the_daemon_was_down_expires_and_the_run_goes_on() {
+    let model = ModelServer::scripted(vec![
+        Reply::tools(
+            Some("A wire."),
+            &[call("w1", "wire_money", json!({"amount": 10}))],
+        ),
+        Reply::text("The wire timed out."),
+    ]);
+    let ws = Workspace::new();
+    ws.write_config(&config(ws.dir.path(), &model, &wires_config(ws.dir.path())));
+    let mut d = ws.start();
+    let id = start_run(&d.api(), "Payer", "Wire 10").await;
+    let run = wait_status(&d.api(), &id, "pending_approval").await;
+    let [aid] = <[String; 1]>::try_from(pending_ids(&run, 1)).unwrap();
+    let expires_at = d.api().approval(&aid).await["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.kill();
+    // Down past the approval's deadline (1 s after its creation).
+    let due = chrono::DateTime::parse_from_rfc3339(&expires_at).unwrap();
+    while chrono::Utc::now() <= due + chrono::Duration::milliseconds(200) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = ws.start();
+    let api = d.api();
+    let run = wait_status(&api, &id, "completed").await;
+    assert_eq!(run["output"], "The wire timed out.");
+    assert_eq!(api.approval(&aid).await["status"], "expired");
+    assert!(!ws.dir.path().join("wires.log").exists());
+    let m = last_message(&model.requests()[1]);
+    assert_eq!(m["tool_call_id"], "w1");
+    assert!(
+        m["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("No reviewer decided in time"),
+        "{m}"
+    );
+}
+
 fn slow_job_script() -> Vec<Reply> {
     vec![
         Reply::tools(
@@ -1711,15 +1753,16 @@ struct SseStream {
 }
 
 impl SseStream {
-    async fn connect(api: &Api) -> SseStream {
+    async fn connect(api: &Api, last_event_id: Option<u64>) -> SseStream {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let resp = tokio::time::timeout(
-            Duration::from_secs(10),
-            http.get(api.url("/v1/events")).bearer_auth(ALICE).send(),
-        )
-        .await
-        .expect("events answer in time")
-        .expect("events answer");
+        let mut r = http.get(api.url("/v1/events")).bearer_auth(ALICE);
+        if let Some(id) = last_event_id {
+            r = r.header("last-event-id", id.to_string());
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(10), r.send())
+            .await
+            .expect("events answer in time")
+            .expect("events answer");
         assert_eq!(resp.status(), 200);
         SseStream {
             body: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
@@ -1782,7 +1825,7 @@ async fn events_carry_run_updates() {
         Reply::text("Done with J1."),
     ]);
     let api = &w.api;
-    let mut events = SseStream::connect(api).await;
+    let mut events = SseStream::connect(api, None).await;
     let id = start_run(api, "Support", "Refund J1").await;
 
     let mut seen: Vec<Sse> = Vec::new();
@@ -1845,6 +1888,19 @@ async fn events_carry_run_updates() {
         seen.iter()
             .any(|e| e.event == "approval.decided" && e.data["approval"]["run_id"] == id.as_str())
     );
+
+    // Resuming with Last-Event-ID replays the same events from the log, run ones included.
+    let mut replay = SseStream::connect(api, Some(seen[0].id - 1)).await;
+    for live in &seen {
+        let e = replay
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("replay ended before event {}", live.id));
+        assert_eq!(e.id, live.id);
+        assert_eq!(e.event, live.event);
+        assert_eq!(e.data["kind"], live.data["kind"]);
+        assert_eq!(e.data["run"], live.data["run"], "event {}", e.id);
+    }
 }
 
 fn kinds(seen: &[Sse]) -> Vec<String> {
