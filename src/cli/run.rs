@@ -93,7 +93,9 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             }
             let mut last = None;
             loop {
-                let path = format!("/v1/runs/{}?wait=30", summary.run_id);
+                // Well inside the client's own 30 s request timeout (cli/remote.rs), so a
+                // run that stays paused longer is polled again rather than ending the CLI.
+                let path = format!("/v1/runs/{}?wait=20", summary.run_id);
                 let (code, v) = r.call(Method::GET, &path, None).await?;
                 if code != 200 {
                     return Err(remote_failure(code, &v));

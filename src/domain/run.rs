@@ -162,11 +162,15 @@ impl Run {
             started_by: self.started_by.clone(),
             status: self.status,
             turns: self.turns,
-            pending: self
-                .calls
-                .iter()
-                .filter_map(|c| c.state.awaited_approval())
-                .collect(),
+            // A finished (e.g. cancelled) run waits on nothing, whatever its calls were.
+            pending: if self.status.is_finished() {
+                Vec::new()
+            } else {
+                self.calls
+                    .iter()
+                    .filter_map(|c| c.state.awaited_approval())
+                    .collect()
+            },
             waiting_on: self.waiting_on(),
             output: self.output.clone(),
             error: self.error.clone(),

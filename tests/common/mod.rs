@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod model_server;
+
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read};
