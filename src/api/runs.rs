@@ -82,8 +82,21 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let id = parse_run_id(&raw)?;
     let mut wait = None;
+    let mut seen = None;
     for (k, v) in &params {
         match k.as_str() {
+            // `?wait=S&status=X`: return as soon as the status is not X (the caller's last
+            // view), so a change that happened before the request is not waited out.
+            "status" => {
+                seen = Some(
+                    serde_json::from_value::<crate::domain::RunStatus>(Value::String(v.clone()))
+                        .map_err(|_| {
+                            ApiError::unprocessable(format!(
+                                "status: {v:?} is not a run status (running, pending_approval, completed, failed, cancelled)"
+                            ))
+                        })?,
+                );
+            }
             "wait" => {
                 let secs: f64 = v
                     .parse()
@@ -112,7 +125,7 @@ pub async fn get_one(
     // `?wait=S` returns once the run has finished or changed status, or when S runs out.
     if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
-        let status = run.status;
+        let status = seen.unwrap_or(run.status);
         while !run.status.is_finished() && run.status == status {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => break,

@@ -92,15 +92,22 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
                 return Ok(());
             }
             let mut last = None;
+            let mut seen = summary.status;
             loop {
                 // Well inside the client's own 30 s request timeout (cli/remote.rs), so a
-                // run that stays paused longer is polled again rather than ending the CLI.
-                let path = format!("/v1/runs/{}?wait=20", summary.run_id);
+                // run that stays paused longer is polled again rather than ending the CLI;
+                // `status` is what we last saw, so a change before this request returns at once.
+                let path = format!(
+                    "/v1/runs/{}?wait=20&status={}",
+                    summary.run_id,
+                    seen.as_str()
+                );
                 let (code, v) = r.call(Method::GET, &path, None).await?;
                 if code != 200 {
                     return Err(remote_failure(code, &v));
                 }
                 let run: RunSummary = parse(v)?;
+                seen = run.status;
                 if let Some(end) = report(&run, &mut last) {
                     return end;
                 }

@@ -557,6 +557,16 @@ impl Runner {
             .collect();
         let mut ended = run;
         ended.status = RunStatus::Cancelled;
+        let reason = format!("run {id} was cancelled by {who}");
+        for c in &mut ended.calls {
+            if let Some(approval_id) = c.state.awaited_approval() {
+                c.state = CallState::Denied {
+                    approval_id: Some(approval_id),
+                    by: who.to_string(),
+                    message: format!("This action was cancelled: {reason}"),
+                };
+            }
+        }
         *self
             .metrics
             .runs_ended
@@ -576,7 +586,6 @@ impl Runner {
             json!({"cancelled_by": who}),
         )?;
         self.model_calls.remove(&id);
-        let reason = format!("run {id} was cancelled by {who}");
         for approval_id in awaited {
             self.cancel_approval(approval_id, who, &reason)?;
         }
