@@ -245,7 +245,11 @@ async fn wait_run(api: &Api, id: &str, what: &str, done: impl Fn(&Value) -> bool
             Instant::now() < deadline,
             "run {id} not {what} within {RUN_DEADLINE:?}: {run:#}"
         );
-        let r = api.get(Some(ALICE), &format!("/v1/runs/{id}?wait=1")).await;
+        // `status`: what we saw last, so a change made before this request returns at once.
+        let seen = run["status"].as_str().unwrap_or("running").to_string();
+        let r = api
+            .get(Some(ALICE), &format!("/v1/runs/{id}?wait=1&status={seen}"))
+            .await;
         assert_eq!(r.status, 200, "wait run: {r:?}");
         run = r.body;
     }
@@ -858,7 +862,7 @@ action = "deny"
 reason = "wires over $1000 are never allowed"
 [[policies.rules]]
 action = "ask"
-timeout = "1s"
+timeout = "3s"
 "#,
         cmd = appender(&dir.join("wires.log"), "wired"),
     )
@@ -886,7 +890,7 @@ async fn policy_denials_and_expiries_go_back_to_the_model() {
     let [small] = <[String; 1]>::try_from(pending_ids(&run, 1)).unwrap();
     assert_eq!(run["calls"][0]["state"], "denied", "{run:#}");
     assert_eq!(run["calls"][1]["state"], "waiting", "{run:#}");
-    // Nobody decides: it expires after 1 s and the run goes on.
+    // Nobody decides: it expires after 3 s and the run goes on.
     let run = wait_status(&api, &id, "completed").await;
     assert_eq!(run["output"], "Neither wire went out.");
     let a = api.approval(&small).await;
