@@ -1285,8 +1285,10 @@ impl ConsoleState {
                     View::Runs => View::Dashboard,
                     View::Dashboard => View::Runs,
                 };
-                if self.view == View::Runs && self.selected_run_index().is_none() {
-                    self.reselect_run(None);
+                // The view opens at its top (active runs first), not on a run picked long ago
+                // that has since moved down the list.
+                if self.view == View::Runs {
+                    self.selected_run = self.runs.order().first().copied();
                 }
             }
             Intent::MoveRun(m) => {
