@@ -362,6 +362,10 @@ fn serve(dir: &Path) -> (Daemon, String) {
 
 fn serve_on(dir: &Path, listen: &str) -> (Daemon, String) {
     let cfg = write_config(dir);
+    serve_config(dir, &cfg, listen)
+}
+
+fn serve_config(dir: &Path, cfg: &Path, listen: &str) -> (Daemon, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", cfg.to_str().unwrap(), "--data"])
         .arg(dir.join("data"))
@@ -758,4 +762,80 @@ fn idle_output() {
         after - before,
         (after - before) as f64 / secs as f64
     );
+}
+
+/// An agent using an MCP server that can never start: it fails, and is retried.
+const BROKEN_MCP_CONFIG: &str = r#"
+[models.demo]
+kind = "scripted"
+script = "customer_service"
+
+[[agents]]
+name = "DbAgent"
+instructions = "Query the database."
+model = "demo"
+tools = []
+mcp_servers = ["warehouse"]
+
+[[mcp_servers]]
+name = "warehouse"
+command = "sh"
+args = ["-c", "echo 'bad database url' >&2; exit 3"]
+"#;
+
+/// The status line warns of the failed server, and `S` shows why it failed.
+fn check_broken_server(c: &mut Console) {
+    c.wait_for("the MCP warning in the status line", |s| {
+        s.contains("⚠ mcp: warehouse")
+    });
+    c.send("S");
+    c.wait_for("the servers view with the failure", |s| {
+        s.contains("MCP servers (1) · 0 ready") && s.contains("bad database url")
+    });
+    // decide keys do nothing here
+    c.send("a");
+    c.send("S");
+    c.wait_for("back on the dashboard", |s| {
+        s.contains("Pending") && !s.contains("MCP servers (1)")
+    });
+}
+
+#[test]
+fn consoles_show_a_failed_mcp_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gatehouse.toml");
+    std::fs::write(&cfg, format!("{CONFIG}\n{BROKEN_MCP_CONFIG}")).unwrap();
+
+    // in process
+    let data = dir.path().join("embedded");
+    let mut c = Console::start(
+        &[
+            "console",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--reviewer",
+            "alice",
+        ],
+        &[],
+        100,
+        30,
+    );
+    check_broken_server(&mut c);
+    c.send("q");
+    assert!(c.wait_exit().success());
+    drop(c);
+
+    // over HTTP: polled from GET /v1/servers
+    let (_daemon, base) = serve_config(dir.path(), &cfg, "127.0.0.1:0");
+    let mut c = Console::start(
+        &["console", "--connect", &base],
+        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
+        100,
+        30,
+    );
+    check_broken_server(&mut c);
+    c.send("q");
+    assert!(c.wait_exit().success());
 }

@@ -8,6 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<FrontendCommand>(64);
+    tokio::spawn(servers(runner.clone(), ev_tx.clone()));
     let events_runner = runner.clone();
     tokio::spawn(async move {
         let runner = events_runner;
@@ -84,6 +85,42 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
         events: ev_rx,
         commands: cmd_tx,
         reviewer,
+    }
+}
+
+/// Bursts of MCP state changes (a restart is several) within this long are sent as one.
+pub const SERVERS_COALESCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The MCP servers' state: once at start, then after every change (bursts coalesced).
+async fn servers(runner: RunnerHandle, tx: mpsc::Sender<FrontendEvent>) {
+    let view = |r: &RunnerHandle| {
+        r.mcp_status()
+            .iter()
+            .map(ServerView::from_status)
+            .collect::<Vec<_>>()
+    };
+    let mut changes = runner.mcp_changes();
+    if let Some(c) = &mut changes {
+        c.borrow_and_update();
+    }
+    let mut last = view(&runner);
+    if tx.send(FrontendEvent::Servers(last.clone())).await.is_err() {
+        return;
+    }
+    let Some(mut changes) = changes else {
+        return; // no MCP servers configured: nothing will change
+    };
+    while changes.changed().await.is_ok() {
+        tokio::time::sleep(SERVERS_COALESCE).await;
+        changes.borrow_and_update();
+        let now = view(&runner);
+        if now == last {
+            continue;
+        }
+        last = now.clone();
+        if tx.send(FrontendEvent::Servers(now)).await.is_err() {
+            return;
+        }
     }
 }
 

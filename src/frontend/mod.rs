@@ -39,6 +39,67 @@ pub enum FrontendEvent {
     /// One change, in sequence order.
     Change(Box<Event>),
     Connection(Connection),
+    /// The MCP servers and their state, whole (sent at start and whenever any changes; empty
+    /// when there are none, or the daemon is too old to say).
+    Servers(Vec<ServerView>),
+}
+
+/// One MCP server as a front end shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerView {
+    pub name: String,
+    /// `ready`, `starting`, `restarting`, `stopped` or `failed: why` (the text of
+    /// `GET /v1/servers`).
+    pub state: String,
+    pub ready: bool,
+    /// Tools as last listed.
+    pub tools: usize,
+    /// Start attempts after the first one.
+    pub restarts: u32,
+}
+
+impl ServerView {
+    pub fn from_status(s: &crate::tools::mcp::McpServerStatus) -> ServerView {
+        ServerView {
+            name: s.name.clone(),
+            state: s.state.to_string(),
+            ready: s.state == crate::tools::mcp::McpServerState::Ready,
+            tools: s.tools,
+            restarts: s.restarts,
+        }
+    }
+
+    /// One entry of `GET /v1/servers`; `None` when it has no name.
+    pub fn from_json(v: &Value) -> Option<ServerView> {
+        let state = v.get("state").and_then(Value::as_str).unwrap_or("unknown");
+        Some(ServerView {
+            name: v.get("name")?.as_str()?.to_string(),
+            ready: state == "ready",
+            state: state.to_string(),
+            tools: v.get("tools").and_then(Value::as_u64).unwrap_or(0) as usize,
+            restarts: v
+                .get("restarts")
+                .and_then(Value::as_u64)
+                .map_or(0, |n| n.min(u32::MAX as u64) as u32),
+        })
+    }
+
+    /// The state in one word: `ready`, `failed`, `starting`, …
+    pub fn word(&self) -> &str {
+        self.state.split(':').next().unwrap_or("").trim()
+    }
+
+    /// Why it failed, if it did.
+    pub fn error(&self) -> Option<&str> {
+        self.state
+            .strip_prefix("failed:")
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
+    pub fn failed(&self) -> bool {
+        self.word() == "failed"
+    }
 }
 
 /// A reviewer's decision as sent by a front end.

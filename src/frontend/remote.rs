@@ -54,12 +54,21 @@ pub fn link(base: String, token: String, reviewer: String) -> Result<FrontendLin
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let request_client = client(Duration::from_secs(15))?;
+    let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(poll_servers(
+        base.clone(),
+        token.clone(),
+        client(SERVERS_POLL)?,
+        ev_tx.clone(),
+        connected_rx,
+    ));
     tokio::spawn(events(
         base.clone(),
         token.clone(),
         stream_client,
         request_client.clone(),
         ev_tx,
+        connected_tx,
     ));
     let who = reviewer.clone();
     tokio::spawn(async move {
@@ -98,6 +107,7 @@ async fn events(
     stream: Client,
     requests: Client,
     tx: mpsc::Sender<FrontendEvent>,
+    connected: tokio::sync::watch::Sender<bool>,
 ) {
     let mut last: Option<u64> = None;
     let mut attempt = 0u32;
@@ -120,6 +130,7 @@ async fn events(
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
+                connected.send_replace(false);
                 attempt += 1;
                 if !reconnecting(&tx, &base, attempt, e).await {
                     return;
@@ -165,6 +176,7 @@ async fn events(
                 }
             }
         }
+        connected.send_replace(true);
         let mut sse = resp.bytes_stream().eventsource();
         let end = loop {
             match sse.next().await {
@@ -181,11 +193,71 @@ async fn events(
                 }
             }
         };
+        connected.send_replace(false);
         attempt += 1;
         if !reconnecting(&tx, &base, attempt, end).await {
             return;
         }
     }
+}
+
+/// How often a remote console asks for the MCP servers' state.
+pub const SERVERS_POLL: Duration = Duration::from_secs(4);
+
+/// The MCP servers' state, polled while the event stream is connected (and at once after
+/// each connection). Sent only when it changed; a failed poll keeps what was last known.
+async fn poll_servers(
+    base: String,
+    token: String,
+    client: Client,
+    tx: mpsc::Sender<FrontendEvent>,
+    mut connected: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last: Option<Vec<ServerView>> = None;
+    loop {
+        if connected.wait_for(|c| *c).await.is_err() {
+            return;
+        }
+        if let Ok(now) = servers(&client, &base, &token).await
+            && last.as_ref() != Some(&now)
+        {
+            last = Some(now.clone());
+            if tx.send(FrontendEvent::Servers(now)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SERVERS_POLL) => {}
+            r = connected.changed() => if r.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// `GET /v1/servers`. A daemon without the endpoint (404) or a token that may not list
+/// servers (403) has none to show.
+async fn servers(client: &Client, base: &str, token: &str) -> Result<Vec<ServerView>, String> {
+    let resp = client
+        .get(format!("{base}/v1/servers"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => return Ok(Vec::new()),
+        s => return Err(format!("HTTP {s}")),
+    }
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    Ok(servers_from_json(&v))
+}
+
+/// The servers of a `GET /v1/servers` answer.
+pub fn servers_from_json(v: &Value) -> Vec<ServerView> {
+    v["servers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(ServerView::from_json).collect())
+        .unwrap_or_default()
 }
 
 /// Report the broken link and wait before the next try. False when the console is gone.
@@ -449,5 +521,52 @@ mod tests {
         v["calls"] = serde_json::to_value(&run.calls).unwrap();
         assert_eq!(run_from_json(v).unwrap(), run);
         assert!(run_from_json(json!({"run_id": "x"})).is_err());
+    }
+
+    #[test]
+    fn servers_json_reads_back() {
+        // what `GET /v1/servers` sends
+        let v = json!({"servers": [
+            {"name": "github", "state": "ready", "tools": 26, "restarts": 0, "pid": 41},
+            {"name": "postgres", "state": "failed: cannot start \"npx\": gone", "tools": 1,
+             "restarts": 3, "pid": null},
+            {"name": "files", "state": "restarting", "tools": 11, "restarts": 1},
+            {"state": "ready"},
+        ]});
+        let s = servers_from_json(&v);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[0].ready && s[0].tools == 26 && s[0].error().is_none());
+        assert!(!s[1].ready && s[1].failed());
+        assert_eq!(s[1].word(), "failed");
+        assert_eq!(s[1].error(), Some("cannot start \"npx\": gone"));
+        assert_eq!(s[1].restarts, 3);
+        assert!(!s[2].ready && !s[2].failed());
+        assert_eq!(s[2].word(), "restarting");
+        assert!(servers_from_json(&json!({"error": {}})).is_empty());
+    }
+
+    #[test]
+    fn local_status_becomes_the_same_view() {
+        use crate::tools::mcp::{McpServerState, McpServerStatus};
+        let st = McpServerStatus {
+            name: "postgres".into(),
+            state: McpServerState::Failed {
+                error: "refused".into(),
+            },
+            tools: 1,
+            restarts: 2,
+            pid: None,
+        };
+        let v = ServerView::from_status(&st);
+        // the daemon's JSON of the same status reads back to the same view
+        let json = json!({"servers": [{"name": st.name, "state": st.state.to_string(),
+            "tools": st.tools, "restarts": st.restarts, "pid": st.pid}]});
+        assert_eq!(servers_from_json(&json), vec![v.clone()]);
+        assert_eq!(v.error(), Some("refused"));
+        let ready = ServerView::from_status(&McpServerStatus {
+            state: McpServerState::Ready,
+            ..st
+        });
+        assert!(ready.ready && ready.word() == "ready");
     }
 }

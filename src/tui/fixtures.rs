@@ -475,3 +475,27 @@ pub fn transcript_run() -> Run {
         updated_at: now - Duration::seconds(40),
     }
 }
+
+/// MCP servers in every state, one with a hostile name and a long failure text.
+pub fn servers_scene() -> Vec<crate::frontend::ServerView> {
+    let s = |name: &str, state: &str, tools: usize, restarts: u32| crate::frontend::ServerView {
+        name: name.into(),
+        state: state.into(),
+        ready: state == "ready",
+        tools,
+        restarts,
+    };
+    vec![
+        s("github", "ready", 26, 0),
+        s(
+            "postgres",
+            "failed: cannot start \"npx\": connection to postgresql://db.internal:5432/app \
+             refused\u{1b}[2J after 5 s (PGCONNECT_TIMEOUT)",
+            1,
+            3,
+        ),
+        s("files", "restarting", 11, 1),
+        s("search\u{202e}gnp", "starting", 0, 0),
+        s("mailer", "stopped", 2, 0),
+    ]
+}

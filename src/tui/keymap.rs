@@ -40,6 +40,7 @@ actions! {
     Escalate => "escalate", "move the approval to the next escalation tier now", ["x"];
     Open => "open", "open the selected approval full-screen", ["enter"];
     Runs => "runs", "show or hide the runs view", ["r"];
+    Servers => "servers", "show or hide the MCP servers view", ["S"];
     Transcript => "transcript", "open the run transcript of the selected approval or run", ["t"];
     Filter => "filter", "filter the list by text", ["/"];
     Help => "help", "show or hide this help", ["?"];
@@ -336,6 +337,13 @@ mod tests {
             (press(KeyCode::Char('/'), n), Action::Filter),
             (press(KeyCode::Char('?'), KeyModifiers::SHIFT), Action::Help),
             (press(KeyCode::Char('q'), n), Action::Quit),
+            (
+                press(KeyCode::Char('S'), KeyModifiers::SHIFT),
+                Action::Servers,
+            ),
+            (press(KeyCode::Char('S'), n), Action::Servers),
+            (press(KeyCode::Char('r'), n), Action::Runs),
+            (press(KeyCode::Char('t'), n), Action::Transcript),
             (
                 press(KeyCode::Char('c'), KeyModifiers::CONTROL),
                 Action::Quit,

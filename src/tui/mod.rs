@@ -15,6 +15,7 @@ pub mod panes;
 pub mod run_panes;
 pub mod runs;
 pub mod sanitize;
+pub mod servers;
 pub mod state;
 pub mod term;
 pub mod theme;

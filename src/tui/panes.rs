@@ -102,6 +102,8 @@ pub fn draw(st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) -> O
         super::run_panes::Transcript.render(st, theme, a.main, buf);
     } else if st.view == View::Runs {
         super::run_panes::RunsList.render(st, theme, a.main, buf);
+    } else if st.view == View::Servers {
+        super::servers::ServersList.render(st, theme, a.main, buf);
     } else if matches!(st.overlay, Overlay::Full) {
         Detail.render(st, theme, a.main, buf);
     } else {
@@ -808,7 +810,18 @@ fn history_lines(h: &HistoryEntry, now: Timestamp, w: usize, theme: &Theme) -> V
         Span::styled(when, theme.style(Role::Muted)),
     ])];
     let who = if h.by.is_empty() { "?" } else { &h.by };
-    let mut second = format!("  {} by {who}", a.status.as_str());
+    // The server of the tool leads the second line: the first keeps its room for the tool.
+    let mut second = String::from("  ");
+    if !h.server.is_empty() {
+        let server_w = (w * 2 / 5).max(6);
+        let server = if h.server.width() > server_w {
+            fit(&h.server, server_w)
+        } else {
+            h.server.clone()
+        };
+        second.push_str(&format!("@{server} "));
+    }
+    second.push_str(&format!("{} by {who}", a.status.as_str()));
     if !h.reason.is_empty() {
         second.push_str(": ");
         second.push_str(&h.reason);
@@ -850,10 +863,22 @@ pub fn hints(st: &ConsoleState) -> Vec<(String, &'static str)> {
         v.push((k.hint(Action::Help), "help"));
         return v;
     }
+    // the servers key is offered where there are servers to see
+    let servers = !st.servers().is_empty();
     if st.view == View::Runs {
         v.push((k.hint(Action::Open), "transcript"));
         v.push(move_hint());
         v.push((k.hint(Action::Runs), "close"));
+        if servers {
+            v.push((k.hint(Action::Servers), "servers"));
+        }
+        v.push((k.hint(Action::Help), "help"));
+        return v;
+    }
+    if st.view == View::Servers {
+        v.push((k.hint(Action::Servers), "close"));
+        v.push(move_hint());
+        v.push((k.hint(Action::Runs), "runs"));
         v.push((k.hint(Action::Help), "help"));
         return v;
     }
@@ -880,6 +905,9 @@ pub fn hints(st: &ConsoleState) -> Vec<(String, &'static str)> {
     v.push((k.hint(Action::Help), "help"));
     v.push((k.hint(Action::Quit), "quit"));
     v.push((k.hint(Action::Runs), "runs"));
+    if servers {
+        v.push((k.hint(Action::Servers), "servers"));
+    }
     v.push((k.hint(Action::Filter), "filter"));
     v.push((k.hint(Action::NextPane), "pane"));
     v.push(move_hint());
@@ -926,16 +954,17 @@ impl Pane for StatusLine {
             Span::styled("│ ", status),
             Span::styled(format!("{conn} "), status.patch(theme.style(conn_role))),
             Span::styled("│ ", status),
-            Span::styled(
-                format!(
-                    "{} pending · {} queue{}",
-                    st.pending_count(),
-                    st.queue_count(),
-                    if st.queue_count() == 1 { "" } else { "s" }
-                ),
-                status,
-            ),
         ];
+        let warning_at = spans.len();
+        spans.push(Span::styled(
+            format!(
+                "{} pending · {} queue{}",
+                st.pending_count(),
+                st.queue_count(),
+                if st.queue_count() == 1 { "" } else { "s" }
+            ),
+            status,
+        ));
         if !st.runs().is_empty() {
             spans.push(Span::styled(
                 format!(
@@ -951,6 +980,21 @@ impl Pane for StatusLine {
                 format!(" · {} sending", st.inflight_count()),
                 status.patch(theme.style(Role::Sending)),
             ));
+        }
+        // an MCP server that is not ready is a health problem like the link: shown beside it,
+        // shortened when the counts would not fit
+        let used: usize = spans.iter().map(|s| s.width()).sum();
+        let warning = super::servers::status_warning(st, false)
+            .filter(|(w, _)| used + w.width() + 3 <= row.width as usize)
+            .or_else(|| super::servers::status_warning(st, true));
+        if let Some((warning, role)) = warning {
+            spans.splice(
+                warning_at..warning_at,
+                [
+                    Span::styled(format!("{warning} "), status.patch(theme.style(role))),
+                    Span::styled("│ ", status),
+                ],
+            );
         }
         buf.set_line(row.x, row.y, &Line::from(spans), row.width);
         if area.height < 2 {
@@ -1072,8 +1116,8 @@ impl Pane for Help {
              whose outcome is unknown (gatehouse stopped while it ran).",
             "Decide keys are ignored until the approval has been on screen 0.3 s (1 s when it \
              replaced one decided elsewhere). Pasted text never decides.",
-            "The runs view and the transcript close with Esc (or the key that opened them); \
-             decide keys work only on the dashboard.",
+            "The runs and servers views and the transcript close with Esc (or the key that \
+             opened them); decide keys work only on the dashboard.",
         ] {
             lines.push(Line::from(Span::styled(note, theme.style(Role::Muted))));
         }

@@ -70,6 +70,7 @@ impl Pane for RunsList {
         match st.keymap.action(key)? {
             Action::Runs | Action::Quit => Some(Intent::ToggleRuns),
             Action::Open | Action::Transcript => Some(Intent::OpenTranscript),
+            Action::Servers => Some(Intent::ToggleServers),
             Action::Help => Some(Intent::ToggleHelp),
             _ => movement(key, st).map(Intent::MoveRun),
         }

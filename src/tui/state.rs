@@ -5,6 +5,7 @@
 use super::keymap::{Action, Keymap};
 use super::runs::{RunEntry, Runs, TranscriptView};
 use super::sanitize::{has_escapes, sanitize};
+use super::servers::ServerEntry;
 use crate::domain::{Approval, AuditKind, Run, RunSummary, Timestamp, Verdict};
 use crate::frontend::{Connection, DecisionOutcome, DecisionRequest, FrontendEvent};
 use crossterm::event::{Event as CtEvent, KeyCode, KeyEvent, KeyEventKind};
@@ -151,16 +152,24 @@ pub fn approval_has_escapes(a: &Approval) -> bool {
 pub struct HistoryEntry {
     pub approval: Approval,
     pub tool: String,
+    /// The MCP server of the tool; empty for a local tool or an external submission.
+    pub server: String,
     pub by: String,
     pub reason: String,
     pub escaped: bool,
-    /// Lower-case text the `/` filter matches: tool, reviewer, outcome, reason, agent, queue.
+    /// Lower-case text the `/` filter matches: tool, reviewer, outcome, reason, agent, queue,
+    /// server.
     haystack: String,
 }
 
 impl HistoryEntry {
     pub fn new(approval: Approval) -> HistoryEntry {
         let tool = sanitize(&approval.tool).0.into_owned();
+        let server = approval
+            .server
+            .as_deref()
+            .map(|s| sanitize(s).0.into_owned())
+            .unwrap_or_default();
         let (by, reason) = match &approval.decision {
             Some(d) => (
                 sanitize(&d.by).0.into_owned(),
@@ -176,7 +185,7 @@ impl HistoryEntry {
                 has_escapes(&d.by) || d.reason.as_deref().is_some_and(has_escapes)
             });
         let haystack = format!(
-            "{tool}\n{by}\n{}\n{reason}\n{}\n{}",
+            "{tool}\n{by}\n{}\n{reason}\n{}\n{}\n{server}",
             approval.status.as_str(),
             approval.agent.as_deref().unwrap_or(""),
             approval.queue
@@ -185,6 +194,7 @@ impl HistoryEntry {
         HistoryEntry {
             approval,
             tool,
+            server,
             by,
             reason,
             escaped,
@@ -279,6 +289,8 @@ pub enum View {
     Dashboard,
     /// The runs view (`r`).
     Runs,
+    /// The MCP servers view (`S`).
+    Servers,
 }
 
 /// Modal state on top of the dashboard.
@@ -366,6 +378,9 @@ pub enum Intent {
     /// Show or hide the runs view.
     ToggleRuns,
     MoveRun(Move),
+    /// Show or hide the MCP servers view.
+    ToggleServers,
+    MoveServer(Move),
     /// The transcript of the selected approval's run (dashboard) or the selected run (runs view).
     OpenTranscript,
     CloseTranscript,
@@ -410,6 +425,9 @@ pub struct ConsoleState {
     inflight: HashMap<Uuid, InFlight>,
     runs: Runs,
     selected_run: Option<Uuid>,
+    /// The MCP servers, in the runner's (config) order.
+    servers: Vec<ServerEntry>,
+    selected_server: usize,
     pub view: View,
     /// The open transcript, drawn over whichever view is under it.
     pub transcript: Option<TranscriptView>,
@@ -436,6 +454,8 @@ pub struct ConsoleState {
     /// The same for the runs list and the transcript.
     pub runs_rows: std::cell::Cell<usize>,
     pub runs_offset: std::cell::Cell<usize>,
+    pub servers_rows: std::cell::Cell<usize>,
+    pub servers_offset: std::cell::Cell<usize>,
     pub transcript_lines: std::cell::Cell<usize>,
     pub transcript_rows: std::cell::Cell<usize>,
     /// The help overlay's scroll (when it is taller than the terminal), and its limit.
@@ -462,6 +482,8 @@ impl ConsoleState {
             inflight: HashMap::new(),
             runs: Runs::default(),
             selected_run: None,
+            servers: Vec::new(),
+            selected_server: 0,
             view: View::Dashboard,
             transcript: None,
             focus: Focus::Pending,
@@ -481,6 +503,8 @@ impl ConsoleState {
             detail_rows: std::cell::Cell::new(10),
             runs_rows: std::cell::Cell::new(10),
             runs_offset: std::cell::Cell::new(0),
+            servers_rows: std::cell::Cell::new(10),
+            servers_offset: std::cell::Cell::new(0),
             transcript_lines: std::cell::Cell::new(0),
             transcript_rows: std::cell::Cell::new(10),
             help_scroll: 0,
@@ -589,6 +613,17 @@ impl ConsoleState {
         self.selected_run.and_then(|id| self.runs.index_of(&id))
     }
 
+    /// The MCP servers, in the runner's order.
+    pub fn servers(&self) -> &[ServerEntry] {
+        &self.servers
+    }
+
+    /// The selected row of the servers view (0 when there are none).
+    pub fn selected_server(&self) -> usize {
+        self.selected_server
+            .min(self.servers.len().saturating_sub(1))
+    }
+
     /// The run of an approval, as the runner knows it (`None` for external submissions,
     /// whose `run_id` is the submitter's own and not a gatehouse run id).
     pub fn run_of(a: &Approval) -> Option<Uuid> {
@@ -622,6 +657,18 @@ impl ConsoleState {
             FrontendEvent::Connection(c) => {
                 self.link_closed = false;
                 self.connection = c;
+            }
+            FrontendEvent::Servers(list) => {
+                // keep the selected server selected if it is still there
+                let name = self
+                    .servers
+                    .get(self.selected_server)
+                    .map(|e| e.view.name.clone());
+                self.servers = list.into_iter().map(ServerEntry::new).collect();
+                self.selected_server = name
+                    .and_then(|n| self.servers.iter().position(|e| e.view.name == n))
+                    .unwrap_or(self.selected_server)
+                    .min(self.servers.len().saturating_sub(1));
             }
             FrontendEvent::Snapshot {
                 pending,
@@ -1096,6 +1143,9 @@ impl ConsoleState {
         if self.view == View::Runs {
             return super::run_panes::RunsList.handle_key(key, self);
         }
+        if self.view == View::Servers {
+            return super::servers::ServersList.handle_key(key, self);
+        }
         if key.kind == KeyEventKind::Release {
             return None;
         }
@@ -1120,6 +1170,7 @@ impl ConsoleState {
             Action::Open => Some(Intent::ToggleFull),
             Action::Filter => Some(Intent::OpenFilter),
             Action::Runs => Some(Intent::ToggleRuns),
+            Action::Servers => Some(Intent::ToggleServers),
             Action::Transcript => Some(Intent::OpenTranscript),
             _ => None,
         };
@@ -1283,7 +1334,7 @@ impl ConsoleState {
             Intent::ToggleRuns => {
                 self.view = match self.view {
                     View::Runs => View::Dashboard,
-                    View::Dashboard => View::Runs,
+                    View::Dashboard | View::Servers => View::Runs,
                 };
                 // The view opens at its top (active runs first), not on a run picked long ago
                 // that has since moved down the list.
@@ -1298,6 +1349,17 @@ impl ConsoleState {
                     let next = m.apply(cur, len, self.runs_rows.get());
                     self.selected_run = Some(self.runs.order()[next]);
                 }
+            }
+            Intent::ToggleServers => {
+                self.view = match self.view {
+                    View::Servers => View::Dashboard,
+                    View::Dashboard | View::Runs => View::Servers,
+                };
+            }
+            Intent::MoveServer(m) => {
+                let len = self.servers.len();
+                self.selected_server =
+                    m.apply(self.selected_server(), len, self.servers_rows.get());
             }
             Intent::OpenTranscript => return self.open_transcript(mono),
             Intent::CloseTranscript => self.transcript = None,

@@ -318,6 +318,7 @@ fn every_keymap_action_has_an_intent() {
                 Action::Open => Intent::ToggleFull,
                 Action::Filter => Intent::OpenFilter,
                 Action::Runs => Intent::ToggleRuns,
+                Action::Servers => Intent::ToggleServers,
                 Action::Transcript => Intent::OpenTranscript,
                 Action::Help => Intent::ToggleHelp,
                 Action::Quit => Intent::Quit,
@@ -1445,4 +1446,204 @@ fn transcript_shows_every_call_state_escaped() {
     for c in screen.chars() {
         assert!(c == '\n' || !super::sanitize::needs_escape(c), "{c:?}");
     }
+}
+
+// ---------- MCP servers ----------
+
+fn servers_event() -> FrontendEvent {
+    FrontendEvent::Servers(fixtures::servers_scene())
+}
+
+/// The scene with the MCP servers, and a decided call of a server's tool in the history.
+fn servers_state(t0: Instant) -> ConsoleState {
+    let mut st = scene_state(t0);
+    st.apply(servers_event(), t0);
+    let (pending, _) = fixtures::scene();
+    let query = pending.into_iter().find(|a| a.tool == "query").unwrap();
+    let denied = decided(
+        query,
+        ApprovalStatus::Denied,
+        "bob",
+        Some("not on prod"),
+        30,
+    );
+    st.apply(
+        FrontendEvent::Change(Box::new(Event {
+            seq: 11,
+            kind: AuditKind::ApprovalDecided,
+            at: fixed_now(),
+            subject: crate::domain::Subject::Approval(denied),
+        })),
+        t0,
+    );
+    st.notice = None;
+    st
+}
+
+#[test]
+fn snapshot_servers_view() {
+    let t0 = Instant::now();
+    let mut st = servers_state(t0);
+    assert_eq!(st.handle_key(&ch('S'), t0), None);
+    assert_eq!(st.view, View::Servers);
+    st.handle_key(&ch('j'), t0);
+    assert_eq!(st.selected_server(), 1);
+    snap("servers_view", &st);
+    let text = screen_text(&st, 120, 35);
+    // the failure text is escaped, never passed through
+    assert!(text.contains("refused\\u{1b}[2J"), "{text}");
+    assert!(text.contains("search\\u{202e}gnp"), "{text}");
+    for c in text.chars() {
+        assert!(c == '\n' || !super::sanitize::needs_escape(c), "{c:?}");
+    }
+}
+
+#[test]
+fn snapshot_servers_warning() {
+    let t0 = Instant::now();
+    let st = servers_state(t0);
+    snap("servers_warning", &st);
+    for (w, h) in [(80, 24), (120, 35)] {
+        let text = screen_text(&st, w, h);
+        let want = if w == 80 {
+            "⚠ mcp: postgres failed │ 4 pending · 3 queue"
+        } else {
+            "⚠ mcp: postgres failed (+3) │ 4 pending · 3 queues"
+        };
+        assert!(text.contains(want), "{text}");
+        // the history shows the server beside the tool, whose name stays whole
+        assert!(text.contains("│✗ query "), "{text}");
+        assert!(text.contains("@postgres denied"), "{text}");
+        // the servers key is offered now that there are servers
+        assert!(text.contains(" S servers"), "{text}");
+    }
+}
+
+#[test]
+fn snapshot_servers_view_empty() {
+    let t0 = Instant::now();
+    let mut st = scene_state(t0);
+    st.apply(FrontendEvent::Servers(Vec::new()), t0);
+    st.handle_key(&ch('S'), t0);
+    assert_eq!(st.view, View::Servers);
+    let text = screen_text(&st, 80, 24);
+    assert!(text.contains("No MCP servers."), "{text}");
+    assert!(!text.contains("mcp:"), "{text}");
+}
+
+#[test]
+fn servers_warning_only_when_one_is_not_ready() {
+    use super::servers::status_warning;
+    use super::theme::Role;
+    let t0 = Instant::now();
+    let mut st = scene_state(t0);
+    assert_eq!(status_warning(&st, false), None);
+    let mut list = fixtures::servers_scene();
+    list.retain(|s| s.ready);
+    st.apply(FrontendEvent::Servers(list.clone()), t0);
+    assert_eq!(status_warning(&st, false), None);
+    assert!(!screen_text(&st, 120, 35).contains("mcp:"));
+    // one on its way: a warning, not danger
+    let mut starting = fixtures::servers_scene()[2].clone();
+    starting.name = "files".into();
+    list.push(starting);
+    st.apply(FrontendEvent::Servers(list.clone()), t0);
+    assert_eq!(
+        status_warning(&st, false),
+        Some(("⚠ mcp: files restarting".to_string(), Role::Warning))
+    );
+    // a failed one comes first, as danger; its name is escaped
+    let mut failed = fixtures::servers_scene()[1].clone();
+    failed.name = "pg\u{1b}[31m".into();
+    list.push(failed);
+    st.apply(FrontendEvent::Servers(list), t0);
+    assert_eq!(
+        status_warning(&st, false),
+        Some(("⚠ mcp: pg\\u{1b}[31m failed (+1)".to_string(), Role::Danger))
+    );
+    // all ready again: gone
+    st.apply(FrontendEvent::Servers(Vec::new()), t0);
+    assert_eq!(status_warning(&st, false), None);
+}
+
+#[test]
+fn servers_view_keys() {
+    let t0 = Instant::now();
+    let mut st = servers_state(t0);
+    assert_eq!(st.intent_for(&ch('S')), Some(Intent::ToggleServers));
+    st.handle_key(&ch('S'), t0);
+    assert_eq!(
+        st.intent_for(&ch('j')),
+        Some(Intent::MoveServer(Move::By(1)))
+    );
+    assert_eq!(
+        st.intent_for(&ch('k')),
+        Some(Intent::MoveServer(Move::By(-1)))
+    );
+    assert_eq!(
+        st.intent_for(&key(KeyCode::End)),
+        Some(Intent::MoveServer(Move::Bottom))
+    );
+    assert_eq!(st.intent_for(&ch('S')), Some(Intent::ToggleServers));
+    assert_eq!(
+        st.intent_for(&key(KeyCode::Esc)),
+        Some(Intent::ToggleServers)
+    );
+    assert_eq!(st.intent_for(&ch('q')), Some(Intent::ToggleServers));
+    assert_eq!(st.intent_for(&ch('?')), Some(Intent::ToggleHelp));
+    assert_eq!(st.intent_for(&ch('r')), Some(Intent::ToggleRuns));
+    assert_eq!(
+        st.intent_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Some(Intent::Quit)
+    );
+    // decide keys do nothing here: no approval is on screen
+    for c in ['a', 'A', 'd', 'e', 'x', '/', 't'] {
+        assert_eq!(st.intent_for(&ch(c)), None, "{c}");
+    }
+    assert_eq!(st.intent_for(&key(KeyCode::Enter)), None);
+    assert_eq!(
+        st.apply_intent(Intent::Decide(DecideKind::Approve), later(t0, 5000)),
+        None
+    );
+    st.handle_key(&key(KeyCode::End), t0);
+    assert_eq!(st.selected_server(), 4);
+    // the selection follows its server when the list changes
+    let mut list = fixtures::servers_scene();
+    list.rotate_left(1);
+    st.apply(FrontendEvent::Servers(list), t0);
+    assert_eq!(st.selected_server(), 3);
+    // `r` goes to the runs view, `S` from there back here, `S` again to the dashboard
+    st.handle_key(&ch('r'), t0);
+    assert_eq!(st.view, View::Runs);
+    assert_eq!(st.intent_for(&ch('S')), Some(Intent::ToggleServers));
+    st.handle_key(&ch('S'), t0);
+    assert_eq!(st.view, View::Servers);
+    st.handle_key(&ch('S'), t0);
+    assert_eq!(st.view, View::Dashboard);
+    // back on the dashboard the decide guard starts again
+    st.mark_drawn(later(t0, 100));
+    assert_eq!(st.handle_key(&ch('a'), later(t0, 200)), None);
+}
+
+#[test]
+fn servers_key_is_overridable() {
+    let mut o = std::collections::BTreeMap::new();
+    o.insert("servers".to_string(), toml::Value::String("F2".into()));
+    let km = Keymap::with_overrides(&o).unwrap();
+    let t0 = Instant::now();
+    let mut st = ConsoleState::new("t", "alice", km);
+    st.apply(servers_event(), t0);
+    assert_eq!(st.intent_for(&ch('S')), None);
+    assert_eq!(
+        st.intent_for(&key(KeyCode::F(2))),
+        Some(Intent::ToggleServers)
+    );
+    assert!(panes::hints(&st).contains(&("F2".to_string(), "servers")));
+    // `S` bound elsewhere conflicts with the default
+    let mut o = std::collections::BTreeMap::new();
+    o.insert("runs".to_string(), toml::Value::String("S".into()));
+    assert_eq!(
+        Keymap::with_overrides(&o).unwrap_err().to_string(),
+        "ui.keys.runs: key S is already bound to servers"
+    );
 }
