@@ -749,3 +749,47 @@ mod run_timeouts {
         assert!(done.output.unwrap().contains("was not deleted"));
     }
 }
+
+/// Agent runs per second through the whole loop (scripted model, builtin tool, every step
+/// durable): `cargo test --release --lib runner::tests::run_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn run_cost() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, _t) = runner(dir.path(), runs_support::cfg());
+        let n: u64 = 2000;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            h.start_run(
+                "bot",
+                "cs",
+                &format!("What's the status of order ORD-100{}?", i % 5 + 1),
+            )
+            .await
+            .unwrap();
+        }
+        // Count completions from the runner's own counters (a subscriber could lag behind).
+        loop {
+            let m = h.metrics().await.unwrap();
+            let done = m.runs_ended.get("completed").copied().unwrap_or(0);
+            assert_eq!(m.runs_ended.get("failed"), None, "{m:?}");
+            if done >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let el = t.elapsed().as_secs_f64();
+        let records = h.metrics().await.unwrap().last_seq;
+        println!(
+            "runs: {n} in {el:.2}s = {:.0} runs/s ({} audit records, {:.0} durable steps/s)",
+            n as f64 / el,
+            records,
+            records as f64 / el
+        );
+    });
+}
