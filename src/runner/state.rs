@@ -707,10 +707,10 @@ impl Runner {
     }
 
     fn submit(&mut self, who: &str, req: SubmitRequest) -> Result<Submitted, RunnerError> {
-        let sha = domain::arguments_sha256(&req.arguments);
         if let Some(key) = &req.idempotency_key
             && let Some(id) = self.store.idempotent(who, key).map_err(store_err)?
         {
+            let sha = domain::arguments_sha256(&req.arguments);
             let first = self.find(id)?.ok_or_else(|| {
                 RunnerError::Unavailable(format!("idempotency key points at missing approval {id}"))
             })?;
