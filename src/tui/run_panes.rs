@@ -68,7 +68,8 @@ impl Pane for RunsList {
             return Some(Intent::ToggleRuns);
         }
         match st.keymap.action(key)? {
-            Action::Runs | Action::Quit => Some(Intent::ToggleRuns),
+            Action::Runs => Some(Intent::ToggleRuns),
+            Action::Quit => Some(Intent::Quit),
             Action::Open | Action::Transcript => Some(Intent::OpenTranscript),
             Action::Servers => Some(Intent::ToggleServers),
             Action::Help => Some(Intent::ToggleHelp),
@@ -207,7 +208,8 @@ impl Pane for Transcript {
             return Some(Intent::CloseTranscript);
         }
         match st.keymap.action(key)? {
-            Action::Quit | Action::Transcript => Some(Intent::CloseTranscript),
+            Action::Transcript => Some(Intent::CloseTranscript),
+            Action::Quit => Some(Intent::Quit),
             Action::Help => Some(Intent::ToggleHelp),
             _ => movement(key, st).map(Intent::ScrollTranscript),
         }

@@ -99,7 +99,8 @@ impl Pane for ServersList {
             return Some(Intent::ToggleServers);
         }
         match st.keymap.action(key)? {
-            Action::Servers | Action::Quit => Some(Intent::ToggleServers),
+            Action::Servers => Some(Intent::ToggleServers),
+            Action::Quit => Some(Intent::Quit),
             Action::Runs => Some(Intent::ToggleRuns),
             Action::Help => Some(Intent::ToggleHelp),
             // decide keys, the filter, the transcript: nothing here

@@ -1182,7 +1182,11 @@ fn runs_view_keys() {
     );
     assert_eq!(st.intent_for(&ch('t')), Some(Intent::OpenTranscript));
     assert_eq!(st.intent_for(&key(KeyCode::Esc)), Some(Intent::ToggleRuns));
-    assert_eq!(st.intent_for(&ch('q')), Some(Intent::ToggleRuns));
+    assert_eq!(
+        st.intent_for(&ch('q')),
+        Some(Intent::Quit),
+        "q quits everywhere (DESIGN §6); Esc closes the view"
+    );
     assert_eq!(st.intent_for(&ch('?')), Some(Intent::ToggleHelp));
     assert_eq!(
         st.intent_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
@@ -1220,7 +1224,7 @@ fn transcript_keys_and_decide_guard() {
         Some(Intent::ScrollTranscript(Move::Page(1)))
     );
     assert_eq!(st.intent_for(&ch('t')), Some(Intent::CloseTranscript));
-    assert_eq!(st.intent_for(&ch('q')), Some(Intent::CloseTranscript));
+    assert_eq!(st.intent_for(&ch('q')), Some(Intent::Quit));
     assert_eq!(
         st.intent_for(&key(KeyCode::Esc)),
         Some(Intent::CloseTranscript)
@@ -1234,7 +1238,7 @@ fn transcript_keys_and_decide_guard() {
         None
     );
     st.mark_drawn(later(t0, 100));
-    st.handle_key(&ch('q'), t0);
+    st.handle_key(&key(KeyCode::Esc), t0);
     assert!(st.transcript.is_none());
     // back on the dashboard the guard starts again: the detail was hidden
     st.mark_drawn(later(t0, 200));
@@ -1589,7 +1593,7 @@ fn servers_view_keys() {
         st.intent_for(&key(KeyCode::Esc)),
         Some(Intent::ToggleServers)
     );
-    assert_eq!(st.intent_for(&ch('q')), Some(Intent::ToggleServers));
+    assert_eq!(st.intent_for(&ch('q')), Some(Intent::Quit));
     assert_eq!(st.intent_for(&ch('?')), Some(Intent::ToggleHelp));
     assert_eq!(st.intent_for(&ch('r')), Some(Intent::ToggleRuns));
     assert_eq!(
