@@ -6,7 +6,7 @@
 use crate::config::{Config, McpServerConfig, NeedsApproval};
 use crate::model::{Model, ToolSpec};
 use crate::policy::ToolAnnotations;
-use crate::tools::mcp::{McpServers, exposed_name};
+use crate::tools::mcp::{ExposedNames, McpServers, McpTool};
 use crate::tools::{ToolOutput, Tools};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -136,16 +136,12 @@ impl Agents {
             .iter()
             .filter_map(|t| self.tools.spec(t))
             .collect();
-        if let Some(mcp) = &self.mcp {
-            for server in &agent.mcp_servers {
-                for t in mcp.tools(server) {
-                    out.push(ToolSpec {
-                        name: exposed_name(server, &t.name),
-                        description: t.description.clone(),
-                        parameters: t.input_schema.clone(),
-                    });
-                }
-            }
+        for (name, _, t) in self.mcp_tools(agent) {
+            out.push(ToolSpec {
+                name,
+                description: t.description,
+                parameters: t.input_schema,
+            });
         }
         out
     }
@@ -155,16 +151,29 @@ impl Agents {
         if agent.tools.iter().any(|t| t == name) {
             return Some(ToolRef::Local(name.to_string()));
         }
-        let mcp = self.mcp.as_ref()?;
-        agent.mcp_servers.iter().find_map(|server| {
-            mcp.tools(server)
-                .into_iter()
-                .find(|t| exposed_name(server, &t.name) == name)
-                .map(|t| ToolRef::Mcp {
-                    server: server.clone(),
-                    tool: t.name,
-                })
-        })
+        self.mcp_tools(agent)
+            .into_iter()
+            .find(|(exposed, _, _)| exposed == name)
+            .map(|(_, server, t)| ToolRef::Mcp {
+                server,
+                tool: t.name,
+            })
+    }
+
+    /// `agent`'s MCP tools as now listed, each with the name the model sees (unique across
+    /// its servers, even where `SERVER__TOOL` names would collide) and its server.
+    fn mcp_tools(&self, agent: &Agent) -> Vec<(String, String, McpTool)> {
+        let Some(mcp) = &self.mcp else {
+            return Vec::new();
+        };
+        let mut names = ExposedNames::new();
+        let mut out = Vec::new();
+        for server in &agent.mcp_servers {
+            for t in mcp.tools(server) {
+                out.push((names.insert(server, &t.name), server.clone(), t));
+            }
+        }
+        out
     }
 
     /// Why `name` is not available when it looks like a tool of one of `agent`'s MCP servers
@@ -185,8 +194,16 @@ impl Agents {
 
     /// Parse and check the model's argument text against the tool's schema.
     pub fn validate_raw(&self, tool: &ToolRef, raw: &str) -> Result<Map<String, Value>, String> {
+        let name = match tool {
+            ToolRef::Local(name) | ToolRef::Mcp { tool: name, .. } => name,
+        };
+        self.validate(tool, &crate::tools::parse_args(name, raw)?)
+    }
+
+    /// Check arguments (the model's, or a reviewer's edit) against the tool's schema.
+    pub fn validate(&self, tool: &ToolRef, args: &Value) -> Result<Map<String, Value>, String> {
         match tool {
-            ToolRef::Local(name) => self.tools.validate_raw(name, raw),
+            ToolRef::Local(name) => self.tools.validate(name, args),
             ToolRef::Mcp { server, tool } => {
                 let schema = self
                     .mcp
@@ -196,7 +213,7 @@ impl Agents {
                     .ok_or_else(|| {
                         format!("tool {tool:?} of MCP server {server:?} is not available now")
                     })?;
-                crate::tools::validate_against(&schema, tool, raw)
+                crate::tools::validate_against(&schema, tool, args)
             }
         }
     }

@@ -63,6 +63,28 @@ fn escape_with(s: &str, keep_newlines: bool) -> (Cow<'_, str>, bool) {
     (Cow::Owned(out), true)
 }
 
+/// `text` cut to its first `max` characters, with `…` when anything was cut (messages that
+/// quote outside text must stay readable).
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
+/// How a JSON value's type reads in a message: "a string", "an object", …
+pub fn json_type(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// An error and its sources on one line ("error sending request: connection refused").
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

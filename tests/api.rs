@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::sse::SseStream;
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -1002,92 +1002,6 @@ async fn long_poll_returns_on_decision_or_after_the_wait() {
         api.get(Some(ALICE), &format!("/v1/approvals/{bid}?wait={bad}"))
             .await
             .expect_error(422);
-    }
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct Sse {
-    id: u64,
-    event: String,
-    data: Value,
-}
-
-/// A minimal SSE reader over reqwest's byte stream.
-struct SseStream {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    buf: String,
-}
-
-impl SseStream {
-    async fn connect(api: &Api, last_event_id: Option<u64>) -> SseStream {
-        // No overall timeout on a stream; every read below is bounded instead.
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut r = http.get(api.url("/v1/events")).bearer_auth(ALICE);
-        if let Some(id) = last_event_id {
-            r = r.header("last-event-id", id.to_string());
-        }
-        let resp = tokio::time::timeout(Duration::from_secs(10), r.send())
-            .await
-            .expect("events answer in time")
-            .expect("events answer");
-        assert_eq!(resp.status(), 200);
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("text/event-stream"), "{ct}");
-        SseStream {
-            body: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event, or `None` if none arrives within `limit`.
-    async fn next(&mut self, limit: Duration) -> Option<Sse> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let normalized = self.buf.replace("\r\n", "\n");
-            self.buf = normalized;
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf[..end].to_string();
-                self.buf.drain(..end + 2);
-                let (mut id, mut event, mut data) = (None, None, Vec::new());
-                for line in block.lines() {
-                    if line.starts_with(':') {
-                        continue; // a keep-alive comment
-                    }
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => id = Some(value.parse::<u64>().expect("a numeric id")),
-                        "event" => event = Some(value.to_string()),
-                        "data" => data.push(value.to_string()),
-                        _ => {}
-                    }
-                }
-                if data.is_empty() && id.is_none() {
-                    continue;
-                }
-                return Some(Sse {
-                    id: id.expect("every event has an id"),
-                    event: event.expect("every event has a type"),
-                    data: serde_json::from_str(&data.join("\n")).expect("JSON data"),
-                });
-            }
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Err(_) => return None,
-                Ok(None) => panic!("the event stream ended"),
-                Ok(Some(chunk)) => {
-                    let chunk = chunk.expect("event stream bytes");
-                    self.buf
-                        .push_str(std::str::from_utf8(&chunk).expect("UTF-8 events"));
-                }
-            }
-        }
-    }
-
-    async fn expect(&mut self) -> Sse {
-        self.next(Duration::from_secs(10))
-            .await
-            .expect("an event within 10 s")
     }
 }
 

@@ -13,10 +13,6 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
 /// Two views of the same folder: `filesystem` is trusted (its annotations count) with
 /// `write_file` always asking; `fs_untrusted` is not; plus `broken`, whose program is missing.
 fn config(dir: &Path, files: &Path, model: &ModelServer) -> String {
@@ -71,7 +67,8 @@ queue = "files"
 }
 
 struct World {
-    ws: Workspace,
+    /// Keeps the temporary directory (config, data, files) alive.
+    _ws: Workspace,
     files: std::path::PathBuf,
     model: ModelServer,
     _daemon: Daemon,
@@ -96,7 +93,7 @@ async fn world(first: impl Fn(&Path) -> Reply + Send + 'static) -> World {
     let daemon = ws.start();
     let api = daemon.api();
     let w = World {
-        ws,
+        _ws: ws,
         files,
         model,
         _daemon: daemon,
@@ -378,5 +375,4 @@ async fn a_killed_server_is_restarted_and_the_run_gets_an_answer() {
         text.contains("gatehouse_mcp_server_restarts_total{server=\"filesystem\"} 1"),
         "{text}"
     );
-    let _ = &w.ws;
 }

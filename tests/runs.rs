@@ -8,8 +8,8 @@
 mod common;
 
 use common::model_server::{ModelServer, Reply, call, raw_call};
+use common::sse::{Sse, SseStream};
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,11 +22,6 @@ const INSTRUCTIONS: &str = "You help customers. Refunds and deletions may need a
 // ---------------------------------------------------------------------------------------
 // Configuration
 // ---------------------------------------------------------------------------------------
-
-/// A TOML basic string (JSON string escapes are valid TOML escapes).
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
 
 fn toml_argv(argv: &[&str]) -> String {
     let parts: Vec<String> = argv.iter().map(|a| toml_str(a)).collect();
@@ -1740,77 +1735,6 @@ fn cli_run_wait_survives_a_long_review() {
 // ---------------------------------------------------------------------------------------
 // 12. Events
 // ---------------------------------------------------------------------------------------
-
-struct Sse {
-    id: u64,
-    event: String,
-    data: Value,
-}
-
-/// A minimal SSE reader over reqwest's byte stream.
-struct SseStream {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    buf: String,
-}
-
-impl SseStream {
-    async fn connect(api: &Api, last_event_id: Option<u64>) -> SseStream {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut r = http.get(api.url("/v1/events")).bearer_auth(ALICE);
-        if let Some(id) = last_event_id {
-            r = r.header("last-event-id", id.to_string());
-        }
-        let resp = tokio::time::timeout(Duration::from_secs(10), r.send())
-            .await
-            .expect("events answer in time")
-            .expect("events answer");
-        assert_eq!(resp.status(), 200);
-        SseStream {
-            body: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
-            buf: String::new(),
-        }
-    }
-
-    async fn next(&mut self, limit: Duration) -> Option<Sse> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            self.buf = self.buf.replace("\r\n", "\n");
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf[..end].to_string();
-                self.buf.drain(..end + 2);
-                let (mut id, mut event, mut data) = (None, None, Vec::new());
-                for line in block.lines() {
-                    if line.starts_with(':') {
-                        continue;
-                    }
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => id = Some(value.parse::<u64>().expect("a numeric id")),
-                        "event" => event = Some(value.to_string()),
-                        "data" => data.push(value.to_string()),
-                        _ => {}
-                    }
-                }
-                if data.is_empty() && id.is_none() {
-                    continue;
-                }
-                return Some(Sse {
-                    id: id.expect("every event has an id"),
-                    event: event.expect("every event has a type"),
-                    data: serde_json::from_str(&data.join("\n")).expect("JSON data"),
-                });
-            }
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Err(_) => return None,
-                Ok(None) => panic!("the event stream ended"),
-                Ok(Some(chunk)) => self
-                    .buf
-                    .push_str(std::str::from_utf8(&chunk.expect("bytes")).expect("UTF-8")),
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn events_carry_run_updates() {

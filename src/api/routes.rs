@@ -65,6 +65,18 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no approval {raw:?}")))
 }
 
+/// `?wait=SECONDS` of a long poll, capped at 5 minutes.
+pub(super) fn parse_wait(v: &str) -> Result<Duration, ApiError> {
+    let secs: f64 = v
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds"))
+        })?;
+    Ok(Duration::from_secs_f64(secs.min(300.0)))
+}
+
 /// A timeout given as seconds or a human duration ("90s", "15m").
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -258,16 +270,7 @@ pub async fn get_one(
     let mut wait = None;
     for (k, v) in &params {
         match k.as_str() {
-            "wait" => {
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| {
-                        ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds"))
-                    })?;
-                wait = Some(Duration::from_secs_f64(secs.min(300.0)));
-            }
+            "wait" => wait = Some(parse_wait(v)?),
             other => {
                 return Err(ApiError::unprocessable(format!(
                     "unknown query parameter {other:?}"

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Deserialize)]
@@ -97,16 +96,7 @@ pub async fn get_one(
                         })?,
                 );
             }
-            "wait" => {
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| {
-                        ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds"))
-                    })?;
-                wait = Some(Duration::from_secs_f64(secs.min(300.0)));
-            }
+            "wait" => wait = Some(super::routes::parse_wait(v)?),
             other => {
                 return Err(ApiError::unprocessable(format!(
                     "unknown query parameter {other:?}"

@@ -83,19 +83,27 @@ enum Backend {
     Local(Box<Local>, String),
 }
 
+impl Target {
+    /// The daemon named by `--connect`, with its token; `None` for a local data directory.
+    pub fn remote(&self) -> Result<Option<Remote>, Failure> {
+        let Some(url) = &self.connect else {
+            return Ok(None);
+        };
+        let r = Remote::new(url, &self.token_env)?;
+        if !r.has_token() {
+            return Err(Failure::usage(format!(
+                "no token: set {} (or pass --token-env VAR)",
+                self.token_env
+            )));
+        }
+        Ok(Some(r))
+    }
+}
+
 impl Backend {
     fn open(t: &Target) -> Result<Backend, Failure> {
-        match &t.connect {
-            Some(url) => {
-                let r = Remote::new(url, &t.token_env)?;
-                if !r.has_token() {
-                    return Err(Failure::usage(format!(
-                        "no token: set {} (or pass --token-env VAR)",
-                        t.token_env
-                    )));
-                }
-                Ok(Backend::Remote(r))
-            }
+        match t.remote()? {
+            Some(r) => Ok(Backend::Remote(r)),
             None => {
                 let local = start_local(&t.local)?;
                 let who = t.reviewer.clone().unwrap_or_else(|| reviewer_for(&local));

@@ -2,7 +2,7 @@
 //! against a daemon (`--connect URL`) or a data directory directly (`--data DIR`).
 
 use super::approvals::Target;
-use super::remote::{Remote, error_message};
+use super::remote::error_message;
 use super::serve::start_local;
 use super::{Failure, os_user};
 use crate::domain::{Run, RunStatus, RunSummary, Subject};
@@ -48,20 +48,6 @@ pub enum RunsAction {
     },
 }
 
-fn remote(t: &Target) -> Result<Option<Remote>, Failure> {
-    let Some(url) = &t.connect else {
-        return Ok(None);
-    };
-    let r = Remote::new(url, &t.token_env)?;
-    if !r.has_token() {
-        return Err(Failure::usage(format!(
-            "no token: set {} (or pass --token-env VAR)",
-            t.token_env
-        )));
-    }
-    Ok(Some(r))
-}
-
 fn remote_failure(status: u16, v: &Value) -> Failure {
     let code = if status == 404 || status == 422 { 2 } else { 1 };
     Failure {
@@ -75,7 +61,7 @@ fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Failure> {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
-    match remote(&args.target)? {
+    match args.target.remote()? {
         Some(r) => {
             let body = json!({"agent": args.agent, "input": args.input});
             let (code, v) = r.call(Method::POST, "/v1/runs", Some(&body)).await?;
@@ -206,7 +192,7 @@ pub async fn runs(action: RunsAction) -> Result<(), Failure> {
         | RunsAction::Show { target, .. }
         | RunsAction::Cancel { target, .. } => target.clone(),
     };
-    if let Some(r) = remote(&target)? {
+    if let Some(r) = target.remote()? {
         let (method, path) = match &action {
             RunsAction::List { limit, .. } => (
                 Method::GET,

@@ -342,13 +342,6 @@ impl Event {
             subject,
         })
     }
-
-    pub fn approval(&self) -> Option<&Approval> {
-        match &self.subject {
-            Subject::Approval(a) => Some(a),
-            Subject::Run(_) => None,
-        }
-    }
 }
 
 #[cfg(test)]

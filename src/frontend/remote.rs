@@ -237,19 +237,36 @@ async fn poll_servers(
 /// `GET /v1/servers`. A daemon without the endpoint (404) or a token that may not list
 /// servers (403) has none to show.
 async fn servers(client: &Client, base: &str, token: &str) -> Result<Vec<ServerView>, String> {
+    let (status, v) = get_json(client, format!("{base}/v1/servers"), token).await?;
+    match status {
+        StatusCode::OK => Ok(servers_from_json(&v)),
+        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(Vec::new()),
+        s => Err(format!("HTTP {s}")),
+    }
+}
+
+/// `GET url` with the token: the status and the body (`null` when it is not JSON).
+async fn get_json(
+    client: &Client,
+    url: String,
+    token: &str,
+) -> Result<(StatusCode, Value), String> {
     let resp = client
-        .get(format!("{base}/v1/servers"))
+        .get(url)
         .bearer_auth(token)
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    match resp.status() {
-        StatusCode::OK => {}
-        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => return Ok(Vec::new()),
-        s => return Err(format!("HTTP {s}")),
+    let status = resp.status();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+/// `GET url` whose answer must be 200.
+async fn get_ok(client: &Client, url: String, token: &str) -> Result<Value, String> {
+    match get_json(client, url, token).await? {
+        (StatusCode::OK, v) => Ok(v),
+        (status, _) => Err(format!("HTTP {status}")),
     }
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-    Ok(servers_from_json(&v))
 }
 
 /// The servers of a `GET /v1/servers` answer.
@@ -281,31 +298,13 @@ async fn reconnecting(
 }
 
 async fn recent(client: &Client, base: &str, token: &str) -> Result<Vec<Approval>, String> {
-    let resp = client
-        .get(format!("{base}/v1/approvals/recent"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let v = get_ok(client, format!("{base}/v1/approvals/recent"), token).await?;
     serde_json::from_value(v["approvals"].clone()).map_err(|e| e.to_string())
 }
 
 /// The newest runs, oldest first (what the runs pane starts with).
 async fn runs(client: &Client, base: &str, token: &str) -> Result<Vec<RunSummary>, String> {
-    let resp = client
-        .get(format!("{base}/v1/runs?limit=200"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    let v = get_ok(client, format!("{base}/v1/runs?limit=200"), token).await?;
     let mut runs: Vec<RunSummary> =
         serde_json::from_value(v["runs"].clone()).map_err(|e| e.to_string())?;
     runs.reverse();
@@ -320,16 +319,9 @@ async fn pending(client: &Client, base: &str, token: &str) -> Result<Vec<Approva
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let resp = client
-            .get(url)
-            .bearer_auth(token)
-            .send()
+        let v = get_ok(client, url, token)
             .await
-            .map_err(|e| e.to_string())?;
-        if resp.status() != StatusCode::OK {
-            return Err(format!("listing pending approvals: HTTP {}", resp.status()));
-        }
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            .map_err(|e| format!("listing pending approvals: {e}"))?;
         let page: Vec<Approval> =
             serde_json::from_value(v["approvals"].clone()).map_err(|e| e.to_string())?;
         out.extend(page);
@@ -434,14 +426,9 @@ async fn fetch_run(
     token: &str,
     id: uuid::Uuid,
 ) -> Result<crate::domain::Run, String> {
-    let resp = client
-        .get(format!("{base}/v1/runs/{id}"))
-        .bearer_auth(token)
-        .send()
+    let (status, v) = get_json(client, format!("{base}/v1/runs/{id}"), token)
         .await
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
-    let status = resp.status();
-    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
     if status != StatusCode::OK {
         return Err(v
             .pointer("/error/message")

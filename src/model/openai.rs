@@ -8,6 +8,7 @@
 use super::{Completion, Message, ModelError, ToolCall, ToolSpec};
 use crate::config::ModelConfig;
 use crate::text::error_chain;
+use crate::text::json_type;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
@@ -581,17 +582,6 @@ fn parse_tool_call(i: usize, c: &Value) -> Result<ToolCall, String> {
         name: name.to_string(),
         arguments,
     })
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

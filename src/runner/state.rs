@@ -906,12 +906,7 @@ impl Runner {
             };
         };
         let tier = current.tier as usize;
-        let in_chain = self
-            .cfg
-            .tiers
-            .get(tier)
-            .is_some_and(|t| t.queue == current.queue);
-        if !in_chain {
+        if self.chain_tier(&current).is_none() {
             return Err(RunnerError::Invalid(format!(
                 "queue {} is not part of the escalation chain ([[escalation]])",
                 current.queue
@@ -926,12 +921,17 @@ impl Runner {
         self.escalate(current, who, domain::now())
     }
 
-    /// The reviewers of the escalation tier an approval is in (none outside the chain).
-    fn tier_reviewers(&self, a: &Approval) -> Vec<String> {
+    /// The escalation tier an approval is in: `None` when its queue is not part of the chain.
+    fn chain_tier(&self, a: &Approval) -> Option<&EscalationTier> {
         self.cfg
             .tiers
             .get(a.tier as usize)
             .filter(|t| t.queue == a.queue)
+    }
+
+    /// The reviewers of the escalation tier an approval is in (none outside the chain).
+    fn tier_reviewers(&self, a: &Approval) -> Vec<String> {
+        self.chain_tier(a)
             .map(|t| t.reviewers.clone())
             .unwrap_or_default()
     }
@@ -1210,11 +1210,7 @@ impl Runner {
                 continue;
             }
             let tier = current.tier as usize;
-            let in_chain = self
-                .cfg
-                .tiers
-                .get(tier)
-                .is_some_and(|t| t.queue == current.queue);
+            let in_chain = self.chain_tier(&current).is_some();
             if in_chain && tier + 1 < self.cfg.tiers.len() {
                 // From the missed deadline, not from now: after downtime the chain replays in order.
                 if self.escalate(current, "timeout", at).is_err() {

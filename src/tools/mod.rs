@@ -13,6 +13,7 @@ mod tests;
 
 use crate::config::{NeedsApproval, ToolConfig};
 use crate::model::ToolSpec;
+use crate::text::json_type;
 use builtin::Builtin;
 use jsonschema::error::ValidationErrorKind;
 use serde::{Deserialize, Serialize};
@@ -133,13 +134,7 @@ impl Tools {
 
     /// Parse the model's raw argument text, then `validate` it. Empty text counts as `{}`.
     pub fn validate_raw(&self, name: &str, raw: &str) -> Result<Map<String, Value>, String> {
-        let args: Value = if raw.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(raw)
-                .map_err(|e| format!("the arguments of {name} are not valid JSON: {e}"))?
-        };
-        self.validate(name, &args)
+        self.validate(name, &parse_args(name, raw)?)
     }
 
     /// Check `args` against the tool's JSON schema. The error names each offending field
@@ -149,21 +144,7 @@ impl Tools {
             .tools
             .get(name)
             .ok_or_else(|| format!("unknown tool {name:?}"))?;
-        let Value::Object(map) = args else {
-            return Err(format!(
-                "the arguments of {name} must be a JSON object, not {}",
-                json_type(args)
-            ));
-        };
-        let problems: Vec<String> = tool.validator.iter_errors(args).map(describe).collect();
-        if problems.is_empty() {
-            Ok(map.clone())
-        } else {
-            Err(format!(
-                "invalid arguments for {name}: {}",
-                problems.join("; ")
-            ))
-        }
+        check_args(&tool.validator, name, args)
     }
 
     /// Run the tool. Never panics and never hangs past the tool's timeout; every failure is
@@ -294,32 +275,44 @@ impl Tool {
     }
 }
 
-/// Parse `raw` (empty means `{}`) and check it against `schema`, for tools whose schema comes
-/// from elsewhere (MCP servers). Errors name each offending field, as for our own tools.
+/// The model's argument text as JSON; empty text counts as `{}`.
+pub fn parse_args(name: &str, raw: &str) -> Result<Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(raw)
+        .map_err(|e| format!("the arguments of {name} are not valid JSON: {e}"))
+}
+
+/// Check `args` against `schema`, for tools whose schema comes from elsewhere (MCP
+/// servers). Errors name each offending field, as for our own tools.
 pub fn validate_against(
     schema: &Value,
     name: &str,
-    raw: &str,
+    args: &Value,
 ) -> Result<Map<String, Value>, String> {
-    let args: Value = if raw.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(raw)
-            .map_err(|e| format!("the arguments of {name} are not valid JSON: {e}"))?
-    };
-    let Value::Object(map) = &args else {
-        return Err(format!(
-            "the arguments of {name} must be a JSON object, not {}",
-            json_type(&args)
-        ));
-    };
     let validator = jsonschema::validator_for(schema).map_err(|e| {
         format!(
             "the schema of {name} is not usable: {}",
             clip(&e.to_string())
         )
     })?;
-    let problems: Vec<String> = validator.iter_errors(&args).map(describe).collect();
+    check_args(&validator, name, args)
+}
+
+/// `args` must be an object that `validator` accepts.
+fn check_args(
+    validator: &jsonschema::Validator,
+    name: &str,
+    args: &Value,
+) -> Result<Map<String, Value>, String> {
+    let Value::Object(map) = args else {
+        return Err(format!(
+            "the arguments of {name} must be a JSON object, not {}",
+            json_type(args)
+        ));
+    };
+    let problems: Vec<String> = validator.iter_errors(args).map(describe).collect();
     if problems.is_empty() {
         Ok(map.clone())
     } else {
@@ -382,25 +375,7 @@ fn field_path(location: &jsonschema::paths::Location) -> String {
 
 /// At most 200 characters: error messages quote the offending value.
 fn clip(text: &str) -> String {
-    const MAX: usize = 200;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let mut s: String = text.chars().take(MAX).collect();
-        s.push('…');
-        s
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    crate::text::clip(text, 200)
 }
 
 /// The last `n` non-empty lines of `text`.

@@ -352,15 +352,7 @@ impl Pane for Pending {
         }
         // virtualised: only rows [off, off + rows) are looked at
         let sel = st.selected_index();
-        let mut off = st.list_offset.get().min(visible.len().saturating_sub(1));
-        if let Some(s) = sel {
-            if s < off {
-                off = s;
-            } else if s >= off + rows {
-                off = s + 1 - rows;
-            }
-        }
-        off = off.min(visible.len().saturating_sub(rows));
+        let off = scroll_offset(st.list_offset.get(), sel, visible.len(), rows);
         st.list_offset.set(off);
         let sel_style = theme.style(if focused {
             Role::Selection
@@ -1362,6 +1354,25 @@ fn prompt_cursor(st: &ConsoleState, area: Rect) -> Option<Position> {
         }
         _ => None,
     }
+}
+
+/// The first row to show of a list of `len` rows in a window of `rows`: the last offset,
+/// moved as little as needed to keep `selected` in view, and never past the end.
+pub(super) fn scroll_offset(
+    last: usize,
+    selected: Option<usize>,
+    len: usize,
+    rows: usize,
+) -> usize {
+    let mut off = last.min(len.saturating_sub(1));
+    if let Some(s) = selected {
+        if s < off {
+            off = s;
+        } else if s >= off + rows {
+            off = s + 1 - rows;
+        }
+    }
+    off.min(len.saturating_sub(rows))
 }
 
 #[cfg(test)]

@@ -122,15 +122,7 @@ impl Pane for RunsList {
             return;
         }
         let sel = st.selected_run_index();
-        let mut off = st.runs_offset.get().min(ids.len().saturating_sub(1));
-        if let Some(s) = sel {
-            if s < off {
-                off = s;
-            } else if s >= off + rows {
-                off = s + 1 - rows;
-            }
-        }
-        off = off.min(ids.len().saturating_sub(rows));
+        let off = super::panes::scroll_offset(st.runs_offset.get(), sel, ids.len(), rows);
         st.runs_offset.set(off);
         let sel_style = theme.style(Role::Selection);
         for (i, id) in ids.iter().enumerate().skip(off).take(rows) {

@@ -153,13 +153,8 @@ impl Pane for ServersList {
             return;
         }
         let sel = st.selected_server();
-        let mut off = st.servers_offset.get().min(servers.len() - 1);
-        if sel < off {
-            off = sel;
-        } else if sel >= off + rows {
-            off = sel + 1 - rows;
-        }
-        off = off.min(servers.len().saturating_sub(rows));
+        let off =
+            super::panes::scroll_offset(st.servers_offset.get(), Some(sel), servers.len(), rows);
         st.servers_offset.set(off);
         let sel_style = theme.style(Role::Selection);
         for (i, e) in servers.iter().enumerate().skip(off).take(rows) {

@@ -599,3 +599,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 pub mod npm;
+pub mod sse;
+
+/// A TOML basic string (JSON string escapes are valid TOML escapes).
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}

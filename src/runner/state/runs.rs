@@ -514,7 +514,7 @@ impl Runner {
             "call_id": call_id,
             "tool": tool,
             "ok": output.is_ok(),
-            "output": clip(output.text(), AUDIT_OUTPUT_CHARS),
+            "output": crate::text::clip(output.text(), AUDIT_OUTPUT_CHARS),
         });
         // A run cancelled while its tool ran is no longer active; the execution is still
         // recorded, against the run as it stands.
@@ -630,9 +630,8 @@ impl Runner {
             None if agents.tools.contains(&a.tool) => ToolRef::Local(a.tool.clone()),
             None => return Ok(()),
         };
-        let text = Value::Object(edited.clone()).to_string();
         agents
-            .validate_raw(&target, &text)
+            .validate(&target, &Value::Object(edited.clone()))
             .map(|_| ())
             .map_err(|e| RunnerError::Invalid(format!("edited arguments: {e}")))
     }
@@ -815,14 +814,4 @@ fn reason_of(a: &Approval) -> String {
         .and_then(|d| d.reason.clone())
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "no reason given".into())
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut s: String = text.chars().take(max).collect();
-        s.push('…');
-        s
-    }
 }

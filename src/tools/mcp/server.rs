@@ -416,9 +416,5 @@ fn kill_group(pid: Option<u32>) {
 pub(super) fn one_line(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let (escaped, _) = crate::text::escape(&flat);
-    if escaped.chars().count() <= MAX_ERROR_CHARS {
-        return escaped.into_owned();
-    }
-    let cut: String = escaped.chars().take(MAX_ERROR_CHARS).collect();
-    format!("{cut}…")
+    crate::text::clip(&escaped, MAX_ERROR_CHARS)
 }
