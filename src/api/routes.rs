@@ -173,8 +173,12 @@ impl SubmitBody {
             arguments: self.arguments,
             reasoning: self.reasoning,
             agent: self.agent,
+            // Claims until the identity's `agents`/`servers` lists say otherwise (DESIGN §9).
+            agent_verified: false,
             run_id: self.run_id,
             server: self.server,
+            server_verified: false,
+            context: None,
             queue: self.queue,
             timeout,
             idempotency_key: self.idempotency_key,

@@ -6,6 +6,7 @@ pub mod run;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub use canonical::{arguments_sha256, canonical_json};
@@ -111,13 +112,31 @@ pub struct Approval {
     pub id: Uuid,
     #[serde(default)]
     pub run_id: Option<String>,
+    /// The agent's name: a claim unless `agent_verified` (DESIGN §9).
     #[serde(default)]
     pub agent: Option<String>,
+    /// True when gatehouse drives the run itself, or the submitting identity may make this
+    /// claim (`[[identities]] agents`). Policies see `agent` only when verified.
+    #[serde(default)]
+    pub agent_verified: bool,
     pub tool: String,
+    /// The MCP server name: a claim unless `server_verified`.
     #[serde(default)]
     pub server: Option<String>,
+    /// True for gatehouse's own MCP servers and for claims the identity may make
+    /// (`[[identities]] servers`).
+    #[serde(default)]
+    pub server_verified: bool,
+    /// What will run: the submitted call, or the reviewer's edit once edited and approved.
     pub arguments: Map<String, Value>,
     pub arguments_sha256: String,
+    /// The call as submitted, kept when a reviewer's edit replaced `arguments`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_arguments: Option<Map<String, Value>>,
+    /// Where the call comes from (hooks: host, cwd, session, event, tool_use_id; MCP: client).
+    /// Shown to reviewers and visible to CEL as `context`; not part of the arguments hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub reasoning: Option<String>,
     pub requested_by: String,

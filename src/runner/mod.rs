@@ -88,8 +88,15 @@ pub struct SubmitRequest {
     pub arguments: Map<String, Value>,
     pub reasoning: Option<String>,
     pub agent: Option<String>,
+    /// The front end checked the claim against the identity (`[[identities]] agents`), or
+    /// the call comes from a run gatehouse drives.
+    pub agent_verified: bool,
     pub run_id: Option<String>,
     pub server: Option<String>,
+    /// As `agent_verified`, for `server` (`[[identities]] servers`, or gatehouse's own MCP).
+    pub server_verified: bool,
+    /// Optional strings about where the call comes from (DESIGN §10); not hashed.
+    pub context: Option<std::collections::BTreeMap<String, String>>,
     pub queue: Option<String>,
     pub timeout: Option<Duration>,
     pub idempotency_key: Option<String>,

@@ -440,6 +440,9 @@ impl Runner {
             arguments: args.clone(),
             reasoning: Some(reasoning.to_string()),
             agent: Some(run.agent.clone()),
+            // gatehouse drives this run and its MCP servers: nothing here is a claim.
+            agent_verified: true,
+            server_verified: true,
             run_id: Some(run.id.to_string()),
             timeout: agents.approval_timeout(&target),
             editable: true,
@@ -726,6 +729,8 @@ impl Runner {
                     started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 )),
                 agent: Some(r.agent.clone()),
+                agent_verified: true,
+                server_verified: true,
                 run_id: Some(id.to_string()),
                 outcome_unknown: true,
                 ..Default::default()
