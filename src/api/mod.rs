@@ -104,6 +104,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/approvals/{id}", get(routes::get_one))
         .route("/v1/approvals/{id}/decision", post(routes::decide))
         .route("/v1/approvals/{id}/escalate", post(routes::escalate))
+        .route("/v1/approvals/{id}/cancel", post(routes::cancel))
         .route("/v1/runs", post(runs::start).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))

@@ -465,6 +465,19 @@ pub async fn escalate(
     Ok(approval_response(StatusCode::OK, &a))
 }
 
+/// `POST /v1/approvals/{id}/cancel`: the submitter withdraws its own pending approval (a hook
+/// whose host stopped waiting), so no reviewer approves a call nobody waits for.
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    require(&state, &who, Role::Agent, "cancel approvals")?;
+    let a = state.inner.runner.cancel_approval(&who.name, id).await?;
+    Ok(approval_response(StatusCode::OK, &a))
+}
+
 pub async fn grants(
     State(state): State<ApiState>,
     Caller(who): Caller,

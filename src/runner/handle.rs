@@ -194,4 +194,11 @@ impl RunnerHandle {
         self.ask(|reply| Command::CancelRun { who, id, reply })
             .await
     }
+
+    /// Withdraw `who`'s own pending approval: its status becomes `cancelled`.
+    pub async fn cancel_approval(&self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::CancelApproval { who, id, reply })
+            .await
+    }
 }

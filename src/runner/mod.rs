@@ -275,6 +275,12 @@ pub enum Command {
         id: Uuid,
         reply: Reply<RunSummary>,
     },
+    /// The submitter withdraws its own pending approval (nobody waits for it any more).
+    CancelApproval {
+        who: String,
+        id: Uuid,
+        reply: Reply<Approval>,
+    },
     /// Stop: finish the commit in flight, make the rest durable, answer, and end.
     Shutdown {
         reply: oneshot::Sender<()>,

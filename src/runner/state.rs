@@ -1,5 +1,6 @@
 //! The runner's in-memory state and its command loop.
 
+mod cancel;
 mod runs;
 
 use super::commit::{Deferred, GroupCommit};
@@ -393,6 +394,7 @@ impl Runner {
                 Command::GetRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::ListRuns { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
+                Command::CancelApproval { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -479,6 +481,10 @@ impl Runner {
                             next,
                         }
                     });
+                self.reply(reply, r);
+            }
+            Command::CancelApproval { who, id, reply } => {
+                let r = self.withdraw(&who, id);
                 self.reply(reply, r);
             }
             Command::CancelRun { who, id, reply } => {

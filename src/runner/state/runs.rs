@@ -595,7 +595,12 @@ impl Runner {
         Ok(summary)
     }
 
-    fn cancel_approval(&mut self, id: Uuid, who: &str, reason: &str) -> Result<(), RunnerError> {
+    pub(super) fn cancel_approval(
+        &mut self,
+        id: Uuid,
+        who: &str,
+        reason: &str,
+    ) -> Result<(), RunnerError> {
         let Some(mut a) = self.pending.get(&id).cloned() else {
             return Ok(());
         };
