@@ -12,7 +12,11 @@ async fn only_the_submitter_cancels_its_own_pending_approval() {
     let d = ws.start();
     let api = d.api();
     let a = api
-        .submit_pending(BOT, "issue_refund", json!({"order_id": "A-1", "amount": 500}))
+        .submit_pending(
+            BOT,
+            "issue_refund",
+            json!({"order_id": "A-1", "amount": 500}),
+        )
         .await;
     let id = a["id"].as_str().expect("an id").to_string();
     let path = format!("/v1/approvals/{id}/cancel");

@@ -1,6 +1,8 @@
 //! Plain domain types: no I/O here, so every front end and the store share one vocabulary.
 
 pub mod canonical;
+pub mod mcp;
+pub mod message;
 pub mod run;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +12,8 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub use canonical::{arguments_sha256, canonical_json};
+pub use mcp::{McpServerState, McpServerStatus};
+pub use message::{Message, ToolCall, ToolOutput};
 pub use run::{CallState, Run, RunCall, RunStatus, RunSummary};
 
 /// Wall-clock instant, serialised as RFC 3339 with milliseconds.

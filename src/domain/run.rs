@@ -1,9 +1,7 @@
 //! Agent runs (DESIGN §2 "Run"): the persisted state of one agent's conversation, the tool
 //! calls of its current turn and what became of each.
 
-use super::Timestamp;
-use crate::model::Message;
-use crate::tools::ToolOutput;
+use super::{Message, Timestamp, ToolOutput};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;

@@ -11,6 +11,8 @@ mod tests;
 
 pub use openai::OpenAiModel;
 pub use scripted::{SCRIPTS, ScriptedModel};
+// The conversation types are domain data (runs persist them); models speak them.
+pub use crate::domain::{Message, ToolCall};
 
 use crate::config::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -24,52 +26,6 @@ pub struct ToolSpec {
     pub parameters: serde_json::Value,
 }
 
-/// One message of a conversation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "role", rename_all = "lowercase")]
-pub enum Message {
-    System {
-        content: String,
-    },
-    User {
-        content: String,
-    },
-    /// What the model answered: text (the final answer, or its reasoning when it also calls
-    /// tools) and the tool calls it proposed.
-    Assistant {
-        #[serde(default)]
-        content: Option<String>,
-        #[serde(default)]
-        tool_calls: Vec<ToolCall>,
-    },
-    /// The result of one tool call, as the model sees it.
-    Tool {
-        tool_call_id: String,
-        content: String,
-    },
-}
-
-impl Message {
-    pub fn system(content: impl Into<String>) -> Message {
-        Message::System {
-            content: content.into(),
-        }
-    }
-
-    pub fn user(content: impl Into<String>) -> Message {
-        Message::User {
-            content: content.into(),
-        }
-    }
-
-    pub fn tool(tool_call_id: impl Into<String>, content: impl Into<String>) -> Message {
-        Message::Tool {
-            tool_call_id: tool_call_id.into(),
-            content: content.into(),
-        }
-    }
-}
-
 impl From<Completion> for Message {
     fn from(c: Completion) -> Message {
         Message::Assistant {
@@ -77,15 +33,6 @@ impl From<Completion> for Message {
             tool_calls: c.tool_calls,
         }
     }
-}
-
-/// A tool call proposed by the model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    /// The arguments as the model sent them: raw JSON text, not yet parsed or validated.
-    pub arguments: String,
 }
 
 /// One answer of the model.

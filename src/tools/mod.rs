@@ -12,11 +12,11 @@ pub mod mcp;
 mod tests;
 
 use crate::config::{NeedsApproval, ToolConfig};
+pub use crate::domain::ToolOutput;
 use crate::model::ToolSpec;
 use crate::text::json_type;
 use builtin::Builtin;
 use jsonschema::error::ValidationErrorKind;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,26 +25,6 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest output (standard output, or response body) a tool may return.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-
-/// What a tool call came to; the text is the tool message the model sees.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ToolOutput {
-    Ok(String),
-    Error(String),
-}
-
-impl ToolOutput {
-    pub fn is_ok(&self) -> bool {
-        matches!(self, ToolOutput::Ok(_))
-    }
-
-    pub fn text(&self) -> &str {
-        match self {
-            ToolOutput::Ok(t) | ToolOutput::Error(t) => t,
-        }
-    }
-}
 
 /// Every tool the agents of one config can use: the `[[tools]]` entries, and the builtins
 /// under their own names unless a `[[tools]]` entry takes the name.
