@@ -10,6 +10,7 @@ pub mod frontend;
 pub mod model;
 pub mod notify;
 pub mod policy;
+pub mod preflight;
 pub mod runner;
 pub mod store;
 pub mod text;

@@ -5,7 +5,7 @@
 //! To regenerate the expected files after an intended change of messages, run
 //! `GATEHOUSE_BLESS=1 cargo test --test config_check` and review the diff.
 
-use gatehouse::config::{Config, ConfigError};
+use gatehouse::config::ConfigError;
 use std::path::{Path, PathBuf};
 
 fn dir() -> PathBuf {
@@ -46,7 +46,7 @@ fn invalid_configs_report_expected_problems() {
     let mut failures = Vec::new();
     for path in &invalid {
         let expected_path = path.with_extension("expected");
-        let actual = match Config::load(path) {
+        let actual = match gatehouse::preflight::load(path) {
             Ok(_) => {
                 failures.push(format!("{}: loaded, but should fail", file_name(path)));
                 continue;
@@ -89,28 +89,38 @@ fn every_expected_file_has_a_config() {
     }
 }
 
+/// The real `gatehouse config check`, with the token variables the valid fixtures name set
+/// (an unset `token_env` is itself a problem).
 #[test]
 fn valid_configs_load() {
     let (valid, _) = fixtures();
-    assert!(valid.len() >= 3, "fixtures missing: {valid:?}");
+    assert!(valid.len() >= 2, "fixtures missing: {valid:?}");
     for path in &valid {
-        if let Err(err) = Config::load(path) {
-            panic!(
-                "{} should load:\n{}",
-                file_name(path),
-                error_text(path, err)
-            );
-        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["config", "check", "--config"])
+            .arg(path)
+            .env("BOT_TOKEN", "bot-token")
+            .output()
+            .expect("gatehouse runs");
+        assert!(
+            out.status.success(),
+            "{} should load:\n{}",
+            file_name(path),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(": ok ("), "{stdout}");
     }
 }
 
+/// DESIGN §7's example is a sketch (its reviewer bob has no identity, its refund program is not
+/// on this machine: `design_example.expected` says so); its shape parses whole.
 #[test]
-fn design_example_loads_with_its_contents() {
-    let path = dir().join("valid_design_example.toml");
-    let cfg = match Config::load(&path) {
-        Ok(cfg) => cfg,
-        Err(err) => panic!("{}", error_text(&path, err)),
-    };
+fn design_example_parses_with_its_contents() {
+    let text = std::fs::read_to_string(dir().join("design_example.toml")).expect("the fixture");
+    let parsed = gatehouse::config::shape::parse_config(&text).expect("no syntax errors");
+    assert_eq!(parsed.problems, Vec::new());
+    let cfg = parsed.config;
     assert_eq!(cfg.server.listen, "127.0.0.1:7878");
     assert_eq!(cfg.identities.len(), 2);
     assert_eq!(cfg.models.len(), 1);
@@ -134,7 +144,7 @@ fn design_example_loads_with_its_contents() {
 fn every_problem_is_one_line_with_a_line_number() {
     let (_, invalid) = fixtures();
     for path in &invalid {
-        let Err(err) = Config::load(path) else {
+        let Err(err) = gatehouse::preflight::load(path) else {
             continue; // reported by invalid_configs_report_expected_problems
         };
         assert!(!err.problems.is_empty(), "{}", file_name(path));
@@ -153,7 +163,7 @@ fn every_problem_is_one_line_with_a_line_number() {
 #[test]
 fn unreadable_file_is_a_problem() {
     let path = dir().join("does_not_exist.toml");
-    let err = Config::load(&path).expect_err("a missing file cannot load");
+    let err = gatehouse::preflight::load(&path).expect_err("a missing file cannot load");
     assert_eq!(err.problems.len(), 1);
     assert_eq!(err.problems[0].key, "file");
     assert!(err.problems[0].message.starts_with("cannot read"));
@@ -161,7 +171,8 @@ fn unreadable_file_is_a_problem() {
 
 #[test]
 fn parse_reports_problems_without_a_file() {
-    let problems = Config::parse("[ui]\ntheme = \"dark\"\n").expect_err("unknown theme");
+    let problems =
+        gatehouse::preflight::parse("[ui]\ntheme = \"dark\"\n").expect_err("unknown theme");
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].line, 2);
     assert_eq!(problems[0].key, "ui.theme");

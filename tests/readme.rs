@@ -1,5 +1,42 @@
 //! The README's examples stay true.
 
+/// `gatehouse config check` on a README block, run as a reader would: with the token variables
+/// the block names set (an unset `token_env` is a problem of its own). The programs of command
+/// tools are the reader's own (`/opt/billing/refund`): a missing one is the only problem let
+/// through.
+fn config_check(block: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, block).expect("write the block");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.args(["config", "check", "--config"]).arg(&path);
+    for line in block.lines() {
+        if let Some(rest) = line.trim().strip_prefix("token_env = \"")
+            && let Some((var, _)) = rest.split_once('"')
+        {
+            cmd.env(var, format!("token-of-{var}"));
+        }
+    }
+    let out = cmd.output().expect("gatehouse runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let only_programs = stderr
+        .lines()
+        .skip(1)
+        .all(|l| l.contains(": program \"/opt/"));
+    if out.status.success() || (out.status.code() == Some(2) && only_programs) {
+        Ok(())
+    } else {
+        Err(stderr)
+    }
+}
+
+/// The config a block describes, as parsed (contents only; [`config_check`] judges it).
+fn parsed(block: &str) -> gatehouse::config::Config {
+    let p = gatehouse::config::shape::parse_config(block).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(p.problems, Vec::new());
+    p.config
+}
+
 #[test]
 fn readme_config_example_is_valid() {
     let readme =
@@ -9,8 +46,8 @@ fn readme_config_example_is_valid() {
         .expect("a toml block in the README")
         + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
-    let cfg =
-        gatehouse::config::Config::parse(&readme[start..end]).unwrap_or_else(|p| panic!("{p:?}"));
+    config_check(&readme[start..end]).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = parsed(&readme[start..end]);
     assert_eq!(cfg.identities.len(), 2);
     assert_eq!(cfg.policies[0].rules.len(), 2);
 }
@@ -38,8 +75,8 @@ fn every_readme_config_block_checks() {
     while let Some(at) = rest.find("```toml\n") {
         let body = &rest[at + "```toml\n".len()..];
         let end = body.find("```").expect("closed block");
-        if let Err(p) = gatehouse::config::Config::parse(&body[..end]) {
-            panic!("README toml block {}: {p:?}", blocks + 1);
+        if let Err(e) = config_check(&body[..end]) {
+            panic!("README toml block {}: {e}", blocks + 1);
         }
         blocks += 1;
         rest = &body[end..];
@@ -59,7 +96,8 @@ fn readme_database_policy_gates_writes() {
         .expect("the postgres example");
     let start = readme[..at].rfind("```toml\n").unwrap() + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
-    let cfg = gatehouse::config::Config::parse(&readme[start..end]).unwrap();
+    config_check(&readme[start..end]).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = parsed(&readme[start..end]);
     let set = PolicySet::compile(&cfg.policies, "").unwrap();
     let decide = |sql: &str, annotations: ToolAnnotations| {
         let args = serde_json::json!({ "sql": sql });

@@ -142,7 +142,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config {
             action: ConfigAction::Check { config },
         } => {
-            let cfg = Config::load(&config).map_err(|e| {
+            let cfg = crate::preflight::load(&config).map_err(|e| {
                 Failure::usage(format!(
                     "{} problem(s) in the config:\n{e}",
                     e.problems.len()
@@ -201,7 +201,7 @@ pub fn init_logging() {
 /// The config file, or the defaults when none is given.
 pub fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
     match path {
-        Some(p) => Config::load(p).map_err(|e| {
+        Some(p) => crate::preflight::load(p).map_err(|e| {
             Failure::usage(format!(
                 "{} problem(s) in the config:\n{e}",
                 e.problems.len()

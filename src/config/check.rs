@@ -1,31 +1,21 @@
-//! Parsing diagnostics and semantic checks behind `gatehouse config check`.
-//!
-//! Two stages, each reporting every problem it finds, each with the line it stands on and the
-//! dotted TOML key (`identities[1].token_env`, `policies[0].rules[2].when`):
-//!
-//! 1. [`parse_config`]: TOML syntax errors (all of them, one per line), then the shape of the
-//!    document (unknown keys, wrong types, bad durations). A shape error stops serde at the first
-//!    one, so on failure every top-level section and every `[[array]]` entry is deserialized on
-//!    its own to find the others.
-//! 2. [`check`]: what serde cannot see — references between sections, duplicates, values out of
-//!    range, policy conditions (through [`crate::policy::PolicySet::compile`]).
+//! Stage 2 of `config check`: what serde cannot see in the file — references between sections,
+//! duplicates, values out of range. Each problem carries the line it stands on and the dotted
+//! TOML key (`identities[1].token_env`). Stage 1 (syntax and shape) is [`super::shape`]; what
+//! other modules know (CEL conditions, scripted models, key bindings, this machine) is checked
+//! by `crate::preflight`, so this module imports none of them.
 //!
 //! Lines come from a spanned re-parse of the text ([`Locator`]), so config types need not carry
 //! `Spanned` wrappers for the sake of diagnostics. A problem about a missing key points at the
 //! table that lacks it.
 
+use super::shape::{KeyPath, Locator, Parsed, Seg, finish};
 use super::{
-    AgentConfig, Config, ConfigProblem, EscalationTierConfig, IdentityConfig, McpServerConfig,
-    ModelConfig, NeedsApproval, NotifyConfig, PolicyConfig, RuleAction, ServerConfig, ToolConfig,
-    UiConfig,
+    Config, ConfigProblem, EscalationTierConfig, IdentityConfig, ModelConfig, NeedsApproval,
+    NotifyConfig, PolicyConfig, RuleAction, ServerConfig, UiConfig,
 };
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
-use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 /// Roles an identity may hold (DESIGN §4).
 pub const ROLES: &[&str] = &["agent", "reviewer", "admin"];
@@ -42,393 +32,18 @@ pub const THEMES: &[&str] = &["default", "light", "high-contrast", "mono"];
 /// The security contract (DESIGN §4a) requires a connection cap of at least this.
 pub const MIN_MAX_CONNECTIONS: usize = 1024;
 
-/// Keys allowed at the top level of the file.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "server",
-    "identities",
-    "models",
-    "agents",
-    "tools",
-    "mcp_servers",
-    "policies",
-    "escalation",
-    "notify",
-    "ui",
-];
-
-// ---------------------------------------------------------------------------------------------
-// Key paths
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A dotted TOML path such as `policies[0].rules[2].when`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct KeyPath(Vec<Seg>);
-
-impl KeyPath {
-    fn root() -> Self {
-        KeyPath(Vec::new())
-    }
-
-    fn key(&self, k: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(k.to_string()));
-        p
-    }
-
-    fn idx(&self, i: usize) -> Self {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(i));
-        p
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("toml");
-        }
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) => {
-                    if i > 0 {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(&quote_key(k))?;
-                }
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A key as it would be written in TOML: bare when it can be, quoted otherwise.
-fn quote_key(k: &str) -> String {
-    let bare = !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        k.to_string()
-    } else {
-        format!("{k:?}")
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Lines
-
-/// 1-based line number of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// Finds the line of a key path in the text, falling back to the nearest enclosing table that
-/// exists (so "missing `url`" points at the `[[tools]]` header that lacks it).
-struct Locator<'t> {
-    text: &'t str,
-    root: Spanned<DeValue<'t>>,
-}
-
-impl<'t> Locator<'t> {
-    fn new(text: &'t str) -> Self {
-        let (table, _errors) = DeTable::parse_recoverable(text);
-        let span = table.span();
-        Locator {
-            text,
-            root: Spanned::new(span, DeValue::Table(table.into_inner())),
-        }
-    }
-
-    fn line(&self, path: &KeyPath) -> usize {
-        let mut node = &self.root;
-        let mut start = node.span().start;
-        for seg in &path.0 {
-            let next = match seg {
-                Seg::Key(k) => node.get_ref().get(k.as_str()),
-                Seg::Index(i) => node.get_ref().get(*i),
-            };
-            match next {
-                Some(n) => {
-                    node = n;
-                    start = n.span().start;
-                }
-                None => break,
-            }
-        }
-        line_of(self.text, start)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stage 1: syntax and shape
-
-/// Parse config text into [`Config`], reporting every syntax error, or else every shape error
-/// (unknown key, wrong type, bad duration) that can be found. Semantic checks are not run here.
-pub fn parse_config(text: &str) -> Result<Config, Vec<ConfigProblem>> {
-    let (root, errors) = DeTable::parse_recoverable(text);
-    if !errors.is_empty() {
-        return Err(syntax_problems(text, &errors));
-    }
-    match serde_path_to_error::deserialize::<_, Config>(toml::Deserializer::from(root)) {
-        Ok(cfg) => Ok(cfg),
-        Err(first) => {
-            let mut problems = shape_problems(text);
-            if problems.is_empty() {
-                // Should not happen: the per-section pass finds at least the first error.
-                problems.push(from_path_error(text, &KeyPath::root(), &first));
-            }
-            Err(finish(problems))
-        }
-    }
-}
-
-/// Syntax errors, in file order, at most one per line (later ones on a line are usually
-/// consequences of the first).
-fn syntax_problems(text: &str, errors: &[toml::de::Error]) -> Vec<ConfigProblem> {
-    let mut sorted: Vec<&toml::de::Error> = errors.iter().collect();
-    sorted.sort_by_key(|e| e.span().map_or(0, |s| s.start));
-    let mut problems: Vec<ConfigProblem> = Vec::new();
-    for e in sorted {
-        let p = from_toml_error(text, e);
-        if problems.last().is_some_and(|last| last.line == p.line) {
-            continue;
-        }
-        problems.push(p);
-    }
-    problems
-}
-
-/// Turn a TOML parse/shape error into a problem with a line; the key is `toml` (a syntax error
-/// has no reliable key path). The message is a single line.
-pub fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigProblem {
-    let span = e.span();
-    let line = span.clone().map(|s| line_of(text, s.start)).unwrap_or(0);
-    let (mut message, _) = clean_message(e.message());
-    if message == "duplicate key"
-        && let Some(s) = span
-        && let Some(name) = text.get(s.start..s.end)
-        && !name.trim().is_empty()
-    {
-        message = format!("duplicate key {:?}", name.trim().trim_matches(['"', '\'']));
-    }
-    ConfigProblem {
-        line,
-        key: "toml".into(),
-        message,
-    }
-}
-
-/// A shape error found by deserializing the value at `prefix`, with its full key path.
-fn from_path_error(
-    text: &str,
-    prefix: &KeyPath,
-    e: &serde_path_to_error::Error<toml::de::Error>,
-) -> ConfigProblem {
-    let mut path = prefix.clone();
-    for seg in e.path() {
-        match seg {
-            serde_path_to_error::Segment::Seq { index } => path = path.idx(*index),
-            serde_path_to_error::Segment::Map { key } => {
-                // `Spanned<T>` deserializes through private marker keys; they are not TOML keys.
-                if !key.starts_with("$__serde_spanned_private") {
-                    path = path.key(key);
-                }
-            }
-            serde_path_to_error::Segment::Enum { variant } => path = path.key(variant),
-            serde_path_to_error::Segment::Unknown => {}
-        }
-    }
-    let inner = e.inner();
-    let (message, missing) = clean_message(inner.message());
-    let line = match inner.span() {
-        Some(s) => line_of(text, s.start),
-        None => Locator::new(text).line(&path),
-    };
-    if let Some(field) = missing {
-        path = path.key(&field);
-    }
-    ConfigProblem {
-        line,
-        key: path.to_string(),
-        message,
-    }
-}
-
-/// Deserialize every top-level section, and every entry of every array section, on its own,
-/// collecting the first shape error of each.
-fn shape_problems(text: &str) -> Vec<ConfigProblem> {
-    let (root, _) = DeTable::parse_recoverable(text);
-    let mut problems = Vec::new();
-    for (key, value) in root.into_inner() {
-        let name: &str = key.get_ref();
-        let path = KeyPath::root().key(name);
-        let value = value.clone();
-        match name {
-            "server" => one::<ServerConfig>(text, value, &path, &mut problems),
-            "notify" => one::<NotifyConfig>(text, value, &path, &mut problems),
-            "ui" => one::<UiConfig>(text, value, &path, &mut problems),
-            "identities" => each::<IdentityConfig>(text, value, &path, &mut problems),
-            "agents" => each::<AgentConfig>(text, value, &path, &mut problems),
-            "tools" => each::<ToolConfig>(text, value, &path, &mut problems),
-            "mcp_servers" => each::<McpServerConfig>(text, value, &path, &mut problems),
-            "policies" => each::<PolicyConfig>(text, value, &path, &mut problems),
-            "escalation" => each::<EscalationTierConfig>(text, value, &path, &mut problems),
-            "models" => {
-                if let DeValue::Table(models) = value.get_ref() {
-                    for (model, v) in models.iter() {
-                        let p = path.key(model.get_ref());
-                        one::<ModelConfig>(text, v.clone(), &p, &mut problems);
-                    }
-                } else {
-                    one::<BTreeMap<String, ModelConfig>>(text, value, &path, &mut problems);
-                }
-            }
-            other => problems.push(ConfigProblem {
-                line: line_of(text, key.span().start),
-                key: path.to_string(),
-                message: unknown_key_message(other, TOP_LEVEL_KEYS),
-            }),
-        }
-    }
-    problems
-}
-
-fn one<T: DeserializeOwned>(
-    text: &str,
-    value: Spanned<DeValue<'_>>,
-    path: &KeyPath,
-    problems: &mut Vec<ConfigProblem>,
-) {
-    if let Err(e) = serde_path_to_error::deserialize::<_, T>(ValueDeserializer::from(value)) {
-        problems.push(from_path_error(text, path, &e));
-    }
-}
-
-fn each<T: DeserializeOwned>(
-    text: &str,
-    value: Spanned<DeValue<'_>>,
-    path: &KeyPath,
-    problems: &mut Vec<ConfigProblem>,
-) {
-    if let DeValue::Array(items) = value.get_ref() {
-        for (i, item) in items.iter().enumerate() {
-            one::<T>(text, item.clone(), &path.idx(i), problems);
-        }
-    } else {
-        one::<Vec<T>>(text, value, path, problems);
-    }
-}
-
-fn unknown_key_message(name: &str, allowed: &[&str]) -> String {
-    if allowed.is_empty() {
-        format!("unknown key {name:?}")
-    } else {
-        format!("unknown key {name:?} (allowed: {})", allowed.join(", "))
-    }
-}
-
-/// Names quoted in backticks, in order: "expected one of `a`, `b`" → [a, b].
-fn backticked(s: &str) -> Vec<&str> {
-    s.split('`').skip(1).step_by(2).collect()
-}
-
-/// Rewrite a toml/serde message into a short single line in gatehouse's style. Returns the
-/// message and, for a missing field, the field's name (to be appended to the key path).
-fn clean_message(raw: &str) -> (String, Option<String>) {
-    let first = raw.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let first = first.trim();
-
-    if let Some(rest) = first.strip_prefix("unknown field `") {
-        let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        return (unknown_key_message(name, &backticked(tail)), None);
-    }
-    if let Some(rest) = first.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or(rest);
-        return (
-            format!("missing required key {name:?}"),
-            Some(name.to_string()),
-        );
-    }
-    if let Some(rest) = first.strip_prefix("unknown variant `") {
-        let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        return (
-            format!(
-                "unknown value {name:?} (allowed: {})",
-                backticked(tail).join(", ")
-            ),
-            None,
-        );
-    }
-    if first.starts_with("data did not match any variant of untagged enum NeedsApproval") {
-        return ("expected true, false or a policy name".into(), None);
-    }
-    for prefix in ["invalid type: ", "invalid value: ", "invalid length: "] {
-        if let Some(rest) = first.strip_prefix(prefix)
-            && let Some((found, expected)) = rest.rsplit_once(", expected ")
-        {
-            return (
-                format!(
-                    "expected {}, found {}",
-                    describe_expected(expected),
-                    describe_found(found)
-                ),
-                None,
-            );
-        }
-    }
-    (first.to_string(), None)
-}
-
-fn describe_expected(expected: &str) -> String {
-    match expected {
-        "usize" | "u64" | "u32" | "u16" | "u8" => "a non-negative integer".into(),
-        "isize" | "i64" | "i32" | "i16" | "i8" => "an integer".into(),
-        "a duration" => "a duration like \"90s\" or \"15m\"".into(),
-        "a sequence" => "an array".into(),
-        "a map" => "a table".into(),
-        e if e.starts_with("struct ") || e.starts_with("a map") => "a table".into(),
-        e if e.starts_with("a sequence") => "an array".into(),
-        e => e.to_string(),
-    }
-}
-
-fn describe_found(found: &str) -> String {
-    match found {
-        "map" => "a table".into(),
-        "sequence" => "an array".into(),
-        f => f.replace('`', ""),
-    }
-}
-
-/// Problems in file order (stable within a line), exact duplicates removed.
-fn finish(mut problems: Vec<ConfigProblem>) -> Vec<ConfigProblem> {
-    problems.sort_by_key(|p| p.line);
-    let mut out: Vec<ConfigProblem> = Vec::with_capacity(problems.len());
-    for p in problems {
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // Stage 2: semantic checks
 
-/// Everything wrong with a config that parsed, in file order. Empty means the config is good.
-pub fn check(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
+/// Everything wrong with a config that parsed (perhaps in part), beside its shape problems, in
+/// file order. Empty means the file is good as far as the config module can tell.
+pub fn check(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
+    let cfg = &parsed.config;
     let mut c = Checker {
         loc: Locator::new(text),
-        problems: Vec::new(),
+        problems: parsed.problems.clone(),
+        origin: &parsed.origin,
+        broken: &parsed.broken_names,
     };
     c.server(&cfg.server);
     c.identities(&cfg.identities);
@@ -437,25 +52,30 @@ pub fn check(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
     c.tools(cfg);
     c.mcp_servers(cfg);
     c.agents(cfg);
-    c.escalation(&cfg.escalation);
+    c.escalation(cfg);
     c.notify(&cfg.notify);
     c.ui(&cfg.ui);
-
-    // CEL conditions are compiled by the policy module, which reports its own problems (with
-    // key `policies[i].rules[j].when`). A key already reported here is kept once.
-    if let Err(policy_problems) = crate::policy::PolicySet::compile(&cfg.policies, text) {
-        for p in policy_problems {
-            if !c.problems.iter().any(|q| q.key == p.key) {
-                c.problems.push(p);
-            }
-        }
-    }
     finish(c.problems)
 }
 
 struct Checker<'t> {
     loc: Locator<'t>,
     problems: Vec<ConfigProblem>,
+    origin: &'t HashMap<String, Vec<usize>>,
+    broken: &'t BTreeSet<String>,
+}
+
+/// The entries of one `[[table]]`, numbered as in the file even when broken ones were left out.
+struct Entries {
+    base: KeyPath,
+    origin: Option<Vec<usize>>,
+}
+
+impl Entries {
+    fn idx(&self, i: usize) -> KeyPath {
+        let at = self.origin.as_ref().and_then(|o| o.get(i).copied());
+        self.base.idx(at.unwrap_or(i))
+    }
 }
 
 /// "defined: a, b" or "no [[tools]] defined", for messages about unknown names.
@@ -489,7 +109,7 @@ fn valid_tool_name(s: &str) -> bool {
 
 /// The SHA-256 (lowercase hex) a token stands for, so that a plain token and its `sha256:`
 /// form compare equal. `None` for an empty or malformed token (reported separately).
-fn token_digest(token: &str) -> Option<String> {
+pub(super) fn token_digest(token: &str) -> Option<String> {
     if let Some(hex_part) = token.strip_prefix("sha256:") {
         valid_sha256_hex(hex_part).then(|| hex_part.to_ascii_lowercase())
     } else if token.is_empty() {
@@ -515,6 +135,19 @@ fn valid_sha256_hex(s: &str) -> bool {
 }
 
 impl Checker<'_> {
+    fn entries(&self, table: &str) -> Entries {
+        let base = KeyPath::root().key(table);
+        Entries {
+            origin: self.origin.get(&base.to_string()).cloned(),
+            base,
+        }
+    }
+
+    /// A name that refers to a broken entry: that entry's problem is already reported.
+    fn is_broken(&self, name: &str) -> bool {
+        self.broken.contains(name)
+    }
+
     fn report(&mut self, path: &KeyPath, message: impl Into<String>) {
         self.problems.push(ConfigProblem {
             line: self.loc.line(path),
@@ -599,7 +232,7 @@ impl Checker<'_> {
     }
 
     fn identities(&mut self, ids: &[IdentityConfig]) {
-        let base = KeyPath::root().key("identities");
+        let base = self.entries("identities");
         self.unique(
             "identity name",
             ids.iter()
@@ -738,19 +371,8 @@ impl Checker<'_> {
                         );
                     }
                 }
-                "scripted" => {
-                    if let Some(script) = m.script.as_deref()
-                        && !crate::model::SCRIPTS.contains(&script)
-                    {
-                        self.report(
-                            &p.key("script"),
-                            format!(
-                                "unknown script {script:?} (built in: {})",
-                                crate::model::SCRIPTS.join(", ")
-                            ),
-                        );
-                    }
-                }
+                // Which scripts exist is the model module's to say (`crate::preflight`).
+                "scripted" => {}
                 other => self.report(
                     &p.key("kind"),
                     format!(
@@ -767,7 +389,7 @@ impl Checker<'_> {
     }
 
     fn policies(&mut self, policies: &[PolicyConfig]) {
-        let base = KeyPath::root().key("policies");
+        let base = self.entries("policies");
         self.unique(
             "policy name",
             policies
@@ -862,7 +484,7 @@ impl Checker<'_> {
     }
 
     fn tools(&mut self, cfg: &Config) {
-        let base = KeyPath::root().key("tools");
+        let base = self.entries("tools");
         self.unique(
             "tool name",
             cfg.tools
@@ -948,6 +570,7 @@ impl Checker<'_> {
             if let Some(na) = &t.needs_approval
                 && let NeedsApproval::Policy(policy) = na.get_ref()
                 && !policy_names.contains(&policy.as_str())
+                && !self.is_broken(policy)
             {
                 self.report(
                     &p.key("needs_approval"),
@@ -1029,7 +652,11 @@ impl Checker<'_> {
 
     /// `approval = "always" | "never" | "POLICY"`.
     fn approval(&mut self, p: &KeyPath, value: &str, policy_names: &[&str]) {
-        if value == "always" || value == "never" || policy_names.contains(&value) {
+        if value == "always"
+            || value == "never"
+            || policy_names.contains(&value)
+            || self.is_broken(value)
+        {
             return;
         }
         self.report(
@@ -1042,7 +669,7 @@ impl Checker<'_> {
     }
 
     fn mcp_servers(&mut self, cfg: &Config) {
-        let base = KeyPath::root().key("mcp_servers");
+        let base = self.entries("mcp_servers");
         self.unique(
             "mcp server name",
             cfg.mcp_servers
@@ -1096,7 +723,7 @@ impl Checker<'_> {
     }
 
     fn agents(&mut self, cfg: &Config) {
-        let base = KeyPath::root().key("agents");
+        let base = self.entries("agents");
         self.unique(
             "agent name",
             cfg.agents
@@ -1118,7 +745,7 @@ impl Checker<'_> {
         for (i, a) in cfg.agents.iter().enumerate() {
             let p = base.idx(i);
             let model = a.model.get_ref().as_str();
-            if !models.contains(&model) {
+            if !models.contains(&model) && !self.is_broken(model) {
                 self.report(
                     &p.key("model"),
                     format!(
@@ -1130,7 +757,8 @@ impl Checker<'_> {
             for (j, tool) in a.tools.iter().enumerate() {
                 let tool = tool.get_ref().as_str();
                 let tp = p.key("tools").idx(j);
-                if !tools.contains(&tool) && !BUILTIN_TOOLS.contains(&tool) {
+                if !tools.contains(&tool) && !BUILTIN_TOOLS.contains(&tool) && !self.is_broken(tool)
+                {
                     self.report(
                         &tp,
                         format!(
@@ -1146,7 +774,7 @@ impl Checker<'_> {
             for (j, server) in a.mcp_servers.iter().enumerate() {
                 let server = server.get_ref().as_str();
                 let sp = p.key("mcp_servers").idx(j);
-                if !servers.contains(&server) {
+                if !servers.contains(&server) && !self.is_broken(server) {
                     self.report(
                         &sp,
                         format!(
@@ -1164,8 +792,27 @@ impl Checker<'_> {
         }
     }
 
-    fn escalation(&mut self, tiers: &[EscalationTierConfig]) {
-        let base = KeyPath::root().key("escalation");
+    fn escalation(&mut self, cfg: &Config) {
+        let tiers: &[EscalationTierConfig] = &cfg.escalation;
+        let base = self.entries("escalation");
+        let identities: Vec<&str> = cfg
+            .identities
+            .iter()
+            .map(|i| i.name.get_ref().as_str())
+            .collect();
+        for (i, t) in tiers.iter().enumerate() {
+            for (j, r) in t.reviewers.iter().enumerate() {
+                if !identities.contains(&r.as_str()) && !self.is_broken(r) {
+                    self.report(
+                        &base.idx(i).key("reviewers").idx(j),
+                        format!(
+                            "reviewer {r:?} is not an identity ({})",
+                            defined(&identities, "[[identities]]")
+                        ),
+                    );
+                }
+            }
+        }
         self.unique(
             "escalation queue",
             tiers
@@ -1201,166 +848,6 @@ impl Checker<'_> {
                     THEMES.join(", ")
                 ),
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn problems(text: &str) -> Vec<ConfigProblem> {
-        match Config::parse(text) {
-            Ok(_) => Vec::new(),
-            Err(p) => p,
-        }
-    }
-
-    fn keys(text: &str) -> Vec<(usize, String)> {
-        problems(text)
-            .into_iter()
-            .map(|p| (p.line, p.key))
-            .collect()
-    }
-
-    #[test]
-    fn line_of_counts_from_one() {
-        assert_eq!(line_of("a\nb\nc", 0), 1);
-        assert_eq!(line_of("a\nb\nc", 2), 2);
-        assert_eq!(line_of("a\nb\nc", 4), 3);
-        assert_eq!(line_of("a\nb\nc", 999), 3);
-    }
-
-    #[test]
-    fn key_paths_quote_non_bare_keys() {
-        let p = KeyPath::root()
-            .key("policies")
-            .idx(0)
-            .key("rules")
-            .idx(2)
-            .key("when");
-        assert_eq!(p.to_string(), "policies[0].rules[2].when");
-        let p = KeyPath::root().key("models").key("gpt.4").key("kind");
-        assert_eq!(p.to_string(), "models.\"gpt.4\".kind");
-        assert_eq!(KeyPath::root().to_string(), "toml");
-    }
-
-    #[test]
-    fn serde_messages_become_short_lines() {
-        let m = |s: &str| clean_message(s).0;
-        assert_eq!(
-            m("unknown field `tokn`, expected one of `name`, `token`"),
-            "unknown key \"tokn\" (allowed: name, token)"
-        );
-        assert_eq!(
-            m("unknown field `zzz`, expected `approval`"),
-            "unknown key \"zzz\" (allowed: approval)"
-        );
-        assert_eq!(
-            m("unknown field `x`, there are no fields"),
-            "unknown key \"x\""
-        );
-        assert_eq!(
-            clean_message("missing field `kind`"),
-            ("missing required key \"kind\"".into(), Some("kind".into()))
-        );
-        assert_eq!(
-            m("invalid type: string \"many\", expected usize"),
-            "expected a non-negative integer, found string \"many\""
-        );
-        assert_eq!(
-            m("invalid value: string \"soon\", expected a duration"),
-            "expected a duration like \"90s\" or \"15m\", found string \"soon\""
-        );
-        assert_eq!(m("first line\nsecond line\n"), "first line");
-    }
-
-    #[test]
-    fn plain_and_hashed_tokens_compare_equal() {
-        let hashed = "sha256:20d2fe5e369db54ec7090639a9dc30ec4d608604936239d39e2de07fda09eb0b";
-        assert_eq!(token_digest("hunter22"), token_digest(hashed));
-        assert_eq!(
-            token_digest(&hashed.to_ascii_uppercase().replace("SHA256:", "sha256:")),
-            token_digest(hashed)
-        );
-        assert_eq!(token_digest("sha256:abc"), None);
-        assert_eq!(token_digest(""), None);
-    }
-
-    #[test]
-    fn locator_falls_back_to_the_enclosing_table() {
-        let text = "[server]\nlisten = \"x\"\n\n[[tools]]\nname = \"t\"\n";
-        let loc = Locator::new(text);
-        let tools0 = KeyPath::root().key("tools").idx(0);
-        assert_eq!(loc.line(&tools0.key("name")), 5);
-        assert_eq!(loc.line(&tools0.key("url")), 4);
-        assert_eq!(loc.line(&KeyPath::root().key("server").key("listen")), 2);
-        assert_eq!(loc.line(&KeyPath::root().key("nowhere")), 1);
-    }
-
-    #[test]
-    fn problems_come_in_file_order() {
-        let text = "[ui]\ntheme = \"dark\"\n\n[server]\nmax_connections = 10\n";
-        assert_eq!(
-            keys(text),
-            vec![(2, "ui.theme".into()), (5, "server.max_connections".into())]
-        );
-    }
-
-    #[test]
-    fn quoted_table_names_keep_their_quotes() {
-        let text = "[models.\"gpt.4\"]\nkind = \"llama\"\n";
-        assert_eq!(keys(text), vec![(2, "models.\"gpt.4\".kind".into())]);
-    }
-
-    #[test]
-    fn every_syntax_error_line_is_reported() {
-        let text = "[server\nlisten = \"127.0.0.1:7878\"\n[x]\ny = \n";
-        let found = problems(text);
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!((found[0].line, found[0].key.as_str()), (1, "toml"));
-        assert_eq!(found[1].line, 4);
-    }
-
-    #[test]
-    fn shape_errors_of_different_entries_are_all_reported() {
-        let text = "[[identities]]\nname = \"a\"\nx = 1\n\n[[identities]]\nname = \"b\"\ny = 2\n";
-        assert_eq!(
-            keys(text),
-            vec![(3, "identities[0].x".into()), (7, "identities[1].y".into())]
-        );
-    }
-
-    #[test]
-    fn unknown_key_in_mcp_tool_override() {
-        let text = "[[mcp_servers]]\nname = \"m\"\ncommand = \"x\"\n[mcp_servers.tools.q]\nmode = \"never\"\n";
-        let found = problems(text);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].line, 5);
-        assert_eq!(found[0].key, "mcp_servers[0].tools.q.mode");
-        assert_eq!(found[0].message, "unknown key \"mode\" (allowed: approval)");
-    }
-
-    #[test]
-    fn a_rate_limited_approve_does_not_make_later_rules_unreachable() {
-        let text = "[[policies]]\nname = \"p\"\n[[policies.rules]]\naction = \"approve\"\nmax_per_hour = 3\n[[policies.rules]]\naction = \"ask\"\n";
-        assert_eq!(problems(text), Vec::new());
-    }
-
-    #[test]
-    fn odd_input_never_panics() {
-        for text in [
-            "",
-            "=",
-            "\u{feff}[server]\n",
-            "[[identities]]\n",
-            "[models]\nx = 1\n",
-            "tools = [1, 2]\n",
-            "[[policies]]\nname = \"p\"\nrules = \"x\"\n",
-            "\0\u{1b}[31m",
-            "[server]\nlisten = \"\u{202e}1:80\"\n",
-        ] {
-            let _ = Config::parse(text);
         }
     }
 }

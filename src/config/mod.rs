@@ -4,6 +4,9 @@
 //! reported with the line it stands on.
 
 pub mod check;
+pub mod shape;
+#[cfg(test)]
+mod tests;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -315,7 +318,8 @@ pub struct UiConfig {
 }
 
 impl Config {
-    /// Parse and check a config file. Every problem found is returned, each with its line.
+    /// Parse and check a config file as far as the config module can tell (its syntax, shape
+    /// and references). `crate::preflight::load` checks everything; programs use that.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
@@ -331,12 +335,12 @@ impl Config {
         })
     }
 
-    /// Parse and check config text.
+    /// Parse and check config text (the config module's own checks; see [`Config::load`]).
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
-        let cfg = check::parse_config(text)?;
-        let problems = check::check(&cfg, text);
+        let parsed = shape::parse_config(text)?;
+        let problems = check::check(&parsed, text);
         if problems.is_empty() {
-            Ok(cfg)
+            Ok(parsed.config)
         } else {
             Err(problems)
         }

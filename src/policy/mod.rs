@@ -40,7 +40,7 @@ mod tests;
 
 pub use rate::RateLimits;
 
-use crate::config::check::line_of;
+use crate::config::shape::line_of;
 use crate::config::{ConfigProblem, PolicyConfig, RuleAction};
 use crate::domain::{PolicyRef, Timestamp};
 use globset::{Glob, GlobSet, GlobSetBuilder};

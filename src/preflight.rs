@@ -1,0 +1,166 @@
+//! Everything checked before gatehouse acts on a config file, in one pass: the file's own rules
+//! (`config`: syntax, shape, references), and what only other parts know — the policies' CEL
+//! conditions (`policy`), the scripted models (`model`), `[ui.keys]` (the console's keymap), and
+//! this machine (token variables set, command tools' programs present). Joined here so that
+//! none of those modules imports another's checks.
+
+use crate::config::shape::{self, Parsed};
+use crate::config::{Config, ConfigError, ConfigProblem};
+use std::path::Path;
+
+/// Read, parse and check a config file. Every problem found is returned, each with its line.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![ConfigProblem {
+            line: 0,
+            key: "file".into(),
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(&text).map_err(|problems| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    })
+}
+
+/// Parse and check config text.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    let parsed = shape::parse_config(text)?;
+    let mut problems = crate::config::check::check(&parsed, text);
+    let mut add = |p: ConfigProblem| {
+        // A key the config module already reported is kept once.
+        if !problems.iter().any(|q| q.key == p.key) {
+            problems.push(p);
+        }
+    };
+    for p in policy_problems(&parsed, text) {
+        add(p);
+    }
+    for p in model_problems(&parsed.config, text) {
+        add(p);
+    }
+    for p in key_problems(&parsed.config, text) {
+        add(p);
+    }
+    for p in machine_problems(&parsed.config, text) {
+        add(p);
+    }
+    problems.sort_by_key(|p| p.line);
+    if problems.is_empty() {
+        Ok(parsed.config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn at(text: &str, key: String, message: String) -> ConfigProblem {
+    ConfigProblem {
+        line: shape::line_of_key(text, &key),
+        key,
+        message,
+    }
+}
+
+fn policy_problems(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
+    match crate::policy::PolicySet::compile(&parsed.config.policies, text) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .map(|p| ConfigProblem {
+                key: shape::renumber(parsed, &p.key),
+                ..p
+            })
+            .collect(),
+    }
+}
+
+fn model_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (name, m) in &cfg.models {
+        if m.kind.get_ref() == "scripted"
+            && let Some(script) = m.script.as_deref()
+            && !crate::model::SCRIPTS.contains(&script)
+        {
+            out.push(at(
+                text,
+                format!("models.{name}.script"),
+                format!(
+                    "unknown script {script:?} (built in: {})",
+                    crate::model::SCRIPTS.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn key_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
+    match crate::tui::keymap::Keymap::with_overrides(&cfg.ui.keys) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![at(text, format!("ui.keys.{}", e.action), e.message)],
+    }
+}
+
+/// What the file says that this machine must provide.
+fn machine_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (i, id) in cfg.identities.iter().enumerate() {
+        if let Some(var) = &id.token_env {
+            let var = var.get_ref();
+            match std::env::var_os(var) {
+                None => out.push(at(
+                    text,
+                    format!("identities[{i}].token_env"),
+                    format!(
+                        "environment variable {var} is not set (identity {})",
+                        id.name.get_ref()
+                    ),
+                )),
+                Some(v) if v.is_empty() => out.push(at(
+                    text,
+                    format!("identities[{i}].token_env"),
+                    format!("environment variable {var} is empty"),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (i, t) in cfg.tools.iter().enumerate() {
+        if t.kind.get_ref() != "command" {
+            continue;
+        }
+        if let Some(program) = t.command.as_ref().and_then(|c| c.first())
+            && !program.trim().is_empty()
+            && let Err(why) = find_program(program)
+        {
+            out.push(at(text, format!("tools[{i}].command[0]"), why));
+        }
+    }
+    out
+}
+
+/// Where a command tool's program would be found when it runs: a path as written, or the first
+/// executable of that name on `PATH`.
+fn find_program(program: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return match std::fs::metadata(p) {
+            Err(e) => Err(format!("program {program:?} cannot be run: {e}")),
+            Ok(_) if !executable(p) => {
+                Err(format!("program {program:?} is not an executable file"))
+            }
+            Ok(_) => Ok(()),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| executable(&dir.join(program))) {
+        Ok(())
+    } else {
+        Err(format!("program {program:?} is not found on PATH"))
+    }
+}
