@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod console;
 mod demo;
+mod policy;
 pub mod remote;
 mod run;
 mod serve;
@@ -61,6 +62,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Try another config's policies on the requests already recorded (`policy replay`).
+    Policy {
+        #[command(subcommand)]
+        action: policy::Action,
     },
     /// Load generators that measure a running daemon.
     Bench {
@@ -170,6 +176,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Runs { action } => runtime()?.block_on(run::runs(action)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
+        Command::Policy { action } => runtime()?.block_on(policy::run(action)),
     }
 }
 

@@ -33,6 +33,7 @@
 //! The standard library plus the `strings`, `lists` and `math` extensions are available.
 
 mod rate;
+pub mod replay;
 mod vars;
 
 #[cfg(test)]
@@ -66,6 +67,14 @@ impl PolicyOutcome {
     /// Ask a reviewer, for `reason`, with no policy involved.
     pub fn ask(reason: String) -> PolicyOutcome {
         ask(None, None, reason)
+    }
+
+    /// Approve, for `reason`, with no policy involved (`needs_approval = false`).
+    pub fn approve(reason: String) -> PolicyOutcome {
+        PolicyOutcome {
+            action: RuleAction::Approve,
+            ..ask(None, None, reason)
+        }
     }
 }
 
