@@ -718,7 +718,7 @@ async fn host_and_origin_allow_lists() {
     assert_eq!(api.list_all("all").await.len(), 3);
 
     // The refusals are counted.
-    let metrics = api.get(None, "/metrics").await.body;
+    let metrics = api.get(Some(ALICE), "/metrics").await.body;
     let metrics = metrics.as_str().unwrap();
     assert!(
         metrics.contains("gatehouse_refused_total{reason=\"host\"} 9"),
@@ -768,7 +768,7 @@ async fn healthz_and_metrics() {
         .await
         .expect_error(401);
 
-    let r = api.get(None, "/metrics").await;
+    let r = api.get(Some(ALICE), "/metrics").await;
     assert_eq!(r.status, 200);
     let ct = r.headers["content-type"].to_str().unwrap();
     assert!(ct.starts_with("text/plain"), "{ct}");

@@ -414,8 +414,8 @@ fn approvals_on_a_local_data_directory() {
     assert_eq!(shown["decision"]["by"], "bob");
     fails(
         &gatehouse(&["approvals", "show", "nope", "--data", data], None),
-        1,
-        "no approval",
+        2,
+        "\"nope\" is not an approval id",
     );
     let out = gatehouse(&["approvals", "list", "--data", data], None);
     assert_eq!(ok(&out).trim(), "no approvals");

@@ -29,6 +29,10 @@ pub struct ApiOptions {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// `[server] public_metrics`: `/metrics` without a token.
+    pub public_metrics: bool,
+    /// Queue names `/metrics` uses as labels; any other counts as `other`.
+    pub metric_queues: HashSet<String>,
 }
 
 impl ApiOptions {
@@ -40,6 +44,8 @@ impl ApiOptions {
             allowed_origins: cfg.server.allowed_origins.clone(),
             max_body_bytes: cfg.server.max_body_bytes,
             body_timeout: cfg.server.body_timeout,
+            public_metrics: cfg.server.public_metrics,
+            metric_queues: metrics::configured_queues(cfg),
         }
     }
 }
@@ -72,6 +78,8 @@ pub(crate) struct Inner {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    pub public_metrics: bool,
+    pub metric_queues: HashSet<String>,
     pub counters: Counters,
 }
 
@@ -95,6 +103,8 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             allowed_origins: opts.allowed_origins,
             max_body_bytes: opts.max_body_bytes,
             body_timeout: opts.body_timeout,
+            public_metrics: opts.public_metrics,
+            metric_queues: opts.metric_queues,
             counters: Counters::default(),
         }),
     };

@@ -401,7 +401,8 @@ impl Checker<'_> {
                     self.report(
                         &rp,
                         format!(
-                            "unreachable rule: rules[{k}] above has no `when` and always decides"
+                            "unreachable rule: rule {} (rules[{k}]) above has no `when` and always decides",
+                            k + 1
                         ),
                     );
                     unreachable_reported = true;

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     #[serde(default = "default_io_timeout", with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Serve `/metrics` without a token (by default it needs the token of any identity).
+    #[serde(default)]
+    pub public_metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             default_timeout: default_timeout(),
             header_timeout: default_io_timeout(),
             body_timeout: default_io_timeout(),
+            public_metrics: false,
         }
     }
 }

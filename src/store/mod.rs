@@ -15,6 +15,9 @@
 
 mod envelope;
 mod lock;
+mod perms;
+
+pub use perms::umask_for_children;
 
 use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
 use std::collections::HashSet;
@@ -154,6 +157,8 @@ impl Store {
             dir: dir.to_path_buf(),
             source,
         };
+        // Before the first file is made: everything in the directory is private from birth.
+        perms::private_umask();
         fs::create_dir_all(dir).map_err(io_err)?;
         let lock_path = dir.join(LOCK);
         let lock_was_there = lock_path.exists();
@@ -282,6 +287,8 @@ impl Store {
                 .unwrap_or_else(|p| p.into_inner());
             seen.extend(rd.filter_map(|e| e.ok()).map(|e| e.file_name()));
         }
+        // Only now that the directory is known to be ours: a foreign one is left as found.
+        perms::tighten(dir).map_err(io_err)?;
         Ok(store)
     }
 

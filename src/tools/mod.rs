@@ -5,7 +5,7 @@
 //! tool's output, or `ToolOutput::Error` with a one-paragraph explanation.
 
 pub mod builtin;
-mod command;
+pub(crate) mod command;
 mod http;
 pub mod mcp;
 #[cfg(test)]
