@@ -95,6 +95,17 @@ async fn exposition(state: &ApiState) -> impl IntoResponse {
     }
     family(
         &mut out,
+        "gatehouse_event_subscribers",
+        "gauge",
+        "Open long polls and event streams (each holds one subscription to the event feed).",
+    );
+    let _ = writeln!(
+        out,
+        "gatehouse_event_subscribers {}",
+        state.inner.runner.subscribers()
+    );
+    family(
+        &mut out,
         "gatehouse_submissions_total",
         "counter",
         "Approval requests by outcome.",

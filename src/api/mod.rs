@@ -23,6 +23,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What the API needs besides the runner.
+/// Tells long polls and event streams to end: the daemon is draining (SIGTERM) and answers
+/// what is in flight before it stops.
+#[derive(Clone, Debug)]
+pub struct Drain(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Drain {
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once draining has started.
+    pub async fn started(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|draining| *draining).await;
+    }
+
+    /// `f` until `deadline`, or until draining starts (`Err(())` for both).
+    pub async fn within<F: std::future::Future>(
+        &self,
+        deadline: tokio::time::Instant,
+        f: F,
+    ) -> Result<F::Output, ()> {
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, f) => r.map_err(|_| ()),
+            _ = self.started() => Err(()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiOptions {
     pub allowed_hosts: Vec<String>,
@@ -33,6 +68,8 @@ pub struct ApiOptions {
     pub public_metrics: bool,
     /// Queue names `/metrics` uses as labels; any other counts as `other`.
     pub metric_queues: HashSet<String>,
+    /// Started when the daemon drains; long polls and event streams then end.
+    pub drain: Drain,
 }
 
 impl ApiOptions {
@@ -46,6 +83,7 @@ impl ApiOptions {
             body_timeout: cfg.server.body_timeout,
             public_metrics: cfg.server.public_metrics,
             metric_queues: metrics::configured_queues(cfg),
+            drain: Drain::default(),
         }
     }
 }
@@ -81,6 +119,7 @@ pub(crate) struct Inner {
     pub public_metrics: bool,
     pub metric_queues: HashSet<String>,
     pub counters: Counters,
+    pub drain: Drain,
 }
 
 #[derive(Clone)]
@@ -106,6 +145,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             public_metrics: opts.public_metrics,
             metric_queues: opts.metric_queues,
             counters: Counters::default(),
+            drain: opts.drain,
         }),
     };
     Router::new()

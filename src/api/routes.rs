@@ -295,7 +295,7 @@ pub async fn get_one(
     if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
         while current.is_pending() {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match state.inner.drain.within(deadline, events.recv()).await {
                 Err(_) => break,
                 Ok(Ok(e)) => {
                     if let crate::domain::Subject::Approval(a) = e.subject

@@ -58,6 +58,7 @@ pub struct BoundApi {
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: ServeLimits,
+    drain: crate::api::Drain,
 }
 
 impl BoundApi {
@@ -75,11 +76,9 @@ impl BoundApi {
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-        let app = router(
-            local.runner.clone(),
-            tokens,
-            ApiOptions::from_config(&local.config, &addr.to_string()),
-        );
+        let options = ApiOptions::from_config(&local.config, &addr.to_string());
+        let drain = options.drain.clone();
+        let app = router(local.runner.clone(), tokens, options);
         let limits = ServeLimits {
             max_connections: local.config.server.max_connections,
             header_timeout: local.config.server.header_timeout,
@@ -89,12 +88,13 @@ impl BoundApi {
             listener,
             app,
             limits,
+            drain,
         })
     }
 
     /// Serve until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        serve_http(self.listener, self.app, self.limits, shutdown).await
+        serve_http(self.listener, self.app, self.limits, shutdown, self.drain).await
     }
 }
 

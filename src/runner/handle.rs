@@ -117,6 +117,11 @@ impl RunnerHandle {
         self.events.subscribe()
     }
 
+    /// How many subscriptions are open (consoles, event streams, long polls).
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Resolves when the runner stopped because the store failed; carries the reason.
     pub async fn failed(&self) -> String {
         let mut rx = self.fatal.clone();
