@@ -95,6 +95,10 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     #[serde(default = "default_io_timeout", with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// How long a grant (`A`, `"scope": "run"`) lasts in a run gatehouse does not drive
+    /// (an external `run_id`); grants in gatehouse's own runs end with the run.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub grant_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             default_timeout: default_timeout(),
             header_timeout: default_io_timeout(),
             body_timeout: default_io_timeout(),
+            grant_ttl: default_timeout(),
         }
     }
 }
@@ -143,6 +148,13 @@ pub struct IdentityConfig {
     /// OS user this identity stands for at a local console.
     #[serde(default)]
     pub os_user: Option<String>,
+    /// Agent names this identity may claim in a submission (`["*"]`: any); a claim it may
+    /// make is verified and policies see it (DESIGN §9).
+    #[serde(default)]
+    pub agents: Vec<Spanned<String>>,
+    /// MCP server names this identity may claim, as `agents`.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
