@@ -88,7 +88,13 @@ async fn submit_get_and_list() {
         )
         .await;
     assert_eq!(r.status, 422, "{r:?}");
-    assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("\"ops\""), "{r:?}");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"ops\""),
+        "{r:?}"
+    );
     let r = api
         .submit(
             BOT,
@@ -322,12 +328,7 @@ async fn authentication_and_roles() {
         .collect();
     assert_eq!(
         actors,
-        vec![
-            "billing-bot",
-            "other-bot",
-            "carol",
-            "carol"
-        ],
+        vec!["billing-bot", "other-bot", "carol", "carol"],
         "{refused:?}"
     );
     assert_chain(&audit);
