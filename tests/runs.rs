@@ -741,6 +741,9 @@ async fn approving_for_the_run_grants_the_tool_for_the_rest_of_the_run() {
     assert_eq!(second["status"], "approved", "{second:#}");
     assert_eq!(second["decision"]["by"], "grant:alice", "{second:#}");
     assert_eq!(second["arguments"]["order_id"], "D2");
+    // The grant ended with the run (DESIGN §9).
+    let grants = api.get(Some(ALICE), "/v1/grants").await;
+    assert_eq!(grants.body, json!({"grants": []}), "{grants:?}");
     let audit = api.audit_all().await;
     let decided = records_of(&audit, "approval.decided", second["id"].as_str().unwrap());
     assert_eq!(decided.len(), 1, "the grant's decision is audited");

@@ -464,7 +464,16 @@ pub async fn escalate(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     require(&state, &who, Role::Reviewer, "escalate approvals")?;
-    let a = state.inner.runner.escalate(&who.name, id).await?;
+    let a = state
+        .inner
+        .runner
+        .escalate(&who.name, id)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
+                state.inner.counters.refused(StatusCode::FORBIDDEN);
+            }
+        })?;
     Ok(approval_response(StatusCode::OK, &a))
 }
 
