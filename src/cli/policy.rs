@@ -4,7 +4,7 @@ use super::remote::{Remote, error_message};
 use super::{Failure, data_dir};
 use crate::domain::AuditRecord;
 use crate::policy::PolicySet;
-use crate::policy::replay::{Gates, Report, replay};
+use crate::policy::replay::{ReplayConfig, Report, replay};
 use crate::store::Store;
 use clap::Subcommand;
 use reqwest::Method;
@@ -54,7 +54,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
     })?;
     let policies = PolicySet::compile(&cfg.policies, "")
         .map_err(|p| Failure::usage(format!("{}: {p:?}", config.display())))?;
-    let gates = Gates::from_config(&cfg).map_err(|e| Failure::usage(e.to_string()))?;
+    let rc = ReplayConfig::from_config(&cfg).map_err(|e| Failure::usage(e.to_string()))?;
     let records = match connect {
         Some(url) => remote_log(&url, &token_env).await?,
         None => local_log(data.as_ref())?,
@@ -67,7 +67,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let report = replay(&records, &policies, &gates, since_at);
+    let report = replay(&records, &policies, &rc, since_at);
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Failure::runtime(format!("cannot write the report: {e}")))?;

@@ -214,6 +214,7 @@ impl Checker<'_> {
         self.positive(&p.key("default_timeout"), Some(s.default_timeout));
         self.positive(&p.key("header_timeout"), Some(s.header_timeout));
         self.positive(&p.key("body_timeout"), Some(s.body_timeout));
+        self.positive(&p.key("grant_ttl"), Some(s.grant_ttl));
         for (i, h) in s.allowed_hosts.iter().enumerate() {
             if h.trim().is_empty() {
                 self.report(&p.key("allowed_hosts").idx(i), "empty host name");
@@ -313,6 +314,25 @@ impl Checker<'_> {
                         None => {
                             token_envs.insert(var, (name, line));
                         }
+                    }
+                }
+            }
+            for (key, claims) in [("agents", &id.agents), ("servers", &id.servers)] {
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for (j, claim) in claims.iter().enumerate() {
+                    let cp = p.key(key).idx(j);
+                    let claim = claim.get_ref().as_str();
+                    if claim.trim().is_empty() {
+                        let what = if key == "agents" { "agent" } else { "server" };
+                        self.report(
+                            &cp,
+                            format!("empty {what} name (list names this identity may claim, or \"*\" for any)"),
+                        );
+                        continue;
+                    }
+                    if seen.insert(claim, j).is_some() {
+                        let what = if key == "agents" { "agent" } else { "server" };
+                        self.report(&cp, format!("{what} {claim:?} is listed twice"));
                     }
                 }
             }

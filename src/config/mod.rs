@@ -101,6 +101,10 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (by default it needs the token of any identity).
     #[serde(default)]
     pub public_metrics: bool,
+    /// How long a grant (`A`, `"scope": "run"`) lasts in a run gatehouse does not drive
+    /// (an external `run_id`); grants in gatehouse's own runs end with the run.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub grant_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +119,7 @@ impl Default for ServerConfig {
             header_timeout: default_io_timeout(),
             body_timeout: default_io_timeout(),
             public_metrics: false,
+            grant_ttl: default_timeout(),
         }
     }
 }
@@ -150,6 +155,13 @@ pub struct IdentityConfig {
     /// OS user this identity stands for at a local console.
     #[serde(default)]
     pub os_user: Option<String>,
+    /// Agent names this identity may claim in a submission (`["*"]`: any); a claim it may
+    /// make is verified and policies see it (DESIGN §9).
+    #[serde(default)]
+    pub agents: Vec<Spanned<String>>,
+    /// MCP server names this identity may claim, as `agents`.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
 }
 
 /// `[models.NAME]`: which kind of model, with the keys that kind takes (and no others).

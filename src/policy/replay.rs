@@ -5,12 +5,12 @@
 //! A request is an `approval.created` record (the policy asked a reviewer) or an
 //! `approval.decided` record made at the moment of submission by a policy (`policy:NAME`) or a
 //! sticky grant (`grant:…`: the policy had asked). Re-asks after a restart (`outcome_unknown`)
-//! are not requests. Calls of gatehouse's own runs are gated as the runner gates them (the
+//! are not requests. Calls of gatehouse's own runs are gated as the runner rc them (the
 //! tool's `needs_approval`, the MCP server's `approval`); other submissions are matched to
 //! policies by tool name. `now` is each request's own time, and `max_per_hour` limits are
 //! replayed in order.
 
-use super::{CallContext, PolicyOutcome, PolicySet, RateLimits, ToolAnnotations};
+use super::{CallContext, IdentityFacts, PolicyOutcome, PolicySet, RateLimits, ToolAnnotations};
 use crate::agent::{Gate, ToolRef, gate};
 use crate::config::{Config, McpServerConfig, RuleAction};
 use crate::domain::{Approval, AuditKind, AuditRecord, PolicyRef, Timestamp};
@@ -72,20 +72,30 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
-/// The gating half of a config, for the calls of gatehouse's own runs.
-pub struct Gates {
+/// What of a config decides besides its policies: how its own runs' calls are gated (tools,
+/// MCP servers) and the roles its identities hold (CEL `identity`).
+pub struct ReplayConfig {
     tools: Tools,
     mcp: BTreeMap<String, McpServerConfig>,
+    roles: BTreeMap<String, Vec<String>>,
 }
 
-impl Gates {
-    pub fn from_config(cfg: &Config) -> Result<Gates, String> {
-        Ok(Gates {
+impl ReplayConfig {
+    pub fn from_config(cfg: &Config) -> Result<ReplayConfig, String> {
+        Ok(ReplayConfig {
             tools: Tools::from_config(&cfg.tools)?,
             mcp: cfg
                 .mcp_servers
                 .iter()
                 .map(|s| (s.name.get_ref().clone(), s.clone()))
+                .collect(),
+            roles: cfg
+                .identities
+                .iter()
+                .map(|i| {
+                    let roles = i.roles.iter().map(|r| r.get_ref().clone()).collect();
+                    (i.name.get_ref().clone(), roles)
+                })
                 .collect(),
         })
     }
@@ -96,12 +106,12 @@ impl Gates {
 pub fn replay(
     records: &[AuditRecord],
     policies: &PolicySet,
-    gates: &Gates,
+    rc: &ReplayConfig,
     since: Option<Timestamp>,
 ) -> Report {
     let mut report = Report::default();
     let mut limits = RateLimits::default();
-    // Run ids gatehouse drove itself: their calls are gated as the runner gates them.
+    // Run ids gatehouse drove itself: their calls are gated as the runner rc them.
     let mut own_runs: BTreeSet<&str> = BTreeSet::new();
     for rec in records {
         if rec.kind == AuditKind::RunStarted
@@ -117,7 +127,7 @@ pub fn replay(
             .as_deref()
             .is_some_and(|r| own_runs.contains(r));
         let at = approval.created_at;
-        let outcome = decide(&approval, own, policies, gates, at, &limits);
+        let outcome = decide(&approval, own, policies, rc, at, &limits);
         let after = Outcome::of(outcome.action);
         if after == Outcome::AutoApproved
             && let (Some(name), Some(rule)) = (&outcome.policy.name, outcome.policy.rule)
@@ -189,7 +199,7 @@ fn decide(
     a: &Approval,
     own_run: bool,
     policies: &PolicySet,
-    gates: &Gates,
+    rc: &ReplayConfig,
     at: Timestamp,
     limits: &RateLimits,
 ) -> PolicyOutcome {
@@ -205,6 +215,11 @@ fn decide(
         run: None,
         annotations: ToolAnnotations::default(),
         policy: None,
+        identity: IdentityFacts {
+            name: &a.requested_by,
+            roles: rc.roles.get(&a.requested_by).map_or(&[], Vec::as_slice),
+        },
+        context: a.context.as_ref(),
     };
     if !own_run {
         return policies.evaluate(&call, at, limits);
@@ -221,7 +236,7 @@ fn decide(
         "agent": a.agent,
         "started_by": a.requested_by,
     });
-    match gate(&gates.tools, &gates.mcp, &target) {
+    match gate(&rc.tools, &rc.mcp, &target) {
         Gate::Approve(why) => PolicyOutcome::approve(why),
         Gate::Ask(why) => PolicyOutcome::ask(why),
         Gate::Policy(name) => {

@@ -377,19 +377,21 @@ impl Store {
     }
 
     fn put_grant(&self, g: &Grant) -> Result<()> {
-        let r = self.db.insert(
-            grant_key(&g.run_id, &g.tool, g.server.as_deref()),
-            envelope::encode(g),
-        );
+        let r = self.db.insert(grant_key(g), envelope::encode(g));
         self.sled(r).map(|_| ())
     }
 
     /// Withdraw a grant: its `grant.revoked` record first, then the entry.
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
         self.write_audit(record)?;
-        let r = self
-            .db
-            .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()));
+        self.remove_grant(g)
+    }
+
+    /// Drop a grant whose life is over (its run ended, its `grant_ttl` passed, or it was
+    /// stored without an identity by an older version). The record that ended it (the run's
+    /// end, the clock) is the reason; a crash before this is repeated at the next start.
+    pub fn remove_grant(&self, g: &Grant) -> Result<()> {
+        let r = self.db.remove(grant_key(g));
         self.sled(r).map(|_| ())
     }
 
@@ -440,14 +442,8 @@ impl Store {
             .and_then(|g| serde_json::from_value(g.clone()).ok());
         if let Some(g) = &grant {
             let r = match last.kind {
-                AuditKind::GrantRevoked => {
-                    self.db
-                        .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()))
-                }
-                _ => self.db.insert(
-                    grant_key(&g.run_id, &g.tool, g.server.as_deref()),
-                    envelope::encode(g),
-                ),
+                AuditKind::GrantRevoked => self.db.remove(grant_key(g)),
+                _ => self.db.insert(grant_key(g), envelope::encode(g)),
             };
             self.sled(r)?;
         }
@@ -649,8 +645,20 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn grant_key(run: &str, tool: &str, server: Option<&str>) -> Vec<u8> {
-    let mut out = key(P_GRANT, run.as_bytes());
+/// Grants are keyed by identity, run, tool and server. Grants stored by older versions had
+/// no identity: their key (run, tool, server) is kept so they can still be found and dropped.
+fn grant_key(g: &Grant) -> Vec<u8> {
+    let (run, tool, server) = (&g.run_id, &g.tool, g.server.as_deref());
+    let mut out = match &g.identity {
+        Some(identity) => {
+            let mut k = key(P_GRANT, identity.as_bytes());
+            k.push(0);
+            k.push(b'@');
+            k.extend_from_slice(run.as_bytes());
+            k
+        }
+        None => key(P_GRANT, run.as_bytes()),
+    };
     out.push(0);
     out.extend_from_slice(tool.as_bytes());
     out.push(0);
