@@ -130,6 +130,17 @@ fn approvals_find_their_daemon_and_take_short_ids() {
         Some(url),
     );
     assert_eq!(ok(&out), format!("approved {a} (deploy) by bob\n"));
+    // Decided already: the short id still finds it, and the daemon says why not.
+    fails(
+        &gatehouse(
+            home,
+            &["approvals", "approve", &short(&a)],
+            Some(ALICE),
+            Some(url),
+        ),
+        1,
+        "HTTP 409",
+    );
 
     // On the live daemon's data directory, the error says how to get in.
     let data = ws.data();

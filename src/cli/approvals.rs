@@ -3,7 +3,7 @@
 
 use super::remote::{Remote, error_message};
 use super::serve::{Local, start_local_hinted};
-use super::short_id;
+use super::short_id::{self, Among};
 use super::{CommonArgs, Failure};
 use crate::domain::{self, Approval, ApprovalStatus, Verdict};
 use crate::runner::{DecideRequest, ListQuery, RunnerError};
@@ -228,7 +228,7 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
             Ok(())
         }
         Action::Escalate { id, .. } => {
-            let id = resolve(backend, &id).await?;
+            let id = resolve(backend, &id, Among::PendingFirst).await?;
             let a = match backend {
                 Backend::Remote(r) => {
                     let path = format!("/v1/approvals/{id}/escalate");
@@ -283,15 +283,15 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
 }
 
 /// The full id for what the user typed (a whole id or the console's short id).
-async fn resolve(backend: &Backend, raw: &str) -> Result<uuid::Uuid, Failure> {
+async fn resolve(backend: &Backend, raw: &str, among: Among) -> Result<uuid::Uuid, Failure> {
     match backend {
-        Backend::Remote(r) => short_id::approval_remote(r, raw).await,
-        Backend::Local(l, _) => short_id::approval_local(&l.runner, raw).await,
+        Backend::Remote(r) => short_id::approval_remote(r, raw, among).await,
+        Backend::Local(l, _) => short_id::approval_local(&l.runner, raw, among).await,
     }
 }
 
 async fn fetch(backend: &Backend, id: &str) -> Result<Approval, Failure> {
-    let id = resolve(backend, id).await?;
+    let id = resolve(backend, id, Among::All).await?;
     match backend {
         Backend::Remote(r) => {
             let (code, v) = r
@@ -319,7 +319,7 @@ async fn decide(
     reason: Option<String>,
     arguments_sha256: Option<String>,
 ) -> Result<(), Failure> {
-    let id = resolve(backend, id).await?;
+    let id = resolve(backend, id, Among::PendingFirst).await?;
     let a = match backend {
         Backend::Remote(r) => {
             let mut body = json!({"decision": verdict});

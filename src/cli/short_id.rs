@@ -4,6 +4,7 @@
 
 use super::Failure;
 use super::remote::{Remote, error_message};
+use crate::domain::ApprovalStatus;
 use crate::runner::{ListQuery, RunnerHandle};
 use reqwest::Method;
 use serde_json::Value;
@@ -64,16 +65,41 @@ fn pick(tail: &str, what: &str, ids: &[Uuid]) -> Result<Uuid, Failure> {
     }
 }
 
-/// Resolve an approval id on a daemon (every status, page by page).
-pub async fn approval_remote(remote: &Remote, raw: &str) -> Result<Uuid, Failure> {
+/// Which approvals a short id is looked up among.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Among {
+    /// Every approval (`show`).
+    All,
+    /// Pending ones first, the only ones a decision can act on; every approval if none
+    /// matches (so the answer can say it was already decided). Also spares listing a large
+    /// history for the common case.
+    PendingFirst,
+}
+
+/// Resolve an approval id on a daemon, page by page.
+pub async fn approval_remote(remote: &Remote, raw: &str, among: Among) -> Result<Uuid, Failure> {
     let tail = match parse(raw, "approval")? {
         IdArg::Full(id) => return Ok(id),
         IdArg::Tail(t) => t,
     };
+    if among == Among::PendingFirst {
+        let pending = remote_approval_ids(remote, "pending").await?;
+        if let Some(found) = pick_if_any(&tail, &pending)? {
+            return Ok(found);
+        }
+    }
+    pick(
+        &tail,
+        "approval",
+        &remote_approval_ids(remote, "all").await?,
+    )
+}
+
+async fn remote_approval_ids(remote: &Remote, status: &str) -> Result<Vec<Uuid>, Failure> {
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut path = format!("/v1/approvals?status=all&limit={PAGE}");
+        let mut path = format!("/v1/approvals?status={status}&limit={PAGE}");
         if let Some(a) = &after {
             path.push_str(&format!("&after={a}"));
         }
@@ -81,24 +107,40 @@ pub async fn approval_remote(remote: &Remote, raw: &str) -> Result<Uuid, Failure
         ids.extend(page_ids(&page["approvals"], "id"));
         match page["next"].as_str() {
             Some(n) => after = Some(n.to_string()),
-            None => break,
+            None => return Ok(ids),
         }
     }
-    pick(&tail, "approval", &ids)
 }
 
 /// Resolve an approval id in a local runner.
-pub async fn approval_local(runner: &RunnerHandle, raw: &str) -> Result<Uuid, Failure> {
+pub async fn approval_local(
+    runner: &RunnerHandle,
+    raw: &str,
+    among: Among,
+) -> Result<Uuid, Failure> {
     let tail = match parse(raw, "approval")? {
         IdArg::Full(id) => return Ok(id),
         IdArg::Tail(t) => t,
     };
+    if among == Among::PendingFirst {
+        let pending = local_approval_ids(runner, Some(ApprovalStatus::Pending)).await?;
+        if let Some(found) = pick_if_any(&tail, &pending)? {
+            return Ok(found);
+        }
+    }
+    pick(&tail, "approval", &local_approval_ids(runner, None).await?)
+}
+
+async fn local_approval_ids(
+    runner: &RunnerHandle,
+    status: Option<ApprovalStatus>,
+) -> Result<Vec<Uuid>, Failure> {
     let mut ids = Vec::new();
     let mut after = None;
     loop {
         let page = runner
             .list(ListQuery {
-                status: None,
+                status,
                 limit: PAGE,
                 after,
                 ..Default::default()
@@ -108,10 +150,18 @@ pub async fn approval_local(runner: &RunnerHandle, raw: &str) -> Result<Uuid, Fa
         ids.extend(page.approvals.iter().map(|a| a.id));
         match page.next {
             Some(n) => after = Some(n),
-            None => break,
+            None => return Ok(ids),
         }
     }
-    pick(&tail, "approval", &ids)
+}
+
+/// `pick` among `ids`, but `None` instead of "no match".
+fn pick_if_any(tail: &str, ids: &[Uuid]) -> Result<Option<Uuid>, Failure> {
+    if ids.iter().any(|id| id.simple().to_string().ends_with(tail)) {
+        pick(tail, "pending approval", ids).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Resolve a run id on a daemon.
