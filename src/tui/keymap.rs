@@ -38,13 +38,14 @@ actions! {
     Deny => "deny", "deny, with a reason", ["d"];
     Edit => "edit", "edit the arguments and approve the edited call", ["e"];
     Escalate => "escalate", "move the approval to the next escalation tier now", ["x"];
-    Open => "open", "open the selected approval full-screen", ["enter"];
+    Open => "open", "open the selected approval full-screen (in history: the decided one)", ["enter"];
+    Close => "close", "close the view or prompt on top, or clear the filter", ["esc"];
     Runs => "runs", "show or hide the runs view", ["r"];
     Servers => "servers", "show or hide the MCP servers view", ["S"];
     Transcript => "transcript", "open the run transcript of the selected approval or run", ["t"];
     Filter => "filter", "filter the list by text", ["/"];
     Help => "help", "show or hide this help", ["?"];
-    Quit => "quit", "quit", ["q", "ctrl-c"];
+    Quit => "quit", "quit (in a prompt, Ctrl-C cancels it)", ["q", "ctrl-c"];
 }
 
 impl Action {
