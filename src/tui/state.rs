@@ -492,7 +492,8 @@ impl ConsoleState {
         let len = self.visible().len();
         self.dashboard.list_offset =
             super::panes::scroll_offset(self.dashboard.list_offset, sel, len, rows);
-        let hrows = ((a.history.height as usize).saturating_sub(2) / 2).max(1);
+        let mark = usize::from(self.dashboard.history_new > 0);
+        let hrows = ((a.history.height as usize).saturating_sub(2 + mark) / 2).max(1);
         let hlen = self.history_len();
         let d = &mut self.dashboard;
         d.history_sel = d.history_sel.min(hlen.saturating_sub(1));

@@ -5,7 +5,7 @@ use super::{
     status_role,
 };
 use crate::domain::Timestamp;
-use crate::tui::entries::HistoryEntry;
+use crate::tui::entries::{Entry, HistoryEntry};
 use crate::tui::sanitize::sanitize;
 use crate::tui::state::{ConsoleState, Focus};
 use crate::tui::theme::{Role, Theme};
@@ -66,138 +66,222 @@ pub(super) fn render_queues(st: &ConsoleState, theme: &Theme, area: Rect, buf: &
 
 // ---------- pending list ----------
 
+/// Widths of the pending list's columns. The tool (with its server), agent and policy take
+/// what their longest visible value needs (capped), the arguments summary takes the rest; on
+/// a narrow pane the policy goes first, so the summary keeps some room.
+struct Cols {
+    tool: usize,
+    agent: usize,
+    policy: usize,
+    args: usize,
+}
+
+const CLAIMED: &str = " (claimed)";
+
+/// The agent as the row shows it: a claim is marked as one.
+fn agent_text(e: &Entry) -> (String, bool) {
+    if e.agent.is_empty() {
+        ("—".into(), false)
+    } else {
+        (e.agent.clone(), !e.approval.agent_verified)
+    }
+}
+
+/// `tool@server`; the server may be a claim.
+fn tool_text(e: &Entry) -> (String, bool) {
+    if e.server.is_empty() {
+        (e.tool.clone(), false)
+    } else {
+        (
+            format!("{}@{}", e.tool, e.server),
+            !e.approval.server_verified,
+        )
+    }
+}
+
+fn cell_width((text, claimed): (String, bool)) -> usize {
+    text.width() + if claimed { CLAIMED.width() } else { 0 }
+}
+
+/// A column cell whose `(claimed)` mark is never cut off: the name gives way first, and
+/// in a narrow column the mark alone is shown.
+fn claimed_col((text, claimed): (String, bool), w: usize) -> String {
+    let room = w.saturating_sub(1);
+    if !claimed || text.width() + CLAIMED.width() <= room {
+        let t = if claimed { text + CLAIMED } else { text };
+        return col(&t, w);
+    }
+    if room >= CLAIMED.width() + 4 {
+        let name = fit(&text, room - CLAIMED.width());
+        return col(&format!("{name}{CLAIMED}"), w);
+    }
+    col(CLAIMED.trim_start(), w)
+}
+
+fn pending_cols(entries: &[&Entry], w: usize) -> Cols {
+    let widest = |f: &dyn Fn(&Entry) -> usize, min: usize, max: usize| {
+        entries
+            .iter()
+            .map(|e| f(e))
+            .max()
+            .unwrap_or(0)
+            .clamp(min, max)
+            + 1
+    };
+    let rest = w.saturating_sub(1 + 6 + 8);
+    let mut c = Cols {
+        tool: widest(&|e| cell_width(tool_text(e)), 4, 26),
+        agent: widest(&|e| cell_width(agent_text(e)), 5, 21),
+        policy: widest(&|e| e.policy.width(), 6, 11),
+        args: 0,
+    };
+    let min_args = 16;
+    let used = |c: &Cols| c.tool + c.agent + c.policy;
+    if used(&c) + min_args > rest {
+        c.policy = 0;
+    }
+    if used(&c) + min_args > rest {
+        // narrow: a claimed agent shows its mark alone
+        c.agent = c.agent.min(11);
+        c.tool = c.tool.min(15);
+    }
+    c.args = rest.saturating_sub(used(&c));
+    c
+}
+
 pub(super) fn render_pending(st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) {
-    {
-        let focused = st.focus() == Focus::Pending;
-        let visible = st.visible();
-        let queue = st
-            .selected_queue()
-            .map(|q| sanitize(q).0.into_owned())
-            .unwrap_or_else(|| "all queues".into());
-        let mut title = format!(" Pending · {queue} ({}) ", visible.len());
-        if !st.filter().is_empty() {
-            title = format!(
-                " Pending · {queue} · filter \"{}\" ({}) ",
-                sanitize(st.filter()).0,
-                visible.len()
-            );
-        }
-        let block = pane_block(Line::from(title), focused, theme);
-        let inner = block.inner(area);
-        block.render(area, buf);
-        if inner.height < 2 || inner.width < 20 {
-            return;
-        }
-        let w = inner.width as usize;
-        // columns: badge(1) age(5) left(7) tool agent server policy
-        let rest = w.saturating_sub(1 + 6 + 8);
-        // The tool is what a reviewer must read: it keeps room for a full name like
-        // `delete_user_account` at 80 columns; the other columns share what is left.
-        let tool_w = (rest * 40 / 100).max(22.min(rest));
-        let others = rest - tool_w;
-        let agent_w = others * 40 / 100;
-        let server_w = others * 30 / 100;
-        let policy_w = others.saturating_sub(agent_w + server_w);
-        let header = format!(
-            " {}{}{}{}{}{}",
-            fit("AGE", 6),
-            fit("LEFT", 8),
-            col("TOOL", tool_w),
-            col("AGENT", agent_w),
-            col("SERVER", server_w),
-            fit("POLICY", policy_w)
+    let focused = st.focus() == Focus::Pending;
+    let visible = st.visible();
+    // a long queue name is clipped here and never moves a column
+    let queue = st
+        .selected_queue()
+        .map(|q| clip(&sanitize(q).0, 24))
+        .unwrap_or_else(|| "all queues".into());
+    let mut title = format!(" Pending · {queue} ({}) ", visible.len());
+    if !st.filter().is_empty() {
+        title = format!(
+            " Pending · {queue} · filter \"{}\" ({}) ",
+            clip(&sanitize(st.filter()).0, 24),
+            visible.len()
         );
-        buf.set_stringn(inner.x, inner.y, header, w, theme.style(Role::Header));
-        let rows = inner.height as usize - 1;
-        if visible.is_empty() {
-            let msg = if st.filter().is_empty() {
-                "No pending approvals."
-            } else {
-                "Nothing matches the filter (Esc clears it)."
-            };
-            buf.set_stringn(
-                inner.x + 1,
-                inner.y + 1,
-                msg,
-                w.saturating_sub(1),
-                theme.style(Role::Muted),
-            );
-            return;
-        }
-        // virtualised: only rows [off, off + rows) are looked at
-        let sel = st.selected_index();
-        let off = scroll_offset(st.dashboard.list_offset, sel, visible.len(), rows);
-        let sel_style = theme.style(if focused {
-            Role::Selection
+    }
+    let block = pane_block(Line::from(title), focused, theme);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height < 2 || inner.width < 20 {
+        return;
+    }
+    let w = inner.width as usize;
+    let rows = inner.height as usize - 1;
+    // virtualised: only rows [off, off + rows) are looked at
+    let sel = st.selected_index();
+    let off = scroll_offset(st.dashboard.list_offset, sel, visible.len(), rows);
+    let shown: Vec<&Entry> = visible
+        .iter()
+        .skip(off)
+        .take(rows)
+        .filter_map(|k| st.entry(&k.id))
+        .collect();
+    let c = pending_cols(&shown, w);
+    let mut header = format!(
+        " {}{}{}{}",
+        fit("AGE", 6),
+        fit("LEFT", 8),
+        col("TOOL", c.tool),
+        col("AGENT", c.agent)
+    );
+    if c.policy > 0 {
+        header.push_str(&col("POLICY", c.policy));
+    }
+    header.push_str(&fit("ARGUMENTS", c.args));
+    buf.set_stringn(inner.x, inner.y, header, w, theme.style(Role::Header));
+    if visible.is_empty() {
+        let msg = if st.filter().is_empty() {
+            "No pending approvals."
         } else {
-            Role::SelectionInactive
+            "Nothing matches the filter (Esc clears it)."
+        };
+        buf.set_stringn(
+            inner.x + 1,
+            inner.y + 1,
+            msg,
+            w.saturating_sub(1),
+            theme.style(Role::Muted),
+        );
+        return;
+    }
+    let sel_style = theme.style(if focused {
+        Role::Selection
+    } else {
+        Role::SelectionInactive
+    });
+    for (n, e) in shown.iter().enumerate() {
+        let i = off + n;
+        let a = &e.approval;
+        let y = inner.y + 1 + n as u16;
+        let selected = Some(i) == sel;
+        let base = |r: Role| {
+            if selected { sel_style } else { theme.style(r) }
+        };
+        let age = secs_between(a.created_at, st.now);
+        let (left, left_r) = match a.expires_at {
+            Some(t) => {
+                let s = secs_between(st.now, t);
+                (fmt_left(s), left_role(s))
+            }
+            None => ("—".into(), Role::Muted),
+        };
+        let badge = if a.outcome_unknown {
+            Span::styled("‼", base(Role::Danger))
+        } else if e.escaped {
+            Span::styled("⚠", base(Role::Warning))
+        } else {
+            Span::styled(" ", base(Role::Text))
+        };
+        let claim_role = |claimed: bool| if claimed { Role::Warning } else { Role::Text };
+        let tool = tool_text(e);
+        let agent = agent_text(e);
+        let (tool_r, agent_r) = (claim_role(tool.1), claim_role(agent.1));
+        let mut spans = vec![
+            badge,
+            Span::styled(fit(&fmt_age(age), 6), base(Role::Muted)),
+            Span::styled(fit(&left, 8), base(left_r)),
+            Span::styled(claimed_col(tool, c.tool), base(tool_r)),
+            Span::styled(claimed_col(agent, c.agent), base(agent_r)),
+        ];
+        if c.policy > 0 {
+            spans.push(Span::styled(col(&e.policy, c.policy), base(Role::Badge)));
+        }
+        // the call itself, or what is happening to it
+        spans.push(if let Some(f) = st.inflight(&a.id) {
+            Span::styled(fit(&format!("{}…", f.label), c.args), base(Role::Sending))
+        } else if a.outcome_unknown {
+            Span::styled(fit("OUTCOME UNKNOWN", c.args), base(Role::Danger))
+        } else {
+            Span::styled(fit(&e.summary, c.args), base(Role::Text))
         });
-        for (i, key) in visible.iter().enumerate().skip(off).take(rows) {
-            let Some(e) = st.entry(&key.id) else { continue };
-            let a = &e.approval;
-            let y = inner.y + 1 + (i - off) as u16;
-            let selected = Some(i) == sel;
-            let base = |r: Role| {
-                if selected { sel_style } else { theme.style(r) }
-            };
-            let age = secs_between(a.created_at, st.now);
-            let (left, left_r) = match a.expires_at {
-                Some(t) => {
-                    let s = secs_between(st.now, t);
-                    (fmt_left(s), left_role(s))
-                }
-                None => ("—".into(), Role::Muted),
-            };
-            let badge = if a.outcome_unknown {
-                Span::styled("‼", base(Role::Danger))
-            } else if e.escaped {
-                Span::styled("⚠", base(Role::Warning))
-            } else {
-                Span::styled(" ", base(Role::Text))
-            };
-            let last = if let Some(f) = st.inflight(&a.id) {
-                Span::styled(fit(&format!("{}…", f.label), policy_w), base(Role::Sending))
-            } else if a.outcome_unknown {
-                Span::styled(fit("OUTCOME UNKNOWN", policy_w), base(Role::Danger))
-            } else {
-                Span::styled(fit(&e.policy, policy_w), base(Role::Badge))
-            };
-            let line = Line::from(vec![
-                badge,
-                Span::styled(fit(&fmt_age(age), 6), base(Role::Muted)),
-                Span::styled(fit(&left, 8), base(left_r)),
-                Span::styled(col(&e.tool, tool_w), base(Role::Text)),
-                Span::styled(
-                    col(if e.agent.is_empty() { "—" } else { &e.agent }, agent_w),
-                    base(Role::Text),
-                ),
-                Span::styled(
-                    col(
-                        if e.server.is_empty() {
-                            "—"
-                        } else {
-                            &e.server
-                        },
-                        server_w,
-                    ),
-                    base(Role::Muted),
-                ),
-                last,
-            ]);
-            buf.set_line(inner.x, y, &line, inner.width);
-        }
-        // a scroll indicator when the list is longer than the pane
-        if visible.len() > rows {
-            let pos = format!(" {}/{} ", sel.map_or(0, |s| s + 1), visible.len());
-            let x = area.x + area.width.saturating_sub(pos.width() as u16 + 2);
-            buf.set_stringn(
-                x,
-                area.y + area.height - 1,
-                pos,
-                area.width as usize,
-                theme.style(Role::Muted),
-            );
-        }
+        buf.set_line(inner.x, y, &Line::from(spans), inner.width);
+    }
+    // a scroll indicator when the list is longer than the pane
+    if visible.len() > rows {
+        let pos = format!(" {}/{} ", sel.map_or(0, |s| s + 1), visible.len());
+        let x = area.x + area.width.saturating_sub(pos.width() as u16 + 2);
+        buf.set_stringn(
+            x,
+            area.y + area.height - 1,
+            pos,
+            area.width as usize,
+            theme.style(Role::Muted),
+        );
+    }
+}
+
+/// `s` cut to `w` columns with `…`, not padded.
+fn clip(s: &str, w: usize) -> String {
+    if s.width() <= w {
+        s.to_string()
+    } else {
+        fit(s, w).trim_end().to_string()
     }
 }
 
@@ -207,15 +291,8 @@ pub(super) fn render_history(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
     {
         let focused = st.focus() == Focus::History;
         let d = &st.dashboard;
-        let mut title = vec![Span::raw(format!(" History ({}) ", st.history_len()))];
-        if d.history_new > 0 {
-            // decisions that arrived above the rows being read
-            title.push(Span::styled(
-                format!(" {} new ↑ ", d.history_new),
-                theme.style(Role::Warning),
-            ));
-        }
-        let block = pane_block(Line::from(title), focused, theme);
+        let title = Line::from(format!(" History ({}) ", st.history_len()));
+        let block = pane_block(title, focused, theme);
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height == 0 || inner.width < 8 {
@@ -228,8 +305,14 @@ pub(super) fn render_history(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
             buf.set_stringn(inner.x, y, "No decisions yet.", w, theme.style(Role::Muted));
             return;
         }
+        if d.history_new > 0 {
+            // decisions that arrived above the rows being read
+            let mark = format!("↑ {} new", d.history_new);
+            buf.set_stringn(inner.x, y, mark, w, theme.style(Role::Warning));
+            y += 1;
+        }
         let len = st.history_len();
-        let rows = (inner.height as usize / 2).max(1);
+        let rows = ((bottom - y) as usize / 2).max(1);
         let off = scroll_offset(d.history_offset, Some(d.history_sel), len, rows);
         for (i, h) in st.history().enumerate().skip(off) {
             if y >= bottom {
@@ -257,10 +340,19 @@ fn history_lines(h: &HistoryEntry, now: Timestamp, w: usize, theme: &Theme) -> V
     let role = status_role(a.status);
     let when = format!(" {} ago", fmt_age(secs_between(h.at(), now)));
     let badge = if h.escaped { "⚠" } else { " " };
-    let name_w = w.saturating_sub(2 + when.width() + 1);
+    // an edited call says so on its first line: the tool name gives way
+    let edited = if a.requested_arguments.is_some()
+        || a.decision.as_ref().is_some_and(|d| d.arguments.is_some())
+    {
+        " edited"
+    } else {
+        ""
+    };
+    let name_w = w.saturating_sub(2 + when.width() + 1 + edited.len());
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{} ", status_icon(a.status)), theme.style(role)),
         Span::styled(fit(&h.tool, name_w), theme.style(Role::Text)),
+        Span::styled(edited, theme.style(Role::Warning)),
         Span::styled(badge, theme.style(Role::Warning)),
         Span::styled(when, theme.style(Role::Muted)),
     ])];

@@ -10,7 +10,7 @@ mod status;
 pub use detail::{DetailText, detail_lines};
 pub(super) use detail::{LABEL_W, field, untrusted};
 pub use overlays::help_lines;
-pub use status::hints;
+pub use status::{clip_words, hints};
 
 use super::state::{ConsoleState, Layer};
 use super::theme::{Role, Theme};
@@ -40,7 +40,8 @@ pub fn layout(st: &ConsoleState, area: Rect) -> Areas {
     let main = Rect::new(area.x, area.y, area.width, h.saturating_sub(2));
     let status = Rect::new(area.x, area.y + h.saturating_sub(2), area.width, 1.min(h));
     let hints = Rect::new(area.x, area.y + h.saturating_sub(1), area.width, 1.min(h));
-    let left_w = (area.width * 3 / 10).clamp(18, 32).min(area.width / 2);
+    // the pending list needs the width more than the queue names do
+    let left_w = (area.width * 3 / 10).clamp(18, 28).min(area.width / 2);
     let left = Rect::new(main.x, main.y, left_w, main.height);
     let right = Rect::new(main.x + left_w, main.y, main.width - left_w, main.height);
     let q_rows = st.queue_count() as u16 + 1;

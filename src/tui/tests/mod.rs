@@ -12,6 +12,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use std::time::{Duration, Instant};
 
+mod claims;
 mod flows;
 mod live;
 mod runs;
