@@ -42,6 +42,8 @@ pub struct ConsoleState {
     pub keymap: Keymap,
     /// Wall-clock "now" used for ages and countdowns (set by the loop, fixed in tests).
     pub now: Timestamp,
+    /// The monotonic "now" of the same frame (countdowns to an `Instant`).
+    pub mono: Instant,
     pub inbox: Inbox,
     pub dashboard: Dashboard,
     /// Views opened over the dashboard, the last on top; keys go to the top one.
@@ -65,6 +67,7 @@ impl ConsoleState {
             reviewer: reviewer.into(),
             keymap,
             now: crate::domain::now(),
+            mono: Instant::now(),
             inbox: Inbox::new(),
             dashboard: Dashboard::default(),
             stack: Vec::new(),
@@ -570,6 +573,7 @@ impl ConsoleState {
     pub fn needs_tick(&self) -> bool {
         self.inbox.pending_count() > 0
             || self.inbox.inflight_count() > 0
+            || matches!(self.inbox.connection, Connection::Reconnecting { .. })
             || (self.view() == View::Runs && !self.inbox.runs.is_empty())
             || self.transcript().is_some()
     }

@@ -254,6 +254,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
         let notice_end = st.expire_notice(now);
         if st.dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
             st.now = crate::domain::now();
+            st.mono = now;
             // the layout keys page by is the one about to be drawn
             let size = term.size()?;
             st.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height));

@@ -141,9 +141,14 @@ fn pending_cols(entries: &[&Entry], w: usize) -> Cols {
         c.policy = 0;
     }
     if used(&c) + min_args > rest {
-        // narrow: a claimed agent shows its mark alone
-        c.agent = c.agent.min(11);
-        c.tool = c.tool.min(15);
+        // narrow (80 columns): the tool keeps room for a name like `delete_user_account`
+        // and the call's summary comes next; the agent (and its claim) is in the detail
+        c.tool = c.tool.min(20);
+        c.agent = if rest.saturating_sub(c.tool + 10) >= min_args {
+            c.agent.min(10)
+        } else {
+            0
+        };
     }
     c.args = rest.saturating_sub(used(&c));
     c
@@ -184,12 +189,14 @@ pub(super) fn render_pending(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
         .collect();
     let c = pending_cols(&shown, w);
     let mut header = format!(
-        " {}{}{}{}",
+        " {}{}{}",
         fit("AGE", 6),
         fit("LEFT", 8),
-        col("TOOL", c.tool),
-        col("AGENT", c.agent)
+        col("TOOL", c.tool)
     );
+    if c.agent > 0 {
+        header.push_str(&col("AGENT", c.agent));
+    }
     if c.policy > 0 {
         header.push_str(&col("POLICY", c.policy));
     }
@@ -247,8 +254,10 @@ pub(super) fn render_pending(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
             Span::styled(fit(&fmt_age(age), 6), base(Role::Muted)),
             Span::styled(fit(&left, 8), base(left_r)),
             Span::styled(claimed_col(tool, c.tool), base(tool_r)),
-            Span::styled(claimed_col(agent, c.agent), base(agent_r)),
         ];
+        if c.agent > 0 {
+            spans.push(Span::styled(claimed_col(agent, c.agent), base(agent_r)));
+        }
         if c.policy > 0 {
             spans.push(Span::styled(col(&e.policy, c.policy), base(Role::Badge)));
         }

@@ -67,10 +67,19 @@ pub(super) fn render_status(st: &ConsoleState, theme: &Theme, area: Rect, buf: &
                     url: _,
                     attempt,
                     last_error,
-                } => (
-                    format!("○ reconnecting (try {attempt}): {}", sanitize(last_error).0),
-                    Role::Warning,
-                ),
+                    next_try,
+                } => {
+                    // the cause, and when the next try comes
+                    let when = match next_try.map(|t| t.saturating_duration_since(st.mono)) {
+                        Some(d) if !d.is_zero() => format!("retry in {}s", d.as_secs() + 1),
+                        Some(_) => "retrying…".to_string(),
+                        None => format!("try {attempt}"),
+                    };
+                    (
+                        format!("○ reconnecting: {} · {when}", sanitize(last_error).0),
+                        Role::Warning,
+                    )
+                }
             }
         };
         let mut spans = vec![

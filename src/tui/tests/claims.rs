@@ -51,8 +51,9 @@ fn hook_submission_shows_claims_context_and_the_command_first() {
         let s = screen_text(&st, w, h);
         // the list row marks the claim, and shows the command as the summary
         let row = line_with(&s, " Bash ");
-        assert!(row.contains("(claimed)"), "{row}");
-        assert!(row.contains("$ rm -rf bu"), "{row}");
+        // at 80 columns the agent column gives way to the call's summary
+        assert_eq!(row.contains("claude-code (claimed)"), w == 120, "{row}");
+        assert!(row.contains("$ rm -rf build"), "{row}");
         // the detail: the command is its first line, the agent a claim, the context shown
         let first = s
             .lines()

@@ -218,11 +218,13 @@ pub(super) fn snapshot_empty_reconnecting() {
     let t0 = Instant::now();
     let mut st = ConsoleState::new("gatehouse console", "alice", Keymap::default());
     st.now = fixed_now();
+    st.mono = t0;
     st.apply(
         FrontendEvent::Connection(Connection::Reconnecting {
             url: "http://10.0.0.5:7878".into(),
             attempt: 3,
             last_error: "connection refused".into(),
+            next_try: Some(t0 + std::time::Duration::from_millis(2500)),
         }),
         t0,
     );
@@ -236,6 +238,12 @@ pub(super) fn snapshot_empty_reconnecting() {
         t0,
     );
     snap("empty_reconnecting", &st);
+    // the cause and a countdown to the next try, the URL nowhere twice
+    let text = screen_text(&st, 120, 35);
+    assert!(
+        text.contains("○ reconnecting: connection refused · retry in 3s"),
+        "{text}"
+    );
 }
 
 #[test]
