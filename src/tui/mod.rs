@@ -13,6 +13,7 @@
 //! - `keymap`, `theme`, `sanitize`, `json`: the rest, each on its own.
 //! - `term`: the event loop and terminal handling.
 
+pub mod decisions;
 pub mod entries;
 pub mod fixtures;
 pub mod inbox;

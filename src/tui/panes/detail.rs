@@ -119,14 +119,18 @@ fn policy_spans(a: &Approval, theme: &Theme) -> Vec<Span<'static>> {
     let reason = a.policy.reason.as_str();
     if let Some(r) = a.policy.rule {
         v.push(Span::styled(format!(" · rule {r}"), badge));
-        let cond = reason
-            .strip_prefix(&format!("rule {r} matched ("))
-            .and_then(|c| c.strip_suffix(')'));
-        match cond {
-            Some("always") => v.push(Span::styled(" · asks for every call", muted)),
-            Some(c) => {
-                v.push(Span::styled(" · when ", muted));
-                v.extend(untrusted(c, text, theme, false));
+        match rule_reason(reason, r) {
+            Some((cond, rest)) => {
+                if cond == "always" {
+                    v.push(Span::styled(" · every call", muted));
+                } else {
+                    v.push(Span::styled(" · when ", muted));
+                    v.extend(untrusted(cond, text, theme, false));
+                }
+                if !rest.is_empty() {
+                    v.push(Span::styled(" · ", muted));
+                    v.extend(untrusted(rest, text, theme, false));
+                }
             }
             None if !reason.is_empty() => {
                 v.push(Span::styled(" · ", muted));
@@ -139,6 +143,28 @@ fn policy_spans(a: &Approval, theme: &Theme) -> Vec<Span<'static>> {
         v.extend(untrusted(reason, text, theme, false));
     }
     v
+}
+
+/// The condition and the rest of a policy reason that names its rule, as the policy engine
+/// writes it: `rule 2 matched (amount >= 50)` or `rule 1 matched (always): a message`.
+pub fn rule_reason(reason: &str, rule: usize) -> Option<(&str, &str)> {
+    let body = reason.strip_prefix(&format!("rule {rule} matched ("))?;
+    // the condition may hold parentheses of its own
+    let mut depth = 1usize;
+    for (i, c) in body.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let rest = body[i + 1..].trim_start_matches(':').trim();
+                    return Some((&body[..i], rest));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A name with its claim mark: `(claimed)` when the submitter said so and nobody checked.
@@ -484,5 +510,24 @@ pub(super) fn render_detail(
             area.width as usize,
             theme.style(Role::Muted),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rule_reason;
+
+    #[test]
+    fn policy_reasons_read_once() {
+        assert_eq!(
+            rule_reason("rule 2 matched (always)", 2),
+            Some(("always", ""))
+        );
+        assert_eq!(
+            rule_reason("rule 1 matched (size(args.x) < 5): small ones pass", 1),
+            Some(("size(args.x) < 5", "small ones pass"))
+        );
+        assert_eq!(rule_reason("rule 1 matched (always)", 2), None);
+        assert_eq!(rule_reason("refunds need a human", 1), None);
     }
 }
