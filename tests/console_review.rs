@@ -181,3 +181,50 @@ fn remote_console_waits_for_its_daemon_with_the_cause_and_a_countdown() {
     assert!(c.wait_exit().success());
     c.assert_restored();
 }
+
+#[test]
+fn history_opens_the_decided_approval_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, base) = serve(dir.path());
+    let id = submit(
+        &base,
+        "issue_refund",
+        json!({"order_id": "ORD-77", "amount": 75}),
+        "customer asked",
+    );
+    let mut c = Console::start(
+        &["console", "--connect", &base],
+        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
+        80,
+        24,
+    );
+    c.wait_for("the approval", |s| s.contains("ORD-77"));
+    press_until(&mut c, "d", "the deny prompt", |s| s.contains("Reason:"));
+    c.send("wrong order");
+    c.wait_for("the typed reason", |s| s.contains("wrong order"));
+    // the arguments stay in sight under the prompt
+    assert!(
+        c.text().contains("\"order_id\": \"ORD-77\""),
+        "{}",
+        c.text()
+    );
+    c.send("\r");
+    c.wait_for("the denial in the history", |s| {
+        s.contains("denied by alice")
+    });
+    assert_eq!(status(&base, &id), "denied");
+    // to the history pane, then Enter: the decided approval, not a pending one
+    c.send("\t\t");
+    c.wait_for("the history's hint", |s| s.contains("open decided"));
+    c.send("\r");
+    c.wait_for("the decided approval", |s| {
+        s.contains("DENIED by alice") && s.contains("wrong order") && s.contains("ORD-77")
+    });
+    c.send("\x1b");
+    c.wait_for("the dashboard again", |s| {
+        s.contains("No pending approvals.")
+    });
+    c.send("q");
+    assert!(c.wait_exit().success());
+    c.assert_restored();
+}
