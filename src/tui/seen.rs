@@ -16,6 +16,10 @@ pub struct Seen {
     /// The arguments' hash: another call under the same id starts again.
     sha: String,
     lines: Vec<bool>,
+    /// The width the detail was wrapped to, and which of its wrapped rows were on screen: a
+    /// line longer than the pane is seen once all its rows were, over several scrolls.
+    width: usize,
+    rows: Vec<bool>,
 }
 
 /// Rows a page move covers in each list.
@@ -114,13 +118,25 @@ impl ConsoleState {
                 id: Some(id),
                 sha,
                 lines: vec![false; d.arg_lines],
+                width: 0,
+                rows: Vec::new(),
             };
         }
-        // a line counts when every row it wraps to was on screen
+        let width = area.width as usize;
+        if self.seen.width != width || self.seen.rows.len() != d.arg_rows.len() {
+            // wrapped differently: rows seen at the old width say nothing now
+            self.seen.width = width;
+            self.seen.rows = vec![false; d.arg_rows.len()];
+        }
+        let end = (scroll + rows).min(d.arg_rows.len());
+        for r in &mut self.seen.rows[scroll.min(end)..end] {
+            *r = true;
+        }
+        // a line counts when every row it wraps to has been on screen
         let mut whole = vec![true; d.arg_lines];
         for (row, arg) in d.arg_rows.iter().enumerate() {
             if let Some(i) = arg
-                && !(scroll..scroll + rows).contains(&row)
+                && !self.seen.rows[row]
             {
                 whole[*i] = false;
             }

@@ -273,3 +273,78 @@ fn notices_are_cut_between_words() {
     assert_eq!(t.as_bytes()[body.len()], b' ', "{c}");
     assert_eq!(clip_words("short", 40), "short");
 }
+
+/// A state at 80×24 with one approval whose only argument is far longer than the screen.
+fn long_state(t0: Instant) -> ConsoleState {
+    let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
+    st.now = fixed_now();
+    st.resize(ratatui::layout::Rect::new(0, 0, 80, 24));
+    let long: String = (0..2000).map(|i| format!("w{i} ")).collect();
+    let a = approval(
+        31,
+        "write_file",
+        "default",
+        Some("editor"),
+        None,
+        None,
+        json!({"path": "/srv/notes.txt", "content": long}),
+        None,
+        5,
+        None,
+    );
+    st.apply(
+        FrontendEvent::Snapshot {
+            pending: vec![a],
+            recent: Vec::new(),
+            runs: Vec::new(),
+            seq: 1,
+        },
+        t0,
+    );
+    st.mark_drawn(t0);
+    st
+}
+
+#[test]
+fn a_value_longer_than_the_screen_is_seen_over_several_pages() {
+    let t0 = Instant::now();
+    let mut st = long_state(t0);
+    let t = later(t0, 2000);
+    let r = st.handle_key(&ch('a'), t);
+    assert!(r.is_none(), "{r:?}");
+    assert!(
+        st.notice().unwrap().text.contains("Enter"),
+        "{:?}",
+        st.notice()
+    );
+    // full-screen: the end alone is not enough
+    st.handle_key(&key(KeyCode::Enter), t);
+    st.mark_drawn(t);
+    st.handle_key(&ch('G'), t);
+    st.mark_drawn(t);
+    assert!(st.handle_key(&ch('a'), t).is_none());
+    assert!(st.notice().unwrap().text.contains("scroll"));
+    // page by page from the top, each page drawn: then it may be approved
+    st.handle_key(&ch('g'), t);
+    st.mark_drawn(t);
+    for _ in 0..40 {
+        st.handle_key(&key(KeyCode::PageDown), t);
+        st.mark_drawn(t);
+    }
+    assert!(matches!(st.handle_key(&ch('a'), t), Some(Effect::Send(_))));
+}
+
+#[test]
+fn keys_typed_between_frames_do_not_count_as_seen() {
+    let t0 = Instant::now();
+    let mut st = long_state(t0);
+    let t = later(t0, 2000);
+    st.handle_key(&key(KeyCode::Enter), t);
+    st.mark_drawn(t);
+    // pages turned faster than frames: the pages in between were never drawn
+    for _ in 0..40 {
+        st.handle_key(&key(KeyCode::PageDown), t);
+    }
+    st.mark_drawn(t);
+    assert!(st.handle_key(&ch('a'), t).is_none());
+}
