@@ -317,6 +317,7 @@ fn a_value_longer_than_the_screen_is_seen_over_several_pages() {
         "{:?}",
         st.notice()
     );
+    snap("not_seen_in_full", &st);
     // full-screen: the end alone is not enough
     st.handle_key(&key(KeyCode::Enter), t);
     st.mark_drawn(t);
