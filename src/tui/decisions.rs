@@ -148,7 +148,11 @@ impl ConsoleState {
             Some(Layer::Deny(mut p)) => {
                 let reason = p.input.value().trim().to_string();
                 if reason.is_empty() {
-                    p.error = Some("type a reason, or pick one with ↑/↓".into());
+                    p.error = Some(format!(
+                        "type a reason, or pick one with {}/{}",
+                        self.keymap.hint_in_prompt(Action::Up),
+                        self.keymap.hint_in_prompt(Action::Down)
+                    ));
                     self.stack.push(Layer::Deny(p));
                     return None;
                 }

@@ -287,6 +287,16 @@ impl Keymap {
             .unwrap_or_else(|| "—".into())
     }
 
+    /// The first key of an action that is not typed text (for prompts, where `k` is a
+    /// letter of the reason and only `↑` picks): "↑", or "—" when it has none.
+    pub fn hint_in_prompt(&self, action: Action) -> String {
+        self.keys(action)
+            .iter()
+            .find(|k| !(matches!(k.code, KeyCode::Char(_)) && !k.ctrl && !k.alt))
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "—".into())
+    }
+
     /// All keys of an action ("j/↓").
     pub fn hint_all(&self, action: Action) -> String {
         let v: Vec<String> = self.keys(action).iter().map(|k| k.to_string()).collect();

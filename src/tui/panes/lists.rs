@@ -6,6 +6,7 @@ use super::{
 };
 use crate::domain::Timestamp;
 use crate::tui::entries::{Entry, HistoryEntry};
+use crate::tui::keymap::Action;
 use crate::tui::sanitize::sanitize;
 use crate::tui::state::{ConsoleState, Focus};
 use crate::tui::theme::{Role, Theme};
@@ -204,9 +205,12 @@ pub(super) fn render_pending(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
     buf.set_stringn(inner.x, inner.y, header, w, theme.style(Role::Header));
     if visible.is_empty() {
         let msg = if st.filter().is_empty() {
-            "No pending approvals."
+            "No pending approvals.".to_string()
         } else {
-            "Nothing matches the filter (Esc clears it)."
+            format!(
+                "Nothing matches the filter ({} clears it).",
+                st.keymap.hint(Action::Close)
+            )
         };
         buf.set_stringn(
             inner.x + 1,

@@ -72,8 +72,15 @@ pub fn help_lines(st: &ConsoleState, theme: &Theme, area: Rect) -> (Rect, Vec<Li
             })
             .collect();
         lines.push(Line::from(""));
+        let prompts = format!(
+            "Prompts: {} submits, {} cancels; {}/{} picks a common deny reason.",
+            k.hint_in_prompt(Action::Open),
+            k.hint_in_prompt(Action::Close),
+            k.hint_in_prompt(Action::Up),
+            k.hint_in_prompt(Action::Down)
+        );
+        lines.push(Line::from(Span::styled(prompts, theme.style(Role::Muted))));
         for note in [
-            "Prompts: Enter submits, Esc cancels; ↑/↓ picks a common deny reason.",
             "⚠ marks text with control or invisible characters, shown as \\u{..}; ‼ marks a call \
              whose outcome is unknown (gatehouse stopped while it ran).",
             "Decide keys act only on an approval whose whole arguments have been on screen (open \
@@ -107,11 +114,15 @@ pub(super) fn render_help(
         Clear.render(r, buf);
         let rows = r.height.saturating_sub(2) as usize;
         let over = wrapped.len() > rows;
-        let title = if over {
-            " Help · Esc closes · ↓/↑ scroll "
-        } else {
-            " Help · Esc closes "
-        };
+        let k = &st.keymap;
+        let mut title = format!(" Help · {} closes ", k.hint(Action::Close));
+        if over {
+            title.push_str(&format!(
+                "· {}/{} scroll ",
+                k.hint(Action::Down),
+                k.hint(Action::Up)
+            ));
+        }
         let block = Block::bordered()
             .border_style(theme.style(Role::Focus))
             .title(Line::from(title).style(theme.style(Role::Focus)))
@@ -206,7 +217,11 @@ pub(super) fn render_deny(
         buf.set_stringn(
             inner.x + 1,
             inner.y + 2,
-            "Common reasons (↑/↓ to pick):",
+            format!(
+                "Common reasons ({}/{} to pick):",
+                st.keymap.hint_in_prompt(Action::Up),
+                st.keymap.hint_in_prompt(Action::Down)
+            ),
             w.saturating_sub(1),
             theme.style(Role::Muted),
         );
@@ -232,7 +247,11 @@ pub(super) fn render_deny(
                 style,
             );
         }
-        let k = "Enter deny · Esc cancel";
+        let k = format!(
+            "{} deny · {} cancel",
+            st.keymap.hint_in_prompt(Action::Open),
+            st.keymap.hint_in_prompt(Action::Close)
+        );
         buf.set_stringn(
             inner.x + 1,
             inner.y + inner.height - 1,
@@ -304,7 +323,11 @@ pub(super) fn render_edit(
         buf.set_stringn(
             inner.x + 1,
             inner.y + inner.height - 1,
-            "Enter approve the edited call · Esc cancel",
+            format!(
+                "{} approve the edited call · {} cancel",
+                st.keymap.hint_in_prompt(Action::Open),
+                st.keymap.hint_in_prompt(Action::Close)
+            ),
             w.saturating_sub(2),
             theme.style(Role::Muted),
         );
