@@ -122,6 +122,12 @@ pub fn approval_has_escapes(a: &Approval) -> bool {
         || a.arguments
             .iter()
             .any(|(k, v)| has_escapes(k) || value_has(v))
+        || a.requested_arguments
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|(k, v)| has_escapes(k) || value_has(v)))
+        || a.context
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|(k, v)| has_escapes(k) || has_escapes(v)))
 }
 
 /// A decided approval, for the history pane.

@@ -349,3 +349,45 @@ fn keys_typed_between_frames_do_not_count_as_seen() {
     st.mark_drawn(t);
     assert!(st.handle_key(&ch('a'), t).is_none());
 }
+
+#[test]
+fn hostile_context_is_escaped_and_badged() {
+    let t0 = Instant::now();
+    let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
+    st.now = fixed_now();
+    let mut a = approval(
+        41,
+        "Bash",
+        "coding",
+        Some("codex"),
+        None,
+        None,
+        json!({"cmd": ["ls", "-la", "my dir"]}),
+        None,
+        5,
+        None,
+    );
+    a.context = Some(
+        [("cwd".to_string(), "/tmp\u{1b}[2J\u{202e}x".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    st.apply(
+        FrontendEvent::Snapshot {
+            pending: vec![a],
+            recent: Vec::new(),
+            runs: Vec::new(),
+            seq: 1,
+        },
+        t0,
+    );
+    let s = screen_text(&st, 120, 35);
+    assert!(
+        line_with(&s, "│Dir ").contains("/tmp\\u{1b}[2J\\u{202e}x"),
+        "{s}"
+    );
+    assert!(!s.contains('\u{202e}'));
+    assert!(line_with(&s, " Bash ").contains('⚠'), "{s}");
+    // an array command reads as a command line, quoted where it needs to be
+    assert!(s.contains("$ ls -la \"my dir\""), "{s}");
+}
