@@ -46,6 +46,10 @@ pub struct InFlight {
 pub struct Changed {
     /// Approvals that left the pending list.
     pub left: Vec<Uuid>,
+    /// Pending rows taken out and put in (an update is both), in that order: a filtered
+    /// view follows them without going through every row.
+    pub removed: Vec<SortKey>,
+    pub added: Vec<SortKey>,
     /// Decisions added to the top of the history.
     pub history_added: usize,
     /// A whole snapshot replaced the lists.
@@ -274,13 +278,16 @@ impl Inbox {
                     );
                     self.notify(NoticeKind::Warn, text, mono);
                 }
-                self.remove_pending(&id);
+                if let Some(e) = self.remove_pending(&id) {
+                    ch.removed.push(e.key());
+                }
             }
-            self.insert_pending(a);
+            ch.added.push(self.insert_pending(a));
             return;
         }
         // no longer pending: decided, expired or cancelled
-        if self.remove_pending(&id).is_some() {
+        if let Some(e) = self.remove_pending(&id) {
+            ch.removed.push(e.key());
             ch.left.push(id);
             if !self.inflight.contains_key(&id) {
                 let h = HistoryEntry::new(a.clone());
@@ -305,7 +312,8 @@ impl Inbox {
     /// A decision of ours was applied: the approval leaves the list for the history.
     pub fn decided(&mut self, a: Approval) -> Changed {
         let mut ch = Changed::default();
-        if self.remove_pending(&a.id).is_some() {
+        if let Some(e) = self.remove_pending(&a.id) {
+            ch.removed.push(e.key());
             ch.left.push(a.id);
         }
         self.push_history(a);
@@ -326,12 +334,13 @@ impl Inbox {
         self.history.truncate(HISTORY_LEN);
     }
 
-    fn insert_pending(&mut self, a: Approval) {
+    fn insert_pending(&mut self, a: Approval) -> SortKey {
         let e = Entry::new(a);
         let k = e.key();
         insert_sorted(&mut self.all, k);
         insert_sorted(self.queues.entry(e.approval.queue.clone()).or_default(), k);
         self.entries.insert(k.id, e);
+        k
     }
 
     fn remove_pending(&mut self, id: &Uuid) -> Option<Entry> {

@@ -328,7 +328,7 @@ impl ConsoleState {
         history_before: usize,
         mono: Instant,
     ) {
-        self.rebuild_filter();
+        self.follow_filter(&ch);
         let sel = self.dashboard.selected;
         if let Some(id) = sel.filter(|id| !self.inbox.is_pending(id)) {
             if ch.snapshot && self.inbox.inflight(&id).is_none() {
@@ -446,6 +446,31 @@ impl ConsoleState {
             Err(e) => t.error = Some(e),
         }
         self.dirty = true;
+    }
+
+    /// Keep the filtered list in step: whole after a snapshot, else only the rows that moved
+    /// (a burst of events with a filter set must not go through every pending row each time).
+    fn follow_filter(&mut self, ch: &Changed) {
+        if ch.snapshot {
+            self.rebuild_filter();
+            return;
+        }
+        let Some(filtered) = self.dashboard.filtered.as_mut() else {
+            return;
+        };
+        for k in &ch.removed {
+            super::entries::remove_sorted(filtered, k);
+        }
+        let needle = self.dashboard.filter.to_lowercase();
+        let queue = self.dashboard.queue.as_deref();
+        for k in &ch.added {
+            if let Some(e) = self.inbox.entry(&k.id)
+                && queue.is_none_or(|q| q == e.approval.queue)
+                && e.matches(&needle)
+            {
+                super::entries::insert_sorted(filtered, *k);
+            }
+        }
     }
 
     pub(super) fn rebuild_filter(&mut self) {
