@@ -188,6 +188,24 @@ pub(super) fn snapshot_deny_prompt() {
     st.handle_key(&key(KeyCode::Down), t0);
     st.handle_key(&key(KeyCode::Down), t0);
     snap("deny_prompt", &st);
+    for (w, h) in [(80, 24), (120, 35)] {
+        let text = screen_text(&st, w, h);
+        let rows: Vec<&str> = text.lines().collect();
+        // the prompt spans the width: its rows start and end on its own border, with
+        // nothing of the panes under it showing at its edges
+        let top = rows.iter().position(|r| r.starts_with("┌ Deny ")).unwrap();
+        let bottom = top + rows[top..].iter().position(|r| r.starts_with('└')).unwrap();
+        for r in &rows[top + 1..bottom] {
+            assert!(r.starts_with('│') && r.ends_with('│'), "{r:?}\n{text}");
+        }
+        // and the arguments being denied stay in sight below it
+        assert!(
+            rows[bottom..]
+                .iter()
+                .any(|r| r.contains("\"amount\": 120.5")),
+            "{text}"
+        );
+    }
 }
 
 #[test]
