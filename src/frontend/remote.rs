@@ -42,6 +42,10 @@ pub async fn whoami(base: &str, token: &str) -> Result<String, WhoamiError> {
             .pointer("/error/message")
             .and_then(Value::as_str)
             .unwrap_or("no message");
+        // a daemon still starting (or briefly overloaded) is worth waiting for
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(WhoamiError::Unreachable(format!("HTTP {status}: {msg}")));
+        }
         return Err(WhoamiError::Refused(format!(
             "{base} refused the token: HTTP {status}: {msg}"
         )));
@@ -183,8 +187,16 @@ async fn events(
         }
         let result = async {
             let resp = req.send().await.map_err(|e| root_cause(&e))?;
-            if resp.status() != StatusCode::OK {
-                return Err(format!("HTTP {}", resp.status()));
+            let status = resp.status();
+            if status != StatusCode::OK {
+                // the daemon's own words say why (a revoked token, a missing role)
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                return Err(
+                    match body.pointer("/error/message").and_then(Value::as_str) {
+                        Some(m) => format!("HTTP {status}: {m}"),
+                        None => format!("HTTP {status}"),
+                    },
+                );
             }
             Ok(resp)
         }
