@@ -41,8 +41,11 @@ pub(super) fn render_input(input: &Input, area: Rect, theme: &Theme, buf: &mut B
     }
 }
 
+/// A centred popup of `w`×`h` at most. One that would leave a column or two of the panes
+/// under it at its sides takes the whole width instead: slivers of borders beside a popup
+/// read as stray characters.
 pub(in crate::tui) fn popup(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width.saturating_sub(2));
+    let w = if w + 4 >= area.width { area.width } else { w };
     let h = h.min(area.height);
     Rect::new(
         area.x + (area.width - w) / 2,
