@@ -85,16 +85,59 @@ async fn remote(args: ConsoleArgs, url: String) -> Result<(), Failure> {
             ))
         })?;
     let config = super::load_config(args.common.config.as_ref())?;
-    let opts = console_options(&config, args.theme.as_deref(), &format!("gatehouse {base}"))?;
-    // Fail before taking the terminal when the daemon or the token is wrong.
-    let reviewer = frontend::remote::whoami(&base, &token)
-        .await
-        .map_err(Failure::runtime)?;
+    // the status line shows the URL; the title does not repeat it
+    let opts = console_options(&config, args.theme.as_deref(), "gatehouse")?;
+    // Fail before taking the terminal when the token is wrong or may not review; wait, saying
+    // why and when the next try comes, while the daemon is not reachable yet.
+    let reviewer = wait_for_daemon(&base, &token).await?;
     log_to_file(&std::env::temp_dir().join("gatehouse-console.log"));
     let link = frontend::remote::link(base, token, reviewer).map_err(Failure::runtime)?;
     run_console(link, opts)
         .await
         .map_err(|e| Failure::runtime(format!("console: {e}")))
+}
+
+/// Ask the daemon who the token is, trying again (with a countdown on stderr) while it
+/// cannot be reached; a refusal ends it.
+async fn wait_for_daemon(base: &str, token: &str) -> Result<String, Failure> {
+    use crate::frontend::remote::{WhoamiError, backoff, whoami};
+    use std::io::Write;
+    let mut attempt = 0u32;
+    loop {
+        match whoami(base, token).await {
+            Ok(name) => {
+                if attempt > 0 {
+                    eprintln!();
+                }
+                return Ok(name);
+            }
+            Err(WhoamiError::Refused(m)) => {
+                if attempt > 0 {
+                    eprintln!();
+                }
+                return Err(Failure::runtime(m));
+            }
+            Err(WhoamiError::Unreachable(cause)) => {
+                attempt += 1;
+                let wait = backoff(attempt);
+                let until = tokio::time::Instant::now() + wait;
+                // one line, rewritten each second: the cause and the countdown
+                loop {
+                    let left = until.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    eprint!(
+                        "\r\x1b[Kgatehouse: cannot reach {base}: {cause} · retry in {}s (try {attempt}, Ctrl-C stops)",
+                        left.as_secs() + 1
+                    );
+                    let _ = std::io::stderr().flush();
+                    let step = left.min(std::time::Duration::from_secs(1));
+                    tokio::time::sleep(step).await;
+                }
+            }
+        }
+    }
 }
 
 async fn embedded(args: ConsoleArgs) -> Result<(), Failure> {
