@@ -16,6 +16,7 @@
 pub mod decisions;
 pub mod entries;
 pub mod fixtures;
+pub mod follow;
 pub mod inbox;
 pub mod intents;
 pub mod json;
