@@ -101,18 +101,18 @@ async fn remote(args: ConsoleArgs, url: String) -> Result<(), Failure> {
 /// cannot be reached; a refusal ends it.
 async fn wait_for_daemon(base: &str, token: &str) -> Result<String, Failure> {
     use crate::frontend::remote::{WhoamiError, backoff, whoami};
-    use std::io::Write;
+    use std::io::{IsTerminal, Write};
     let mut attempt = 0u32;
     loop {
         match whoami(base, token).await {
             Ok(name) => {
-                if attempt > 0 {
+                if attempt > 0 && std::io::stderr().is_terminal() {
                     eprintln!();
                 }
                 return Ok(name);
             }
             Err(WhoamiError::Refused(m)) => {
-                if attempt > 0 {
+                if attempt > 0 && std::io::stderr().is_terminal() {
                     eprintln!();
                 }
                 return Err(Failure::runtime(m));
@@ -121,19 +121,28 @@ async fn wait_for_daemon(base: &str, token: &str) -> Result<String, Failure> {
                 attempt += 1;
                 let wait = backoff(attempt);
                 let until = tokio::time::Instant::now() + wait;
+                let line = |left: std::time::Duration| {
+                    format!(
+                        "gatehouse: cannot reach {base}: {cause} · retry in {}s (try {attempt}, \
+                         Ctrl-C stops)",
+                        left.as_secs() + 1
+                    )
+                };
+                if !std::io::stderr().is_terminal() {
+                    // a log, not a screen: one line per try
+                    eprintln!("{}", line(wait));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
                 // one line, rewritten each second: the cause and the countdown
                 loop {
                     let left = until.saturating_duration_since(tokio::time::Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    eprint!(
-                        "\r\x1b[Kgatehouse: cannot reach {base}: {cause} · retry in {}s (try {attempt}, Ctrl-C stops)",
-                        left.as_secs() + 1
-                    );
+                    eprint!("\r\x1b[K{}", line(left));
                     let _ = std::io::stderr().flush();
-                    let step = left.min(std::time::Duration::from_secs(1));
-                    tokio::time::sleep(step).await;
+                    tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
                 }
             }
         }

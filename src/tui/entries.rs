@@ -282,17 +282,19 @@ pub fn args_summary(args: &Map<String, Value>) -> String {
     }
 }
 
-/// Line breaks and tabs as spaces: a summary is one row.
+/// A summary is one row: line breaks and tabs show as their JSON escapes (`\n`), never as
+/// spaces — in a shell command a line break starts another command.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c == '\n' || c == '\r' || c == '\t' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Every key and string/number of the arguments, for the `/` filter.

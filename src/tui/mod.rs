@@ -7,8 +7,9 @@
 //!   notices. Data only: it knows no terminal.
 //! - `views`: the stack of views over the dashboard, each with its state and its key
 //!   bindings (one list that maps keys to intents and draws the hints).
-//! - `state` (+ `intents`, `seen`): the inbox and the view stack together; intents carried
-//!   out; decide keys guarded until the arguments were seen in full.
+//! - `state` (+ `intents`, `decisions`, `follow`, `seen`): the inbox and the view stack
+//!   together; intents carried out; decisions guarded until the arguments were seen in full;
+//!   views kept in step with the inbox.
 //! - `panes`, `run_panes`, `servers`: drawing, which only reads the state.
 //! - `keymap`, `theme`, `sanitize`, `json`: the rest, each on its own.
 //! - `term`: the event loop and terminal handling.
@@ -16,6 +17,7 @@
 pub mod decisions;
 pub mod entries;
 pub mod fixtures;
+pub mod follow;
 pub mod inbox;
 pub mod intents;
 pub mod json;

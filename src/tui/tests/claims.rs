@@ -391,3 +391,15 @@ fn hostile_context_is_escaped_and_badged() {
     // an array command reads as a command line, quoted where it needs to be
     assert!(s.contains("$ ls -la \"my dir\""), "{s}");
 }
+
+#[test]
+fn a_summary_never_turns_a_line_break_into_a_space() {
+    let args = json!({"command": "ls\nrm -rf /srv", "timeout": 5});
+    let m = args.as_object().unwrap();
+    assert_eq!(crate::tui::entries::args_summary(m), "$ ls\\nrm -rf /srv");
+    let m = json!({"b": "x\ty", "a": [1, 2]});
+    assert_eq!(
+        crate::tui::entries::args_summary(m.as_object().unwrap()),
+        "a=[1,2] b=x\\ty"
+    );
+}
