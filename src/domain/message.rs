@@ -70,7 +70,10 @@ pub enum ToolOutput {
     /// The tool could not be run at all (its program missing, its endpoint unreachable,
     /// gatehouse stopping): an operator's problem. The model is told only `message`; `cause`
     /// (an OS error, a path) goes to the log, the audit record and the run's problems.
-    Unavailable { message: String, cause: String },
+    Unavailable {
+        message: String,
+        cause: String,
+    },
 }
 
 impl ToolOutput {

@@ -777,6 +777,11 @@ impl Runner {
             let started_by = r.started_by.clone();
             match self.create_approval(&started_by, req, outcome, None) {
                 Ok(a) => {
+                    tracing::warn!(
+                        "run {id}: {tool} was running when gatehouse stopped; its outcome is \
+                         unknown, so it will not run again unless a reviewer approves {}",
+                        a.id
+                    );
                     r.calls[i].state = CallState::OutcomeUnknown {
                         approval_id: a.id,
                         arguments,
