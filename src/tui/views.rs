@@ -388,7 +388,7 @@ impl EditPrompt {
 pub enum Layer {
     Runs(RunsView),
     Servers(ServersView),
-    Transcript(TranscriptView),
+    Transcript(Box<TranscriptView>),
     Full(FullView),
     Help(HelpView),
     Deny(Box<DenyPrompt>),
