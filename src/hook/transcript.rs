@@ -1,0 +1,78 @@
+//! The agent's own words before a call, from Claude Code's transcript (JSON lines). Claude Code
+//! writes each content block as its own `assistant` record, the text before the `tool_use`,
+//! and both are on disk when the hook runs.
+
+use serde_json::Value;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Only the end of a long session's transcript is read: the call is at its end.
+const TAIL_BYTES: u64 = 4 * 1024 * 1024;
+/// What a reviewer reads, not a whole essay.
+const MAX_REASONING: usize = 16 * 1024;
+
+/// The latest assistant text of the current turn before the `tool_use` with this id (or
+/// before the end, when the id is not there yet); None when the file is unreadable or the
+/// turn has no text.
+pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut raw = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let mut lines = text.lines();
+    if start > 0 {
+        lines.next(); // cut mid-record
+    }
+    latest_text(lines, tool_use_id)
+}
+
+pub fn latest_text<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    tool_use_id: Option<&str>,
+) -> Option<String> {
+    let mut latest: Option<String> = None;
+    for line in lines {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let blocks = record.pointer("/message/content").and_then(Value::as_array);
+        match record.get("type").and_then(Value::as_str) {
+            // A person's prompt starts a new turn: older words are not about this call.
+            Some("user") => {
+                let tool_results = blocks.is_some_and(|b| {
+                    b.iter()
+                        .all(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                });
+                if !tool_results {
+                    latest = None;
+                }
+            }
+            Some("assistant") => {
+                for block in blocks.into_iter().flatten() {
+                    match block.get("type").and_then(Value::as_str) {
+                        Some("text") => {
+                            if let Some(t) = block.get("text").and_then(Value::as_str)
+                                && !t.trim().is_empty()
+                            {
+                                latest = Some(t.trim().to_string());
+                            }
+                        }
+                        Some("tool_use") => {
+                            if tool_use_id.is_some()
+                                && block.get("id").and_then(Value::as_str) == tool_use_id
+                            {
+                                return latest.map(|t| crate::text::clip(&t, MAX_REASONING));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    latest.map(|t| crate::text::clip(&t, MAX_REASONING))
+}
