@@ -35,6 +35,9 @@ pub struct HookArgs {
 const MAX_INPUT: u64 = 8 * 1024 * 1024;
 /// Each long poll stays under the HTTP client's 30 s timeout.
 const POLL: Duration = Duration::from_secs(25);
+/// The approval outlives the hook's wait by this much, so that the hook's cancel, not the
+/// clock, ends it (and says why); if the cancel cannot reach the daemon, expiry follows.
+const GRACE: Duration = Duration::from_secs(5);
 /// How long a cancel may take once the hook has given up.
 const CANCEL_WITHIN: Duration = Duration::from_secs(5);
 
@@ -87,7 +90,7 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
         .agent
         .clone()
         .unwrap_or_else(|| host.name().to_string());
-    let body = call.submission(&agent, reasoning, args.timeout.as_secs_f64());
+    let body = call.submission(&agent, reasoning, (args.timeout + GRACE).as_secs_f64());
     let deadline = Instant::now() + args.timeout;
 
     let (status, approval) = remote
@@ -120,7 +123,7 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
             let cancelled = cancel(&remote, &id).await;
             let why = match stop {
                 Stop::TimedOut => format!(
-                    "no reviewer decided within {}",
+                    "timed out: no reviewer decided within {}",
                     humantime::format_duration(args.timeout)
                 ),
                 Stop::Killed(sig) => format!("the hook was stopped ({sig})"),

@@ -151,7 +151,9 @@ impl Verdict {
                 },
             },
             "expired" => Verdict::Deny {
-                reason: "The reviewer did not decide in time, so this action was not run.".into(),
+                reason:
+                    "The approval timed out before a reviewer decided, so this action was not run."
+                        .into(),
             },
             "cancelled" => Verdict::Deny {
                 reason: "The approval request was cancelled, so this action was not run.".into(),

@@ -105,7 +105,7 @@ fn claude_code_answers() {
         &approval("expired", json!({}), Some("approval timed out")),
     )
     .unwrap();
-    assert!(matches!(&expired, Verdict::Deny { reason } if reason.contains("in time")));
+    assert!(matches!(&expired, Verdict::Deny { reason } if reason.contains("timed out")));
     assert_eq!(
         Verdict::of_approval(&call, &json!({"status": "pending"})),
         None
@@ -301,16 +301,16 @@ fn transcript_gives_the_text_before_the_tool_use() {
         r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"toolu_2","name":"Bash","input":{}}]}}"#,
     ];
     assert_eq!(
-        transcript::latest_text(lines.iter().copied(), Some("toolu_1")).as_deref(),
-        Some("I will delete the build dir.")
+        transcript::latest_text(lines.iter().copied(), Some("toolu_1")),
+        (Some("I will delete the build dir.".into()), true)
     );
     assert_eq!(
-        transcript::latest_text(lines.iter().copied(), Some("toolu_2")).as_deref(),
-        Some("Now the cache.")
+        transcript::latest_text(lines.iter().copied(), Some("toolu_2")),
+        (Some("Now the cache.".into()), true)
     );
     assert_eq!(
         transcript::latest_text(lines[..3].iter().copied(), Some("x")),
-        None
+        (None, false)
     );
     assert_eq!(
         transcript::claude_code_reasoning(std::path::Path::new("/nonexistent/t.jsonl"), None),

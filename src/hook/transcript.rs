@@ -5,16 +5,32 @@
 use serde_json::Value;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Only the end of a long session's transcript is read: the call is at its end.
 const TAIL_BYTES: u64 = 4 * 1024 * 1024;
 /// What a reviewer reads, not a whole essay.
 const MAX_REASONING: usize = 16 * 1024;
 
+/// How long to wait for the `tool_use` record to reach the disk: Claude Code writes its
+/// transcript asynchronously, and on a loaded machine the hook can start first.
+const SETTLE: Duration = Duration::from_millis(1500);
+
 /// The latest assistant text of the current turn before the `tool_use` with this id (or
-/// before the end, when the id is not there yet); None when the file is unreadable or the
-/// turn has no text.
+/// before the end, when the id is not on disk within [`SETTLE`]); None when the file is
+/// unreadable or the turn has no text.
 pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<String> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (text, found) = read_tail(path, tool_use_id)?;
+        if found || tool_use_id.is_none() || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_tail(path: &Path, tool_use_id: Option<&str>) -> Option<(Option<String>, bool)> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(TAIL_BYTES);
@@ -26,13 +42,14 @@ pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<S
     if start > 0 {
         lines.next(); // cut mid-record
     }
-    latest_text(lines, tool_use_id)
+    Some(latest_text(lines, tool_use_id))
 }
 
+/// The latest text, and whether the `tool_use` with this id was found.
 pub fn latest_text<'a>(
     lines: impl Iterator<Item = &'a str>,
     tool_use_id: Option<&str>,
-) -> Option<String> {
+) -> (Option<String>, bool) {
     let mut latest: Option<String> = None;
     for line in lines {
         let Ok(record) = serde_json::from_str::<Value>(line) else {
@@ -64,7 +81,10 @@ pub fn latest_text<'a>(
                             if tool_use_id.is_some()
                                 && block.get("id").and_then(Value::as_str) == tool_use_id
                             {
-                                return latest.map(|t| crate::text::clip(&t, MAX_REASONING));
+                                return (
+                                    latest.map(|t| crate::text::clip(&t, MAX_REASONING)),
+                                    true,
+                                );
                             }
                         }
                         _ => {}
@@ -74,5 +94,5 @@ pub fn latest_text<'a>(
             _ => {}
         }
     }
-    latest.map(|t| crate::text::clip(&t, MAX_REASONING))
+    (latest.map(|t| crate::text::clip(&t, MAX_REASONING)), false)
 }

@@ -598,6 +598,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("a tokio runtime")
         .block_on(f)
 }
+pub mod host_models;
+pub mod hosts;
 pub mod npm;
 pub mod sse;
 
