@@ -84,6 +84,7 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
         (Host::ClaudeCode, Some(p)) => {
             transcript::claude_code_reasoning(p, call.tool_use_id.as_deref())
         }
+        (Host::Gemini, Some(p)) => transcript::gemini_reasoning(p),
         _ => None,
     };
     let agent = args

@@ -317,3 +317,26 @@ fn transcript_gives_the_text_before_the_tool_use() {
         None
     );
 }
+
+#[test]
+fn gemini_chat_log_gives_the_models_latest_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.jsonl");
+    let lines = [
+        r#"{"sessionId":"s","kind":"main"}"#,
+        r#"{"id":"1","type":"user","content":[{"text":"old"}]}"#,
+        r#"{"id":"2","type":"gemini","content":"Old words."}"#,
+        r#"{"id":"3","type":"user","content":[{"text":"make it"}]}"#,
+        r#"{"$set":{"lastUpdated":"x"}}"#,
+        r#"{"id":"4","type":"gemini","content":"I will touch it.","toolCalls":[]}"#,
+        r#"{"id":"5","type":"user","content":[{"functionResponse":{"name":"run_shell_command"}}]}"#,
+        r#"{"id":"6","type":"gemini","content":""}"#,
+    ];
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    assert_eq!(
+        transcript::gemini_reasoning(&path).as_deref(),
+        Some("I will touch it.")
+    );
+    std::fs::write(&path, lines[..4].join("\n")).unwrap();
+    assert_eq!(transcript::gemini_reasoning(&path), None);
+}

@@ -31,6 +31,14 @@ pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<S
 }
 
 fn read_tail(path: &Path, tool_use_id: Option<&str>) -> Option<(Option<String>, bool)> {
+    read_tail_with(path, |lines| latest_text(lines, tool_use_id))
+}
+
+/// `scan` over the last [`TAIL_BYTES`] of the file, line by line.
+fn read_tail_with<T>(
+    path: &Path,
+    scan: impl FnOnce(&mut dyn Iterator<Item = &str>) -> T,
+) -> Option<T> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(TAIL_BYTES);
@@ -42,7 +50,7 @@ fn read_tail(path: &Path, tool_use_id: Option<&str>) -> Option<(Option<String>, 
     if start > 0 {
         lines.next(); // cut mid-record
     }
-    Some(latest_text(lines, tool_use_id))
+    Some(scan(&mut lines))
 }
 
 /// The latest text, and whether the `tool_use` with this id was found.
@@ -95,4 +103,36 @@ pub fn latest_text<'a>(
         }
     }
     (latest.map(|t| crate::text::clip(&t, MAX_REASONING)), false)
+}
+
+/// The latest model text of the current turn in Gemini CLI's chat log (JSON lines of
+/// `{"type": "user" | "gemini", "content"}` records; a tool's answer is a `user` record of
+/// `functionResponse` parts, which does not start a new turn).
+pub fn gemini_reasoning(path: &Path) -> Option<String> {
+    let (text, _) = read_tail_with(path, |lines| {
+        let mut latest: Option<String> = None;
+        for line in lines {
+            let Ok(record) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            match record.get("type").and_then(Value::as_str) {
+                Some("user") => {
+                    let tool_answer = record["content"].as_array().is_some_and(|parts| {
+                        parts.iter().all(|p| p.get("functionResponse").is_some())
+                    });
+                    if !tool_answer {
+                        latest = None;
+                    }
+                }
+                Some("gemini") => {
+                    if let Some(t) = record["content"].as_str().filter(|t| !t.trim().is_empty()) {
+                        latest = Some(t.trim().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        (latest.map(|t| crate::text::clip(&t, MAX_REASONING)), true)
+    })?;
+    text
 }
