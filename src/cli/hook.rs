@@ -85,6 +85,7 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
             transcript::claude_code_reasoning(p, call.tool_use_id.as_deref())
         }
         (Host::Gemini, Some(p)) => transcript::gemini_reasoning(p),
+        (Host::Codex, Some(p)) => transcript::codex_reasoning(p),
         _ => None,
     };
     let agent = args

@@ -340,3 +340,23 @@ fn gemini_chat_log_gives_the_models_latest_words() {
     std::fs::write(&path, lines[..4].join("\n")).unwrap();
     assert_eq!(transcript::gemini_reasoning(&path), None);
 }
+
+#[test]
+fn codex_rollout_gives_the_assistants_latest_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollout.jsonl");
+    let lines = [
+        r#"{"type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Old."}]}}"#,
+        r#"{"type":"response_item","payload":{"type":"message","role":"user","content":[{"type":"input_text","text":"make it"}]}}"#,
+        r#"{"type":"event_msg","payload":{"type":"item_completed"}}"#,
+        r#"{"type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"I will touch it."}]}}"#,
+        r#"{"type":"response_item","payload":{"type":"function_call","name":"exec_command"}}"#,
+    ];
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    assert_eq!(
+        transcript::codex_reasoning(&path).as_deref(),
+        Some("I will touch it.")
+    );
+    std::fs::write(&path, lines[..3].join("\n")).unwrap();
+    assert_eq!(transcript::codex_reasoning(&path), None);
+}

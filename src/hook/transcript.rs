@@ -136,3 +136,38 @@ pub fn gemini_reasoning(path: &Path) -> Option<String> {
     })?;
     text
 }
+
+/// The latest assistant text of the current turn in Codex's rollout (JSON lines; model
+/// messages are `response_item` records with a `message` payload).
+pub fn codex_reasoning(path: &Path) -> Option<String> {
+    let (text, _) = read_tail_with(path, |lines| {
+        let mut latest: Option<String> = None;
+        for line in lines {
+            let Ok(record) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let p = &record["payload"];
+            if record["type"] != "response_item" || p["type"] != "message" {
+                continue;
+            }
+            match p["role"].as_str() {
+                Some("user") => latest = None,
+                Some("assistant") => {
+                    let text: Vec<&str> = p["content"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["text"].as_str())
+                        .collect();
+                    let text = text.join("\n");
+                    if !text.trim().is_empty() {
+                        latest = Some(text.trim().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        (latest.map(|t| crate::text::clip(&t, MAX_REASONING)), true)
+    })?;
+    text
+}
