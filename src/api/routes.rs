@@ -166,7 +166,7 @@ fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
 }
 
 impl SubmitBody {
-    fn into_request(self) -> Result<SubmitRequest, ApiError> {
+    pub(super) fn into_request(self) -> Result<SubmitRequest, ApiError> {
         if self.tool.trim().is_empty() {
             return Err(ApiError::unprocessable("tool: must not be empty"));
         }

@@ -140,7 +140,12 @@ impl Verdict {
         Some(match status {
             "pending" => return None,
             "approved" => {
-                let args = approval.get("arguments").and_then(Value::as_object);
+                // The reviewer's edit: in the decision, or (DESIGN §9) as the approval's
+                // arguments, with the request kept in `requested_arguments`.
+                let args = approval
+                    .pointer("/decision/arguments")
+                    .and_then(Value::as_object)
+                    .or_else(|| approval.get("arguments").and_then(Value::as_object));
                 let updated_input = args.filter(|a| **a != call.arguments).cloned();
                 Verdict::Allow { updated_input }
             }

@@ -360,3 +360,24 @@ fn codex_rollout_gives_the_assistants_latest_words() {
     std::fs::write(&path, lines[..3].join("\n")).unwrap();
     assert_eq!(transcript::codex_reasoning(&path), None);
 }
+
+#[test]
+fn an_edit_in_the_decision_is_the_updated_input() {
+    let call = Host::ClaudeCode
+        .read(
+            &json!({"hook_event_name": "PreToolUse", "tool_name": "Bash",
+                      "tool_input": {"command": "rm -rf build"}}),
+        )
+        .unwrap();
+    let a = json!({"status": "approved", "arguments": {"command": "rm -rf build"},
+                   "decision": {"by": "ana", "arguments": {"command": "rm -rf build/tmp"}}});
+    assert_eq!(
+        Verdict::of_approval(&call, &a),
+        Some(Verdict::Allow {
+            updated_input: Some(Map::from_iter([(
+                "command".into(),
+                json!("rm -rf build/tmp")
+            )]))
+        })
+    );
+}
