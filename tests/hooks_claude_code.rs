@@ -145,7 +145,7 @@ async fn approve_runs_the_command_and_the_approval_shows_where_it_came_from() {
     );
 
     let r = api
-        .decide(ALICE, &a["id"].as_str().unwrap(), "approve", None)
+        .decide(ALICE, a["id"].as_str().unwrap(), "approve", None)
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     let out = host.await.unwrap();

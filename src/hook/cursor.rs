@@ -8,7 +8,7 @@ pub fn read(obj: &Map<String, Value>) -> Result<HookCall, String> {
     let event = required(obj, "hook_event_name")?;
     let session = text(obj, "conversation_id")?;
     let mut context = base_context(obj, &event, session.as_deref());
-    if context.get("cwd").is_none()
+    if !context.contains_key("cwd")
         && let Some(Value::Array(roots)) = obj.get("workspace_roots")
         && let Some(Value::String(root)) = roots.first()
     {

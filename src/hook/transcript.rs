@@ -85,15 +85,11 @@ pub fn latest_text<'a>(
                                 latest = Some(t.trim().to_string());
                             }
                         }
-                        Some("tool_use") => {
+                        Some("tool_use")
                             if tool_use_id.is_some()
-                                && block.get("id").and_then(Value::as_str) == tool_use_id
-                            {
-                                return (
-                                    latest.map(|t| crate::text::clip(&t, MAX_REASONING)),
-                                    true,
-                                );
-                            }
+                                && block.get("id").and_then(Value::as_str) == tool_use_id =>
+                        {
+                            return (latest.map(|t| crate::text::clip(&t, MAX_REASONING)), true);
                         }
                         _ => {}
                     }
