@@ -601,6 +601,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub mod host_models;
 pub mod hosts;
 pub mod npm;
+pub mod pip;
 pub mod sse;
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).
