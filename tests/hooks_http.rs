@@ -349,3 +349,56 @@ async fn every_failure_denies_with_exit_2() {
     assert!(out.stderr.contains("GATEHOUSE_TOKEN is not set"), "{out:?}");
     assert!(api.list_all("all").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_covers_the_tool_for_the_rest_of_the_host_session() {
+    let ws = Workspace::new();
+    let d = ws.start();
+    let api = d.api();
+    let child = spawn_hook(
+        "claude-code",
+        &d.url,
+        BOT,
+        &[],
+        &pre_tool_use("toolu_g1", "ls").to_string(),
+    );
+    let a = wait_approval(&api, "pending", Duration::from_secs(10)).await;
+    let r = api
+        .post(
+            Some(ALICE),
+            &format!("/v1/approvals/{}/decision", a["id"].as_str().unwrap()),
+            &json!({"decision": "approve", "scope": "run"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let out = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert!(out.stdout.contains("\"allow\""), "{out:?}");
+
+    // The next Bash call of the same session passes at once; another session's still asks.
+    let child = spawn_hook(
+        "claude-code",
+        &d.url,
+        BOT,
+        &[],
+        &pre_tool_use("toolu_g2", "ls -l").to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert!(out.stdout.contains("\"allow\""), "{out:?}");
+    let mut other = pre_tool_use("toolu_g3", "ls -l");
+    other["session_id"] = json!("sess-2");
+    let child = spawn_hook(
+        "claude-code",
+        &d.url,
+        BOT,
+        &["--timeout", "1s"],
+        &other.to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(out.code, Some(2), "{out:?}");
+}

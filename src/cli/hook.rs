@@ -94,6 +94,10 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| host.name().to_string());
     let body = call.submission(&agent, reasoning, (args.timeout + GRACE).as_secs_f64());
     let deadline = Instant::now() + args.timeout;
+    // Listening before submitting: a signal that comes during the submission is kept and
+    // acted on (cancel) once the approval's id is known.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| fail(format!("signals: {e}")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| fail(format!("signals: {e}")))?;
 
     let (status, approval) = remote
         .call(Method::POST, "/v1/approvals", Some(&body))
@@ -111,8 +115,6 @@ pub async fn hook(args: HookArgs) -> Result<(), Failure> {
         .ok_or_else(|| fail("gatehouse answered an approval without an id"))?
         .to_string();
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| fail(format!("signals: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| fail(format!("signals: {e}")))?;
     let waited = tokio::select! {
         r = wait(&remote, &call, &id, approval, deadline) => r,
         _ = term.recv() => Err(Stop::Killed("SIGTERM")),
