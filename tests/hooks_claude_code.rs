@@ -72,8 +72,27 @@ impl Session {
 
     /// `claude -p … --settings FILE --output-format json` with `hook` as its PreToolUse hook.
     fn command(&self, model: &HostModel, hook: &str, token: &str) -> std::process::Command {
-        let settings = json!({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
-            {"type": "command", "command": hook, "timeout": 120}]}]}});
+        self.with_hook(
+            model,
+            json!({"type": "command", "command": hook, "timeout": 120}),
+            token,
+        )
+    }
+
+    fn with_hook(&self, model: &HostModel, hook: Value, token: &str) -> std::process::Command {
+        self.with_settings(model, hook, token, json!({}))
+    }
+
+    /// As [`Session::with_hook`], with Claude Code's own `permissions` too.
+    fn with_settings(
+        &self,
+        model: &HostModel,
+        hook: Value,
+        token: &str,
+        permissions: Value,
+    ) -> std::process::Command {
+        let settings = json!({"permissions": permissions,
+            "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [hook]}]}});
         let file = self.home.path().join("gate-settings.json");
         std::fs::write(&file, settings.to_string()).expect("write settings");
         let mut c = host_command(&claude_bin(), self.home.path());
@@ -276,4 +295,66 @@ async fn gatehouse_unreachable_blocks_the_command() {
     assert!(!s.marker().exists(), "{out:?}");
     let result = tool_result(&m);
     assert!(result.contains("cannot reach"), "{result}");
+}
+
+/// Claude Code's `"type": "http"` hook pointed at `POST /v1/hooks/claude-code`.
+fn http_hook(url: &str) -> Value {
+    json!({"type": "http", "url": format!("{url}/v1/hooks/claude-code"), "timeout": 120,
+           "headers": {"Authorization": "Bearer $GATEHOUSE_TOKEN"},
+           "allowedEnvVars": ["GATEHOUSE_TOKEN"]})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_hook_gates_too_but_an_unreachable_one_fails_open() {
+    claude_bin();
+    let ws = Workspace::new();
+    let d = ws.start();
+    let api = d.api();
+    let s = Session::new();
+    let m = model("Bash", touch());
+    let cmd = s.with_hook(&m, http_hook(&d.url), BOT);
+    let host = tokio::task::spawn_blocking(move || run_host(cmd));
+    let a = wait_approval(&api, "pending", HOST_TIMEOUT).await;
+    assert_eq!(a["context"]["tool_use_id"], "toolu_standin_1");
+    let r = api
+        .decide(ALICE, a["id"].as_str().unwrap(), "deny", Some("not today"))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let out = host.await.unwrap();
+    assert!(!s.marker().exists(), "{out:?}");
+    assert!(tool_result(&m).contains("The reviewer denied this action: not today"));
+
+    // Why the README recommends the command form: where Claude Code's own rules allow Bash
+    // (the gate was meant to be the check), an unreachable HTTP hook is "no decision" and the
+    // command runs; the command form blocks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("http://127.0.0.1:{port}");
+    let allow_bash = json!({"allow": ["Bash"]});
+    let s = Session::new();
+    let m = model("Bash", touch());
+    let cmd = s.with_settings(&m, http_hook(&down), BOT, allow_bash.clone());
+    let out = tokio::task::spawn_blocking(move || run_host(cmd))
+        .await
+        .unwrap();
+    assert!(
+        s.marker().exists(),
+        "Claude Code's HTTP hooks fail open: {out:?}"
+    );
+
+    let s = Session::new();
+    let m = model("Bash", touch());
+    let command = json!({"type": "command", "command": hook_command("claude-code", &down, ""), "timeout": 120});
+    let cmd = s.with_settings(&m, command, BOT, allow_bash);
+    let out = tokio::task::spawn_blocking(move || run_host(cmd))
+        .await
+        .unwrap();
+    assert!(
+        !s.marker().exists(),
+        "the command form fails closed: {out:?}"
+    );
+    assert!(tool_result(&m).contains("cannot reach"));
 }
