@@ -14,15 +14,20 @@ const MAX_REASONING: usize = 16 * 1024;
 
 /// How long to wait for the `tool_use` record to reach the disk: Claude Code writes its
 /// transcript asynchronously, and on a loaded machine the hook can start first.
-const SETTLE: Duration = Duration::from_millis(1500);
+const SETTLE: Duration = Duration::from_millis(2500);
 
 /// The latest assistant text of the current turn before the `tool_use` with this id (or
 /// before the end, when the id is not on disk within [`SETTLE`]); None when the file is
 /// unreadable or the turn has no text.
 pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<String> {
+    // No project directory: this is no transcript that is about to appear.
+    if !path.parent().is_some_and(Path::is_dir) {
+        return None;
+    }
     let deadline = Instant::now() + SETTLE;
     loop {
-        let (text, found) = read_tail(path, tool_use_id)?;
+        // The file itself may not be there yet either.
+        let (text, found) = read_tail(path, tool_use_id).unwrap_or((None, false));
         if found || tool_use_id.is_none() || Instant::now() >= deadline {
             return text;
         }
