@@ -15,7 +15,7 @@ const HOOK: &str = "/v1/hooks/claude-code";
 
 fn pre_tool_use(id: &str, command: &str) -> Value {
     json!({
-        "session_id": "sess-1", "transcript_path": "/nonexistent/t.jsonl", "cwd": "/srv/app",
+        "session_id": "sess-1", "transcript_path": null, "cwd": "/srv/app",
         "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Bash",
         "tool_input": {"command": command}, "tool_use_id": id
     })

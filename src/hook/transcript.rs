@@ -20,10 +20,6 @@ const SETTLE: Duration = Duration::from_millis(2500);
 /// before the end, when the id is not on disk within [`SETTLE`]); None when the file is
 /// unreadable or the turn has no text.
 pub fn claude_code_reasoning(path: &Path, tool_use_id: Option<&str>) -> Option<String> {
-    // No project directory: this is no transcript that is about to appear.
-    if !path.parent().is_some_and(Path::is_dir) {
-        return None;
-    }
     let deadline = Instant::now() + SETTLE;
     loop {
         // The file itself may not be there yet either.
