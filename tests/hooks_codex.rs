@@ -135,6 +135,13 @@ async fn approve_runs_the_command_and_both_hooks_reach_the_reviewer_once() {
     assert!(s.marker().exists(), "the approved command ran: {out:?}");
     let all = api.list_all("all").await;
     assert_eq!(all.len(), 1, "one approval for both hooks: {all:#?}");
+    // The PermissionRequest hook did ask, and got the PreToolUse hook's approval back.
+    let metrics = api.get(Some(ROOT), "/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("gatehouse_submissions_total{outcome=\"idempotent_replay\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
