@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod frontend;
+pub mod hook;
 pub mod model;
 pub mod notify;
 pub mod policy;

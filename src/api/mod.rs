@@ -5,6 +5,7 @@ mod body;
 mod error;
 mod events;
 mod guard;
+mod hooks;
 mod metrics;
 mod routes;
 mod runs;
@@ -164,6 +165,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/whoami", get(routes::whoami))
         .route("/v1/grants", get(routes::grants))
         .route("/v1/grants/revoke", post(routes::revoke_grant))
+        .route("/v1/hooks/claude-code", post(hooks::claude_code))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)

@@ -108,11 +108,52 @@ pub struct SubmitBody {
     idempotency_key: Option<String>,
     #[serde(default)]
     editable: Option<bool>,
+    /// Where the call comes from (`{host, cwd, session, …}` from a hook): shown to reviewers,
+    /// never part of the arguments hash (DESIGN §10).
+    #[serde(default)]
+    context: Option<Map<String, Value>>,
 }
 
 const MAX_NAME: usize = 256;
 const MAX_TEXT: usize = 64 * 1024;
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A context is a few labels, not a second arguments object.
+const MAX_CONTEXT_KEYS: usize = 32;
+const MAX_CONTEXT_VALUE: usize = 4096;
+
+/// `context`: an object of at most 32 strings, keys non-empty and up to 256 bytes, values up to
+/// 4 KiB.
+fn parse_context(
+    raw: Option<Map<String, Value>>,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.len() > MAX_CONTEXT_KEYS {
+        return Err(ApiError::unprocessable(format!(
+            "context: more than {MAX_CONTEXT_KEYS} keys"
+        )));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in raw {
+        if k.is_empty() || k.len() > MAX_NAME {
+            return Err(ApiError::unprocessable(format!(
+                "context: key {:?} must be 1 to {MAX_NAME} bytes",
+                crate::text::clip(&k, 40)
+            )));
+        }
+        let Value::String(v) = v else {
+            return Err(ApiError::unprocessable(format!(
+                "context.{k}: must be a string"
+            )));
+        };
+        if v.len() > MAX_CONTEXT_VALUE {
+            return Err(ApiError::unprocessable(format!(
+                "context.{k}: longer than {MAX_CONTEXT_VALUE} bytes"
+            )));
+        }
+        out.insert(k, v);
+    }
+    Ok(Some(out))
+}
 
 fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
     match v {
@@ -128,7 +169,7 @@ fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
 
 impl SubmitBody {
     /// The runner's request, with the claims `who` may make marked verified (DESIGN §9).
-    fn into_request(self, who: &Identity) -> Result<SubmitRequest, ApiError> {
+    pub(super) fn into_request(self, who: &Identity) -> Result<SubmitRequest, ApiError> {
         if self.tool.trim().is_empty() {
             return Err(ApiError::unprocessable("tool: must not be empty"));
         }
@@ -190,7 +231,7 @@ impl SubmitBody {
             run_id: self.run_id,
             server: self.server,
             server_verified,
-            context: None,
+            context: parse_context(self.context)?,
             queue: self.queue,
             timeout,
             idempotency_key: self.idempotency_key,

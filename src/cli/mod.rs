@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod console;
 mod demo;
+mod hook;
 mod policy;
 pub mod remote;
 mod run;
@@ -69,6 +70,8 @@ enum Command {
         #[command(subcommand)]
         action: policy::Action,
     },
+    /// A pre-tool hook for Claude Code, Codex, Gemini CLI or Cursor: asks a reviewer.
+    Hook(hook::HookArgs),
     /// Load generators that measure a running daemon.
     Bench {
         #[command(subcommand)]
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Approvals { action } => runtime()?.block_on(approvals::run(action)),
         Command::Run(args) => runtime()?.block_on(run::run(args)),
         Command::Runs { action } => runtime()?.block_on(run::runs(action)),
+        Command::Hook(args) => runtime()?.block_on(hook::hook(args)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
         Command::Policy { action } => runtime()?.block_on(policy::run(action)),

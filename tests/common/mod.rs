@@ -598,7 +598,10 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("a tokio runtime")
         .block_on(f)
 }
+pub mod host_models;
+pub mod hosts;
 pub mod npm;
+pub mod pip;
 pub mod sse;
 pub mod webhook;
 

@@ -39,7 +39,7 @@ pub fn filesystem_server() -> PathBuf {
 /// Install `package@version` into `target/npm/` unless already there; the path of `script`
 /// inside the package. A file lock keeps test binaries running in parallel from installing
 /// at the same time; a marker written after a complete install makes the check reliable.
-fn install(package: &str, version: &str, script: &str) -> PathBuf {
+pub fn install(package: &str, version: &str, script: &str) -> PathBuf {
     let dir = npm_dir();
     fs::create_dir_all(&dir).expect("create target/npm");
     let lock = File::create(dir.join("install.lock")).expect("create target/npm/install.lock");

@@ -1,0 +1,170 @@
+//! `POST /v1/hooks/claude-code` (DESIGN §10): Claude Code's `"type": "http"` hook. The same
+//! JSON as `gatehouse hook claude-code` reads on stdin; the answer is the same JSON it prints,
+//! after waiting up to `?wait=S` (default 570) for a reviewer.
+//!
+//! Claude Code reads a non-2xx answer as "no decision" and goes on, so everything about the
+//! call itself (a hook JSON gatehouse cannot read, a submission it refuses, a reviewer who
+//! does not decide in time) is answered 200 with a deny. Only a bad token is a 401 and a
+//! missing role a 403: there is no one to answer to.
+//!
+//! The daemon does not read `transcript_path`: a caller could name any file on the daemon's
+//! machine. The command form reads it on the agent's own machine.
+
+use super::routes::{Caller, SubmitBody, forbid};
+use super::{ApiError, ApiState, Role, body::JsonBody};
+use crate::domain::{Approval, Subject};
+use crate::hook::{HookCall, Host, Verdict};
+use crate::runner::RunnerHandle;
+use axum::Json;
+use axum::extract::{Query, State};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(570);
+/// Claude Code stops waiting for a hook after 10 minutes.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// As in the command form: the approval outlives the wait, so the cancel ends it.
+const GRACE: Duration = Duration::from_secs(5);
+
+pub async fn claude_code(
+    State(state): State<ApiState>,
+    Caller(who): Caller,
+    Query(params): Query<HashMap<String, String>>,
+    JsonBody(input): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    if !who.has(Role::Agent) {
+        return Err(forbid(&state, &who, Role::Agent, "submit approvals"));
+    }
+    let mut wait = DEFAULT_WAIT;
+    let mut agent = Host::ClaudeCode.name().to_string();
+    for (k, v) in &params {
+        match k.as_str() {
+            "wait" => {
+                wait = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(|s| Duration::from_secs_f64(s).min(MAX_WAIT))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable(format!("wait: {v:?} is not a number of seconds"))
+                    })?
+            }
+            "agent" => agent = v.clone(),
+            other => {
+                return Err(ApiError::unprocessable(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
+        }
+    }
+    let call = match Host::ClaudeCode.read(&input) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(deny_only(
+                &input,
+                format!("gatehouse cannot read this hook call: {e}"),
+            ));
+        }
+    };
+    let deny = |m: String| Json(answer(&call, &Verdict::Deny { reason: m }));
+    let body = call.submission(&agent, None, (wait + GRACE).as_secs_f64());
+    let req = match serde_json::from_value::<SubmitBody>(body)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))
+        .and_then(|b| b.into_request(&who))
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(deny(format!("gatehouse refused this call: {}", e.message))),
+    };
+    let runner = &state.inner.runner;
+    // Subscribe before submitting, so a decision in between is not missed.
+    let mut events = runner.subscribe();
+    let submitted = match runner.submit(&who.name, req).await {
+        Ok(s) => s.approval,
+        Err(e) => {
+            let e = ApiError::from(e);
+            return Ok(deny(format!("gatehouse refused this call: {}", e.message)));
+        }
+    };
+    let mut pending = CancelOnDrop {
+        runner: runner.clone(),
+        who: who.name.clone(),
+        id: Some(submitted.id),
+    };
+    let mut current = submitted;
+    let deadline = tokio::time::Instant::now() + wait;
+    while current.is_pending() {
+        match state.inner.drain.within(deadline, events.recv()).await {
+            Err(_) => break,
+            Ok(Ok(e)) => {
+                if let Subject::Approval(a) = e.subject
+                    && a.id == current.id
+                {
+                    current = a;
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                if let Some(a) = runner.get(current.id).await? {
+                    current = a;
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+        }
+    }
+    if current.is_pending() {
+        // Claude Code stops waiting now: no reviewer may approve it into the void.
+        pending.id = None;
+        let _ = runner.cancel_approval(&who.name, current.id).await;
+        return Ok(deny(format!(
+            "timed out: no reviewer decided within {}",
+            humantime::format_duration(Duration::from_secs(wait.as_secs()))
+        )));
+    }
+    pending.id = None;
+    Ok(Json(answer(&call, &verdict(&call, &current))))
+}
+
+fn verdict(call: &HookCall, a: &Approval) -> Verdict {
+    let json = serde_json::to_value(a).unwrap_or(Value::Null);
+    Verdict::of_approval(call, &json).unwrap_or(Verdict::Deny {
+        reason: "gatehouse could not read the decision; not running it".into(),
+    })
+}
+
+fn answer(call: &HookCall, v: &Verdict) -> Value {
+    Host::ClaudeCode.answer(call, v).unwrap_or(Value::Null)
+}
+
+/// A deny for input that is not a readable hook call, in the event's shape when it has one.
+fn deny_only(input: &Value, reason: String) -> Json<Value> {
+    let call = HookCall {
+        event: input
+            .get("hook_event_name")
+            .and_then(Value::as_str)
+            .unwrap_or("PreToolUse")
+            .to_string(),
+        ..HookCall::default()
+    };
+    Json(answer(&call, &Verdict::Deny { reason }))
+}
+
+/// Cancels the approval when the request goes away before it was decided (Claude Code gave
+/// up, or the connection dropped).
+struct CancelOnDrop {
+    runner: RunnerHandle,
+    who: String,
+    id: Option<Uuid>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let runner = self.runner.clone();
+            let who = std::mem::take(&mut self.who);
+            tokio::spawn(async move {
+                let _ = runner.cancel_approval(&who, id).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The hook hosts themselves (Claude Code, Gemini CLI, Codex), installed once from npm into
+//! `target/npm/` at pinned versions, and helpers to run one against a stand-in model with
+//! `gatehouse hook HOST` as its hook.
+
+use super::*;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub const CLAUDE_CODE: (&str, &str) = ("@anthropic-ai/claude-code", "2.1.332");
+pub const GEMINI_CLI: (&str, &str) = ("@google/gemini-cli", "0.61.0");
+pub const CODEX: (&str, &str) = ("@openai/codex", "0.171.0");
+
+/// How long one host run may take (a first start of a host is slow on a loaded machine).
+pub const HOST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The Claude Code executable (a native binary inside the npm package).
+pub fn claude_bin() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| npm::install(CLAUDE_CODE.0, CLAUDE_CODE.1, "bin/claude.exe"))
+        .clone()
+}
+
+/// The Gemini CLI script, run with `node`.
+pub fn gemini_script() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| npm::install(GEMINI_CLI.0, GEMINI_CLI.1, "bundle/gemini.js"))
+        .clone()
+}
+
+/// The Codex launcher script, run with `node`.
+pub fn codex_script() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| npm::install(CODEX.0, CODEX.1, "bin/codex.js"))
+        .clone()
+}
+
+/// A host command with nothing of this machine's environment that could reach a real
+/// provider or a real gatehouse.
+pub fn host_command(program: &Path, home: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_PROXY", "*")
+        .env("LANG", "C.UTF-8");
+    c
+}
+
+/// `gatehouse hook HOST …` as a shell command line for a host's settings.
+pub fn hook_command(host: &str, daemon_url: &str, extra: &str) -> String {
+    format!("'{}' hook {host} --connect {daemon_url} {extra}", bin())
+}
+
+/// Run a host to its end (bounded), capturing its output.
+pub fn run_host(mut cmd: Command) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the host");
+    let drain = |mut p: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = p.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let status = wait_bounded(&mut child, HOST_TIMEOUT);
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the host did not finish within {HOST_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        )
+    });
+    Finished {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// Wait (bounded) for the one approval with this status; returns it.
+pub async fn wait_approval(api: &Api, status: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = api.list_all(status).await;
+        if let Some(a) = got.into_iter().next() {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status} approval within {limit:?}: {:#?}",
+            api.list_all("all").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The test config plus these TOML lines (policies for the hosts' tools).
+pub fn hook_config(extra: &str) -> String {
+    format!("{}\n{extra}\n", config_text())
+}
