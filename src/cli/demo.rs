@@ -40,7 +40,7 @@ needs_approval = "deletions"
 name = "refunds"
 tools = ["issue_refund"]
 [[policies.rules]]
-when = "args.amount < 50"
+when = "args.amount >= 0 && args.amount < 50"
 action = "approve"
 reason = "refunds under $50 are approved automatically"
 [[policies.rules]]
