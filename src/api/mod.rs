@@ -16,7 +16,7 @@ pub use error::ApiError;
 use crate::runner::RunnerHandle;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub counters: Counters,
+    /// `/mcp`, when some MCP server is exposed (DESIGN §11).
+    pub gateway: Option<crate::tools::mcp::gateway::GatewayService>,
 }
 
 #[derive(Clone)]
@@ -87,8 +89,10 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .map(|s| s.to_string())
         .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
+    let gateway = crate::tools::mcp::gateway::service(runner.clone(), opts.max_body_bytes);
     let state = ApiState {
         inner: Arc::new(Inner {
+            gateway,
             runner,
             tokens,
             allowed_hosts: hosts,
@@ -114,6 +118,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/whoami", get(routes::whoami))
         .route("/v1/grants", get(routes::grants))
         .route("/v1/grants/revoke", post(routes::revoke_grant))
+        .route("/mcp", any(mcp))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)
@@ -123,4 +128,25 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             guard::guard,
         ))
         .with_state(state)
+}
+
+/// `/mcp`: the MCP gateway, behind the same Host/Origin guard and body limit, for `agent`
+/// identities. The identity travels with the request to the gateway's session.
+async fn mcp(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    routes::Caller(who): routes::Caller,
+    mut req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !who.has(Role::Agent) {
+        return routes::forbid(&state, &who, Role::Agent, "use the MCP gateway").into_response();
+    }
+    let Some(gateway) = state.inner.gateway.clone() else {
+        return ApiError::not_found(
+            "no MCP server is exposed (set expose = true on an [[mcp_servers]] entry)",
+        )
+        .into_response();
+    };
+    req.extensions_mut().insert(who);
+    gateway.handle(req).await.map(axum::body::Body::new)
 }

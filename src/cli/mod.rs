@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod console;
 mod demo;
+mod mcp;
 pub mod remote;
 mod run;
 mod serve;
@@ -67,6 +68,8 @@ enum Command {
         #[command(subcommand)]
         action: bench::Action,
     },
+    /// A stdio MCP server relaying to the gateway at `/mcp` (DESIGN §11).
+    Mcp(mcp::McpArgs),
 }
 
 #[derive(Args, Clone)]
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Runs { action } => runtime()?.block_on(run::runs(action)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
+        Command::Mcp(args) => runtime()?.block_on(mcp::mcp(args)),
     }
 }
 

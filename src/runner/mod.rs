@@ -105,6 +105,19 @@ pub struct SubmitRequest {
     pub outcome_unknown: bool,
 }
 
+/// A call of an exposed MCP server's tool by an MCP client (DESIGN §11).
+#[derive(Clone, Debug)]
+pub struct McpCall {
+    pub server: String,
+    /// The server's own name of the tool.
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    /// The MCP session: grants made with `A` hold for the rest of it.
+    pub session: String,
+    /// `client` (the client's name and version) and `via`.
+    pub context: std::collections::BTreeMap<String, String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Submitted {
     pub approval: Approval,
@@ -274,6 +287,12 @@ pub enum Command {
         who: String,
         id: Uuid,
         reply: Reply<RunSummary>,
+    },
+    /// A `tools/call` of an MCP client through the gateway, gated as an agent run's MCP call.
+    SubmitMcpCall {
+        who: String,
+        call: McpCall,
+        reply: Reply<Approval>,
     },
     /// The submitter withdraws its own pending approval (nobody waits for it any more).
     CancelApproval {

@@ -1,6 +1,7 @@
 //! The runner's in-memory state and its command loop.
 
 mod cancel;
+mod gateway;
 mod runs;
 
 use super::commit::{Deferred, GroupCommit};
@@ -395,6 +396,7 @@ impl Runner {
                 Command::ListRuns { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelApproval { reply, .. } => drop(reply.send(Err(err))),
+                Command::SubmitMcpCall { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -485,6 +487,10 @@ impl Runner {
             }
             Command::CancelApproval { who, id, reply } => {
                 let r = self.withdraw(&who, id);
+                self.reply(reply, r);
+            }
+            Command::SubmitMcpCall { who, call, reply } => {
+                let r = self.submit_mcp_call(&who, call);
                 self.reply(reply, r);
             }
             Command::CancelRun { who, id, reply } => {

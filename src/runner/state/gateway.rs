@@ -1,0 +1,65 @@
+//! MCP clients' tool calls through the gateway (DESIGN §11): gated exactly as an agent run's
+//! call of the same MCP tool (the server's `approval` mode and per-tool overrides, policies,
+//! queues, grants), but submitted by an identity, in an MCP session instead of a run.
+
+use super::*;
+use crate::agent::{Gate, ToolRef};
+use crate::domain::PolicyRef;
+use crate::policy::PolicyOutcome;
+
+impl Runner {
+    pub(super) fn submit_mcp_call(
+        &mut self,
+        who: &str,
+        call: McpCall,
+    ) -> Result<Approval, RunnerError> {
+        let agents = self.cfg.agents.clone().ok_or_else(|| {
+            RunnerError::NotFound(format!("mcp server {:?} is not configured", call.server))
+        })?;
+        let target = ToolRef::Mcp {
+            server: call.server.clone(),
+            tool: call.tool.clone(),
+        };
+        let outcome = match agents.gate(&target) {
+            // Still recorded, decided at once: the audit shows every call that went through.
+            Gate::Approve(reason) => PolicyOutcome {
+                action: RuleAction::Approve,
+                policy: PolicyRef {
+                    name: None,
+                    rule: None,
+                    reason,
+                },
+                queue: None,
+                timeout: None,
+            },
+            Gate::Ask(reason) => PolicyOutcome::ask(reason),
+            Gate::Policy(name) => self.policies.evaluate(
+                &CallContext {
+                    tool: &call.tool,
+                    server: Some(&call.server),
+                    args: &call.arguments,
+                    // The identity is the one authenticated fact about an MCP client.
+                    agent: Some(who),
+                    run: None,
+                    annotations: agents.annotations(&target),
+                    policy: Some(&name),
+                },
+                domain::now(),
+                &self.limits,
+            ),
+        };
+        let req = SubmitRequest {
+            tool: call.tool,
+            server: Some(call.server),
+            arguments: call.arguments,
+            agent: Some(who.to_string()),
+            agent_verified: true,
+            // gatehouse's own server, named by the gateway, not by the client.
+            server_verified: true,
+            run_id: Some(call.session),
+            context: Some(call.context),
+            ..Default::default()
+        };
+        self.create_approval(who, req, outcome, None)
+    }
+}
