@@ -74,7 +74,7 @@ pub(crate) struct Inner {
     pub body_timeout: Duration,
     pub counters: Counters,
     /// `/mcp`, when some MCP server is exposed (DESIGN §11).
-    pub gateway: Option<crate::tools::mcp::gateway::GatewayService>,
+    pub gateway: Option<crate::tools::mcp::gateway::Gateway>,
 }
 
 #[derive(Clone)]
@@ -89,7 +89,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .map(|s| s.to_string())
         .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
-    let gateway = crate::tools::mcp::gateway::service(runner.clone(), opts.max_body_bytes);
+    let gateway = crate::tools::mcp::gateway::Gateway::new(runner.clone(), opts.max_body_bytes);
     let state = ApiState {
         inner: Arc::new(Inner {
             gateway,
@@ -135,7 +135,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
 async fn mcp(
     axum::extract::State(state): axum::extract::State<ApiState>,
     routes::Caller(who): routes::Caller,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if !who.has(Role::Agent) {
@@ -147,6 +147,5 @@ async fn mcp(
         )
         .into_response();
     };
-    req.extensions_mut().insert(who);
-    gateway.handle(req).await.map(axum::body::Body::new)
+    gateway.handle(who, req).await
 }

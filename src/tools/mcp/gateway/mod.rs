@@ -9,18 +9,21 @@
 //! for. The wait may take as long as the reviewers do: the request's stream carries
 //! progress notifications when the client asked for them, SSE keep-alives otherwise.
 
+mod http;
+
+pub use http::Gateway;
+
 use super::{ExposedNames, McpServers};
 use crate::api::Identity;
 use crate::domain::{Approval, ApprovalStatus, Subject};
 use crate::runner::{McpCall, RunnerHandle};
+use http::Drops;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
     ProgressNotificationParam, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -28,44 +31,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// The tower service mounted at `/mcp`.
-pub type GatewayService = StreamableHttpService<GatewaySession, LocalSessionManager>;
-
 /// How often a waiting call tells a client that asked for progress that it still waits.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-/// SSE comments on a waiting request's stream, so no proxy or client drops it as idle.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// A session nobody used for this long is closed. Longer than any reasonable review: a call
-/// waiting for a reviewer without progress notifications sends the session nothing.
-const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// `context.via` of gateway approvals.
 pub const VIA: &str = "mcp";
-
-/// The `/mcp` service, or `None` when no server is exposed (then `/mcp` is 404).
-pub fn service(runner: RunnerHandle, max_body_bytes: usize) -> Option<GatewayService> {
-    let servers = runner.mcp_servers()?;
-    if servers.exposed().is_empty() {
-        return None;
-    }
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(SESSION_IDLE);
-    // Host, Origin and authentication are checked by gatehouse's own router before this.
-    let config = StreamableHttpServerConfig::default()
-        .disable_allowed_hosts()
-        .with_sse_keep_alive(Some(KEEP_ALIVE))
-        .with_max_request_body_bytes(max_body_bytes);
-    Some(StreamableHttpService::new(
-        move || {
-            Ok(GatewaySession {
-                runner: runner.clone(),
-                servers: servers.clone(),
-                owner: Arc::new(OnceLock::new()),
-            })
-        },
-        Arc::new(sessions),
-        config,
-    ))
-}
 
 /// One MCP session of one identity.
 #[derive(Clone)]
@@ -74,6 +43,8 @@ pub struct GatewaySession {
     servers: McpServers,
     /// The identity that opened the session; nobody else may use it.
     owner: Arc<OnceLock<String>>,
+    /// Requests whose client went away.
+    drops: Arc<Drops>,
 }
 
 /// How a gated call ended for the waiting client.
@@ -123,28 +94,38 @@ impl GatewaySession {
         (tools, names)
     }
 
+    /// Nobody waits for the call any more: no reviewer may approve it.
+    async fn withdraw(&self, who: &str, id: uuid::Uuid) -> Outcome {
+        if let Err(e) = self.runner.cancel_approval(who, id).await {
+            tracing::warn!(%id, error = %e, "cannot withdraw a cancelled MCP call");
+        }
+        Outcome::Withdrawn
+    }
+
     /// Wait until `approval` is no longer pending, telling the client it waits; withdraw it
     /// when the client cancels or its session ends.
     async fn wait(
         &self,
         who: &str,
+        session: &str,
         mut approval: Approval,
         mut events: tokio::sync::broadcast::Receiver<crate::domain::Event>,
         context: &RequestContext<RoleServer>,
     ) -> Outcome {
         let progress = context.meta.get_progress_token();
+        let request = context.id.to_string();
+        let dropped = self.drops.dropped(session, &request);
+        tokio::pin!(dropped);
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
         let mut ticks = 0u32;
         let id = approval.id;
         while approval.is_pending() {
             tokio::select! {
-                _ = context.ct.cancelled() => {
-                    if let Err(e) = self.runner.cancel_approval(who, id).await {
-                        tracing::warn!(%id, error = %e, "cannot withdraw a cancelled MCP call");
-                    }
-                    return Outcome::Withdrawn;
-                }
+                // `notifications/cancelled`, the session ending, or the request's HTTP
+                // stream dropped by the client.
+                _ = context.ct.cancelled() => return self.withdraw(who, id).await,
+                _ = &mut dropped => return self.withdraw(who, id).await,
                 event = events.recv() => match event {
                     Ok(e) => {
                         if let Subject::Approval(a) = e.subject
@@ -296,7 +277,7 @@ impl ServerHandler for GatewaySession {
             server: server.clone(),
             tool: tool.clone(),
             arguments,
-            session,
+            session: session.clone(),
             context: ctx,
         };
         let approval = self
@@ -304,7 +285,10 @@ impl ServerHandler for GatewaySession {
             .submit_mcp_call(&who.name, call)
             .await
             .map_err(|e| McpError::internal_error(format!("gatehouse: {e}"), None))?;
-        match self.wait(&who.name, approval, events, &context).await {
+        match self
+            .wait(&who.name, &session, approval, events, &context)
+            .await
+        {
             Outcome::Run(a) => match self.servers.call_result(&server, &tool, a.arguments).await {
                 Ok(result) => Ok(CallToolResponse::Complete(result)),
                 Err(e) => Ok(refusal(e)),
