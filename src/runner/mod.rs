@@ -57,7 +57,8 @@ impl RunnerConfig {
     /// The runner's settings from a checked config. Errors (a model or tool that cannot be
     /// built) are one line naming the part.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
-        let agents = if cfg.agents.is_empty() {
+        // Exposed MCP servers live with the agents' (the gateway gates them the same way).
+        let agents = if cfg.agents.is_empty() && !cfg.mcp_servers.iter().any(|s| s.expose) {
             None
         } else {
             Some(std::sync::Arc::new(crate::agent::Agents::from_config(cfg)?))

@@ -45,6 +45,11 @@ impl Gateway {
             .disable_allowed_hosts()
             .with_sse_keep_alive(Some(KEEP_ALIVE))
             .with_max_request_body_bytes(max_body_bytes);
+        // MCP sessions live in memory: calls that waited when gatehouse last stopped have no
+        // client any more, so their approvals are withdrawn rather than left to a reviewer.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(withdraw_orphans(runner.clone()));
+        }
         let drops = Arc::new(Drops::default());
         let shared = drops.clone();
         let service = StreamableHttpService::new(
@@ -94,8 +99,13 @@ impl Gateway {
         } else {
             body
         };
+        let delete = parts.method == Method::DELETE;
         let resp = self.service.handle(Request::from_parts(parts, body)).await;
-        let resp = resp.map(Body::new);
+        let mut resp = resp.map(Body::new);
+        // rmcp answers a closed session 202; clients (the Python SDK) expect 200 or 204.
+        if delete && resp.status() == StatusCode::ACCEPTED {
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+        }
         match watch {
             Some(guard) => resp.map(|inner| {
                 Body::from_stream(Watched {
@@ -104,6 +114,41 @@ impl Gateway {
                 })
             }),
             None => resp,
+        }
+    }
+}
+
+/// Withdraw every pending gateway approval (its session died with the last process).
+async fn withdraw_orphans(runner: RunnerHandle) {
+    let mut after = None;
+    loop {
+        let query = crate::runner::ListQuery {
+            status: Some(crate::domain::ApprovalStatus::Pending),
+            limit: 500,
+            after,
+            ..Default::default()
+        };
+        let page = match runner.list(query).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the MCP calls left from before a restart");
+                return;
+            }
+        };
+        for a in &page.approvals {
+            let via = a.context.as_ref().and_then(|c| c.get("via"));
+            if via.map(String::as_str) == Some(super::VIA) {
+                match runner.cancel_approval(&a.requested_by, a.id).await {
+                    Ok(_) => {
+                        tracing::info!(id = %a.id, "withdrew an MCP call whose client is gone")
+                    }
+                    Err(e) => tracing::warn!(id = %a.id, error = %e, "cannot withdraw an MCP call"),
+                }
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return,
         }
     }
 }
