@@ -3,7 +3,7 @@
 Usage: mcp_client.py URL TOKEN (URL may be stdio:["program", "arg", ...]). Reads commands (JSON, one a line) on stdin and writes events
 (JSON, one a line) on stdout, so the Rust test can drive it step by step:
   {"op": "list"}                                  -> {"event": "tools", "tools": [...]}
-  {"op": "call", "tag": T, "tool": N, "args": {}, "progress": bool}
+  {"op": "call", "tag": T, "tool": N, "args": {}, "progress": bool, "timeout": seconds?}
                                                   -> {"event": "sent", "tag": T, "request_id": I}
                                                      then {"event": "result", ...} or {"event": "error", ...}
   {"op": "cancel", "tag": T}                      -> sends notifications/cancelled for T's request
@@ -15,6 +15,7 @@ Server notifications are reported as {"event": "notification", "method": M}; pro
 import json
 import os
 import sys
+from datetime import timedelta
 
 import anyio
 import httpx
@@ -110,9 +111,11 @@ async def call(session, command, scope, entry):
         entry["request_id"] = session._request_id
         emit(event="sent", tag=tag, request_id=entry["request_id"])
         try:
+            timeout = command.get("timeout")
             result = await session.call_tool(
                 command["tool"],
                 command.get("args", {}),
+                read_timeout_seconds=timedelta(seconds=timeout) if timeout else None,
                 progress_callback=progress if command.get("progress") else None,
             )
         except Exception as e:  # noqa: BLE001 - the test reads every failure
