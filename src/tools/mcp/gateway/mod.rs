@@ -49,7 +49,8 @@ pub struct GatewaySession {
 
 /// How a gated call ended for the waiting client.
 enum Outcome {
-    Run(Approval),
+    /// Approved: run these arguments.
+    Run(serde_json::Map<String, serde_json::Value>),
     Refused(String),
     /// The client cancelled; nobody reads an answer.
     Withdrawn,
@@ -157,7 +158,7 @@ impl GatewaySession {
             }
         }
         match approval.status {
-            ApprovalStatus::Approved => Outcome::Run(approval),
+            ApprovalStatus::Approved => Outcome::Run(approval.arguments),
             ApprovalStatus::Cancelled => Outcome::Refused(format!(
                 "The approval was cancelled: {}",
                 reason_of(&approval)
@@ -289,10 +290,12 @@ impl ServerHandler for GatewaySession {
             .wait(&who.name, &session, approval, events, &context)
             .await
         {
-            Outcome::Run(a) => match self.servers.call_result(&server, &tool, a.arguments).await {
-                Ok(result) => Ok(CallToolResponse::Complete(result)),
-                Err(e) => Ok(refusal(e)),
-            },
+            Outcome::Run(arguments) => {
+                match self.servers.call_result(&server, &tool, arguments).await {
+                    Ok(result) => Ok(CallToolResponse::Complete(result)),
+                    Err(e) => Ok(refusal(e)),
+                }
+            }
             Outcome::Refused(text) => Ok(refusal(text)),
             Outcome::Withdrawn => Err(McpError::invalid_request("the call was cancelled", None)),
         }
