@@ -89,7 +89,11 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .map(|s| s.to_string())
         .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
-    let gateway = crate::tools::mcp::gateway::Gateway::new(runner.clone(), opts.max_body_bytes);
+    let gateway = crate::tools::mcp::gateway::Gateway::new(
+        runner.clone(),
+        opts.max_body_bytes,
+        opts.body_timeout,
+    );
     let state = ApiState {
         inner: Arc::new(Inner {
             gateway,

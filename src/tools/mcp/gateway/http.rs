@@ -29,11 +29,17 @@ pub struct Gateway {
     service: StreamableHttpService<GatewaySession, LocalSessionManager>,
     drops: Arc<Drops>,
     max_body_bytes: usize,
+    /// A body not received within this is refused (slow clients cannot hold the server).
+    body_timeout: Duration,
 }
 
 impl Gateway {
     /// `None` when no MCP server is exposed (then `/mcp` answers 404).
-    pub fn new(runner: RunnerHandle, max_body_bytes: usize) -> Option<Gateway> {
+    pub fn new(
+        runner: RunnerHandle,
+        max_body_bytes: usize,
+        body_timeout: Duration,
+    ) -> Option<Gateway> {
         let servers = runner.mcp_servers()?;
         if servers.exposed().is_empty() {
             return None;
@@ -68,6 +74,7 @@ impl Gateway {
             service,
             drops,
             max_body_bytes,
+            body_timeout,
         })
     }
 
@@ -77,9 +84,16 @@ impl Gateway {
         parts.extensions.insert(who);
         let mut watch = None;
         let body = if parts.method == Method::POST {
-            let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
-                Ok(b) => b,
-                Err(e) => {
+            let read = axum::body::to_bytes(body, self.max_body_bytes);
+            let bytes = match tokio::time::timeout(self.body_timeout, read).await {
+                Ok(Ok(b)) => b,
+                Err(_) => {
+                    return plain(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body was not received in time".into(),
+                    );
+                }
+                Ok(Err(e)) => {
                     let status = if e.to_string().contains("length limit") {
                         StatusCode::PAYLOAD_TOO_LARGE
                     } else {
