@@ -629,6 +629,32 @@ async fn only_agents_reach_mcp_and_both_protocol_revisions_work() {
         assert_eq!(v["result"]["protocolVersion"], version, "{v}");
         assert!(r.headers.get("mcp-session-id").is_some(), "{r:?}");
     }
+
+    // A session belongs to the identity that opened it: another agent's token cannot use it.
+    let r = post(Some(BOT), &init("2025-06-18")).await;
+    let session = r.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let in_session = |token: &str, body: Value| {
+        let r = w
+            .api
+            .request(reqwest::Method::POST, Some(token), "/mcp")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        w.api.send(r)
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(in_session(BOT, initialized).await.status, 202);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let theirs = in_session(BOT2, list.clone()).await;
+    let text = theirs.body.to_string();
+    assert!(text.contains("belongs to another identity"), "{theirs:?}");
+    assert!(!text.contains("write_file"), "{theirs:?}");
+    let mine = in_session(BOT, list).await;
+    assert!(
+        mine.body.to_string().contains("filesystem__write_file"),
+        "{mine:?}"
+    );
 }
 
 /// The start-up race: a run started at once after `serve` listens is offered the MCP

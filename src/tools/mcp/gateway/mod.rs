@@ -57,13 +57,20 @@ enum Outcome {
 }
 
 impl GatewaySession {
-    /// The caller, as gatehouse's router authenticated it, and the session it speaks in.
-    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<(Identity, String), McpError> {
-        let parts = context.extensions.get::<axum::http::request::Parts>();
-        let who = parts
+    /// The identity gatehouse's router authenticated for this request.
+    fn identity(context: &RequestContext<RoleServer>) -> Result<Identity, McpError> {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<Identity>())
             .cloned()
-            .ok_or_else(|| McpError::invalid_request("no authenticated identity", None))?;
+            .ok_or_else(|| McpError::invalid_request("no authenticated identity", None))
+    }
+
+    /// The caller, who must be the identity that opened the session, and the session.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<(Identity, String), McpError> {
+        let parts = context.extensions.get::<axum::http::request::Parts>();
+        let who = Self::identity(context)?;
         let owner = self.owner.get_or_init(|| who.name.clone());
         if *owner != who.name {
             return Err(McpError::invalid_request(
@@ -208,6 +215,18 @@ impl ServerHandler for GatewaySession {
     /// after 2025-11-25 are not offered.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        // The session is its opener's: a token of another identity cannot use its id.
+        let who = Self::identity(&context)?;
+        let _ = self.owner.set(who.name);
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
