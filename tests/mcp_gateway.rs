@@ -702,3 +702,51 @@ async fn a_run_started_at_once_sees_the_mcp_tools() {
             .any(|t| t["name"] == "filesystem__read_text_file")
     );
 }
+
+/// An upstream server's `tools/list_changed` reaches the gateway's clients, and the new tool
+/// is listed and callable. The upstream is the Python SDK's FastMCP over stdio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_changed_is_passed_on() {
+    let ws = Workspace::new();
+    let script = ws.dir.path().join("shifting.py");
+    fs::write(&script, include_str!("common/mcp_shifting_server.py")).unwrap();
+    let config = format!(
+        "{}\n[[mcp_servers]]\nname = \"shifting\"\ncommand = \"python3\"\nargs = [{}]\nenv = {{ PYTHONPATH = {} }}\nexpose = true\napproval = \"never\"\n",
+        config_text(),
+        toml_str(script.to_str().unwrap()),
+        toml_str(py_mcp().to_str().unwrap()),
+    );
+    ws.write_config(&config);
+    let daemon = ws.start();
+    let mut c = Client::http(&daemon.url, BOT);
+    let before = c.list();
+    assert!(
+        before.iter().any(|t| t["name"] == "shifting__add_tool"),
+        "{before:?}"
+    );
+    assert!(
+        !before.iter().any(|t| t["name"] == "shifting__surprise"),
+        "{before:?}"
+    );
+    c.call(
+        "add",
+        "shifting__add_tool",
+        json!({"name": "surprise"}),
+        false,
+    );
+    let r = c.outcome("add");
+    assert_eq!(r["isError"], false, "{r}");
+    c.expect(|e| e["event"] == "notification" && e["method"] == "notifications/tools/list_changed");
+    let after = c.list();
+    assert!(
+        after.iter().any(|t| t["name"] == "shifting__surprise"),
+        "{after:?}"
+    );
+    c.call("new", "shifting__surprise", json!({}), false);
+    let r = c.outcome("new");
+    assert_eq!(r["text"], "extra", "{r}");
+    // `approval = "never"` still records each call, decided at once.
+    let api = daemon.api();
+    approval_where(&api, "approved", |a| a["tool"] == "surprise").await;
+    c.exit();
+}
