@@ -221,30 +221,7 @@ impl Agents {
     }
 
     pub fn gate(&self, tool: &ToolRef) -> Gate {
-        match tool {
-            ToolRef::Local(name) => match self.tools.needs_approval(name).unwrap_or_default() {
-                NeedsApproval::Always(false) => Gate::Approve("needs_approval = false".into()),
-                NeedsApproval::Always(true) => Gate::Ask(format!(
-                    "tool {name} always needs approval (needs_approval = true)"
-                )),
-                NeedsApproval::Policy(p) => Gate::Policy(p),
-            },
-            ToolRef::Mcp { server, tool } => {
-                let cfg = self.mcp_configs.get(server);
-                let setting = cfg
-                    .and_then(|c| c.tools.get(tool).map(|o| o.approval.get_ref().clone()))
-                    .or_else(|| cfg.and_then(|c| c.approval.as_ref().map(|a| a.get_ref().clone())))
-                    // Destructive by default, as the seed advises.
-                    .unwrap_or_else(|| "always".into());
-                match setting.as_str() {
-                    "never" => Gate::Approve(format!("MCP server {server}: approval = \"never\"")),
-                    "always" => Gate::Ask(format!(
-                        "MCP server {server} asks for every call (approval = \"always\")"
-                    )),
-                    policy => Gate::Policy(policy.to_string()),
-                }
-            }
-        }
+        gate(&self.tools, &self.mcp_configs, tool)
     }
 
     /// The tool's MCP annotations as policies see them (trusted servers only; the spec's
@@ -272,6 +249,39 @@ impl Agents {
         match tool {
             ToolRef::Local(name) => self.tools.approval_timeout(name),
             ToolRef::Mcp { .. } => None,
+        }
+    }
+}
+
+/// How a call of `tool` is gated under a config's tools and MCP servers (also used to replay
+/// recorded calls under another config).
+pub fn gate(
+    tools: &Tools,
+    mcp_configs: &BTreeMap<String, McpServerConfig>,
+    tool: &ToolRef,
+) -> Gate {
+    match tool {
+        ToolRef::Local(name) => match tools.needs_approval(name).unwrap_or_default() {
+            NeedsApproval::Always(false) => Gate::Approve("needs_approval = false".into()),
+            NeedsApproval::Always(true) => Gate::Ask(format!(
+                "tool {name} always needs approval (needs_approval = true)"
+            )),
+            NeedsApproval::Policy(p) => Gate::Policy(p),
+        },
+        ToolRef::Mcp { server, tool } => {
+            let cfg = mcp_configs.get(server);
+            let setting = cfg
+                .and_then(|c| c.tools.get(tool).map(|o| o.approval.get_ref().clone()))
+                .or_else(|| cfg.and_then(|c| c.approval.as_ref().map(|a| a.get_ref().clone())))
+                // Destructive by default, as the seed advises.
+                .unwrap_or_else(|| "always".into());
+            match setting.as_str() {
+                "never" => Gate::Approve(format!("MCP server {server}: approval = \"never\"")),
+                "always" => Gate::Ask(format!(
+                    "MCP server {server} asks for every call (approval = \"always\")"
+                )),
+                policy => Gate::Policy(policy.to_string()),
+            }
         }
     }
 }

@@ -87,6 +87,10 @@ impl Notifier {
     }
 }
 
+/// How many notices are delivered at once: a dead or slow receiver holds only its own slots,
+/// never the notices behind it in the queue.
+const CONCURRENT: usize = 16;
+
 async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: Arc<NotifyCounters>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -99,31 +103,54 @@ async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: Arc<Noti
             return;
         }
     };
+    let url: Arc<str> = url.into();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT));
     while let Some(n) = rx.recv().await {
-        let mut wait = Duration::from_millis(250);
-        for attempt in 1..=ATTEMPTS {
-            let r = client.post(&url).json(&n).send().await;
-            let error = match r {
-                Ok(resp) if resp.status().is_success() => {
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Ok(resp) => format!("HTTP {}", resp.status()),
-                Err(e) => e.to_string(),
-            };
-            if attempt == ATTEMPTS {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "webhook gave up on {} for approval {} after {ATTEMPTS} attempts: {error}",
-                    n.event,
-                    n.approval_id
-                );
-                break;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (client, url, counters) = (client.clone(), url.clone(), counters.clone());
+        tokio::spawn(async move {
+            deliver_one(&client, &url, &n, &counters).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One notice, with its own retries and backoff.
+async fn deliver_one(client: &reqwest::Client, url: &str, n: &Notice, counters: &NotifyCounters) {
+    let mut wait = Duration::from_millis(250);
+    for attempt in 1..=ATTEMPTS {
+        let r = client.post(url).json(n).send().await;
+        let error = match r {
+            Ok(resp) if resp.status().is_success() => {
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            counters.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("webhook attempt {attempt} failed ({error}); retrying in {wait:?}");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            Err(e) => crate::text::error_chain(&e),
+        };
+        if attempt == ATTEMPTS {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "webhook {url} gave up on {} for approval {} after {ATTEMPTS} attempts: {error}",
+                n.event,
+                n.approval_id
+            );
+            return;
         }
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+        // The first failure is what an operator needs to see; the retries only repeat it.
+        if attempt == 1 {
+            tracing::warn!(
+                "webhook {url} failed for {} of approval {} ({error}); retrying",
+                n.event,
+                n.approval_id
+            );
+        } else {
+            tracing::debug!("webhook attempt {attempt} failed ({error}); retrying in {wait:?}");
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
     }
 }

@@ -43,7 +43,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
     for p in key_problems(&parsed.config, text) {
         add(p);
     }
-    for p in machine_problems(&parsed.config, text) {
+    for p in machine_problems(&parsed, text) {
         add(p);
     }
     problems.sort_by_key(|p| p.line);
@@ -78,7 +78,7 @@ fn policy_problems(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
 fn model_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
     for (name, m) in &cfg.models {
-        if m.kind.get_ref() == "scripted"
+        if let crate::config::ModelConfig::Scripted(m) = m
             && let Some(script) = m.script.as_deref()
             && !crate::model::SCRIPTS.contains(&script)
         {
@@ -103,15 +103,17 @@ fn key_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
 }
 
 /// What the file says that this machine must provide.
-fn machine_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
+fn machine_problems(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
+    let cfg = &parsed.config;
     let mut out = Vec::new();
     for (i, id) in cfg.identities.iter().enumerate() {
         if let Some(var) = &id.token_env {
             let var = var.get_ref();
+            let key = shape::renumber(parsed, &format!("identities[{i}].token_env"));
             match std::env::var_os(var) {
                 None => out.push(at(
                     text,
-                    format!("identities[{i}].token_env"),
+                    key,
                     format!(
                         "environment variable {var} is not set (identity {})",
                         id.name.get_ref()
@@ -119,22 +121,21 @@ fn machine_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {
                 )),
                 Some(v) if v.is_empty() => out.push(at(
                     text,
-                    format!("identities[{i}].token_env"),
+                    key,
                     format!("environment variable {var} is empty"),
                 )),
                 Some(_) => {}
             }
         }
     }
-    for (i, t) in cfg.tools.iter().enumerate() {
-        if t.kind.get_ref() != "command" {
-            continue;
-        }
-        if let Some(program) = t.command.as_ref().and_then(|c| c.first())
+    for (i, t) in parsed.tool_tables.iter().enumerate() {
+        if t.kind == "command"
+            && let Some(program) = t.command.as_ref().and_then(|c| c.first())
             && !program.trim().is_empty()
             && let Err(why) = find_program(program)
         {
-            out.push(at(text, format!("tools[{i}].command[0]"), why));
+            let key = shape::renumber(parsed, &format!("tools[{i}].command[0]"));
+            out.push(at(text, key, why));
         }
     }
     out

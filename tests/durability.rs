@@ -676,3 +676,116 @@ fn overdue_escalations_apply_in_order_after_a_kill() {
         );
     });
 }
+
+/// Whether `pid` is still a live process (a zombie nobody reaped counts as gone: it runs no
+/// more code).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // The state follows the command name in parentheses: `PID (COMM) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+    }
+}
+
+/// DESIGN §9 "Tools die with gatehouse": after kill -9 of the daemon, a `command` tool of an
+/// agent run that was still working never finishes, so nothing runs behind the
+/// `outcome_unknown` the reviewer is shown.
+#[tokio::test]
+async fn a_running_command_tool_dies_with_the_daemon() {
+    use common::model_server::{ModelServer, Reply, call};
+    let ws = Workspace::new();
+    let pid_file = ws.dir.path().join("tool.pid");
+    let marker = ws.dir.path().join("tool.finished");
+    let model = ModelServer::scripted(vec![
+        Reply::tools(
+            Some("Issuing the refund."),
+            &[call("c1", "long_refund", json!({"order_id": "K-1"}))],
+        ),
+        Reply::text("Refunded."),
+    ]);
+    // The shell itself writes the marker after its work (8 s), so once it is killed the marker
+    // can never appear; left alone, it appears and the shell exits, failing the test below.
+    let script = r#"echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; sleep 8; echo done > "$2""#;
+    let argv = [
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+        pid_file.to_str().unwrap(),
+        marker.to_str().unwrap(),
+    ];
+    let argv: Vec<String> = argv.iter().map(|a| toml_str(a)).collect();
+    ws.write_config(&format!(
+        r#"{common}
+[models.fake]
+kind = "openai"
+base_url = {base}
+model = "test-model"
+api_key_env = "PATH"
+
+[[agents]]
+name = "Support"
+instructions = "Refund when asked."
+model = "fake"
+tools = ["long_refund"]
+
+[[tools]]
+name = "long_refund"
+description = "A refund that takes a while."
+parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }} }}, required = ["order_id"] }}
+kind = "command"
+command = [{argv}]
+needs_approval = false
+timeout = "60s"
+"#,
+        common = config_text(),
+        base = toml_str(&model.base_url()),
+        argv = argv.join(", "),
+    ));
+    let mut d = ws.start();
+    let api = d.api();
+    let r = api
+        .post(
+            Some(BOT),
+            "/v1/runs",
+            &json!({"agent": "Support", "input": "Refund K-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+
+    // The tool has started once its pid file is there.
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    let pid: i32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse()
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tool never started:\n{}",
+            d.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(alive(pid), "the tool (pid {pid}) should be running");
+
+    d.kill();
+
+    // Long before the tool's own 8 s are up, the kernel has killed it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the tool (pid {pid}) outlived the daemon"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !marker.exists(),
+        "the tool finished its work after the daemon died"
+    );
+}

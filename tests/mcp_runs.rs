@@ -369,7 +369,7 @@ async fn a_killed_server_is_restarted_and_the_run_gets_an_answer() {
         "quarterly numbers",
         "the restarted server ran the approved call"
     );
-    let metrics = w.api.get(None, "/metrics").await;
+    let metrics = w.api.get(Some(ALICE), "/metrics").await;
     let text = metrics.body.as_str().unwrap_or_default().to_string();
     assert!(
         text.contains("gatehouse_mcp_server_restarts_total{server=\"filesystem\"} 1"),

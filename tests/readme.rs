@@ -110,6 +110,8 @@ fn readme_database_policy_gates_writes() {
                 run: None,
                 annotations,
                 policy: Some("db-writes"),
+                identity: Default::default(),
+                context: None,
             },
             gatehouse::domain::now(),
             &RateLimits::default(),

@@ -741,6 +741,9 @@ async fn approving_for_the_run_grants_the_tool_for_the_rest_of_the_run() {
     assert_eq!(second["status"], "approved", "{second:#}");
     assert_eq!(second["decision"]["by"], "grant:alice", "{second:#}");
     assert_eq!(second["arguments"]["order_id"], "D2");
+    // The grant ended with the run (DESIGN §9).
+    let grants = api.get(Some(ALICE), "/v1/grants").await;
+    assert_eq!(grants.body, json!({"grants": []}), "{grants:?}");
     let audit = api.audit_all().await;
     let decided = records_of(&audit, "approval.decided", second["id"].as_str().unwrap());
     assert_eq!(decided.len(), 1, "the grant's decision is audited");
@@ -961,9 +964,27 @@ async fn a_reviewer_edit_is_checked_against_the_schema_and_is_what_runs() {
     assert_eq!(run["output"], "Refunded part of M1.");
     // The edit ran, not the proposal; the approval keeps both.
     assert_eq!(w.refunds(), vec![edited.clone()]);
+    // The approval's arguments are what ran; the call as proposed is kept beside it.
     let a = api.approval(&aid).await;
-    assert_eq!(a["arguments"], json!({"order_id": "M1", "amount": 120}));
+    assert_eq!(a["arguments"], edited, "{a:#}");
+    assert_eq!(
+        a["requested_arguments"],
+        json!({"order_id": "M1", "amount": 120})
+    );
+    assert_eq!(
+        a["arguments_sha256"],
+        sha256_hex(r#"{"amount":60,"order_id":"M1"}"#)
+    );
     assert_eq!(a["decision"]["arguments"], edited, "{a:#}");
+    // The model is told its call was changed, so it cannot report the proposal as done.
+    let tools = tool_messages(&w.model.requests()[1]);
+    let told = tools[0]["content"].as_str().unwrap_or("");
+    assert!(
+        told.starts_with(
+            r#"The reviewer changed the arguments to {"amount":60,"order_id":"M1"} before running it: "#
+        ),
+        "{told}"
+    );
 }
 
 #[tokio::test]

@@ -31,10 +31,14 @@ impl Role {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
     pub roles: Vec<Role>,
+    /// Agent names this identity may claim (`[[identities]] agents`; `"*"`: any).
+    pub agents: Vec<String>,
+    /// MCP server names this identity may claim (`[[identities]] servers`).
+    pub servers: Vec<String>,
 }
 
 impl Identity {
@@ -42,6 +46,24 @@ impl Identity {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role) || self.roles.contains(&Role::Admin)
     }
+
+    /// Whether a submission's `agent` claim is one this identity may make (DESIGN §9).
+    pub fn may_claim_agent(&self, agent: &str) -> bool {
+        may_claim(&self.agents, agent)
+    }
+
+    /// Whether a submission's `server` claim is one this identity may make.
+    pub fn may_claim_server(&self, server: &str) -> bool {
+        may_claim(&self.servers, server)
+    }
+
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.as_str().to_string()).collect()
+    }
+}
+
+fn may_claim(allowed: &[String], claim: &str) -> bool {
+    allowed.iter().any(|a| a == "*" || a == claim)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -87,7 +109,18 @@ impl TokenTable {
                     ));
                 }
             };
-            entries.push((digest, Identity { name, roles }));
+            let names = |list: &[toml::Spanned<String>]| -> Vec<String> {
+                list.iter().map(|s| s.get_ref().clone()).collect()
+            };
+            entries.push((
+                digest,
+                Identity {
+                    name,
+                    roles,
+                    agents: names(&id.agents),
+                    servers: names(&id.servers),
+                },
+            ));
         }
         Ok(TokenTable { entries })
     }

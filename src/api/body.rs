@@ -1,5 +1,7 @@
 //! Strict JSON bodies: 413 over the limit, 400 for invalid UTF-8 or malformed JSON,
-//! 422 for missing, unknown or wrong-typed fields, each naming the problem.
+//! 422 for missing, unknown or wrong-typed fields, each naming the problem, and 422 for
+//! anything that would not survive the trip to the reviewer, the hash and the tool exactly: an
+//! integer outside ±(2^53−1) or a key given twice in one object (DESIGN §9 "Exact arguments").
 
 use super::{ApiError, ApiState};
 use axum::body::Body;
@@ -7,6 +9,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+
+mod exact;
 
 pub struct JsonBody<T>(pub T);
 
@@ -104,6 +108,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
+    // Only now, on text known to be valid JSON, so a malformed body stays a 400.
+    exact::check(text)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message))?;
     Ok(value)
 }
 

@@ -62,12 +62,18 @@ pub async fn stream(
         None => position,
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
+    let drain = state.inner.drain.clone();
     tokio::spawn(async move {
         if after.is_some() && replay(&runner, &tx, &mut last).await.is_err() {
             return;
         }
         loop {
-            match live.recv().await {
+            // A draining daemon ends the stream (the client reconnects with Last-Event-ID).
+            let next = tokio::select! {
+                e = live.recv() => e,
+                _ = drain.started() => return,
+            };
+            match next {
                 Ok(e) => {
                     if e.seq <= last {
                         continue;

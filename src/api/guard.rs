@@ -12,7 +12,24 @@ use std::sync::atomic::Ordering;
 pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let post = req.method() == Method::POST;
     let mut resp = match check(&state, &req) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let resp = next.run(req).await;
+            // Bodies refused by a handler (malformed, too large, invalid) count as bad requests
+            // too, so `refused_total{reason="bad_request"}` sees every 400 and 422.
+            if matches!(
+                resp.status(),
+                StatusCode::BAD_REQUEST
+                    | StatusCode::PAYLOAD_TOO_LARGE
+                    | StatusCode::UNPROCESSABLE_ENTITY
+            ) {
+                state
+                    .inner
+                    .counters
+                    .bad_requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            resp
+        }
         Err(e) => {
             state.inner.counters.refused(e.status);
             e.into_response()

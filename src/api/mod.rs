@@ -23,12 +23,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What the API needs besides the runner.
+/// Tells long polls and event streams to end: the daemon is draining (SIGTERM) and answers
+/// what is in flight before it stops.
+#[derive(Clone, Debug)]
+pub struct Drain(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Drain {
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once draining has started.
+    pub async fn started(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|draining| *draining).await;
+    }
+
+    /// `f` until `deadline`, or until draining starts (`Err(())` for both).
+    pub async fn within<F: std::future::Future>(
+        &self,
+        deadline: tokio::time::Instant,
+        f: F,
+    ) -> Result<F::Output, ()> {
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, f) => r.map_err(|_| ()),
+            _ = self.started() => Err(()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiOptions {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// `[server] public_metrics`: `/metrics` without a token.
+    pub public_metrics: bool,
+    /// Queue names `/metrics` uses as labels; any other counts as `other`.
+    pub metric_queues: HashSet<String>,
+    /// Started when the daemon drains; long polls and event streams then end.
+    pub drain: Drain,
 }
 
 impl ApiOptions {
@@ -40,6 +81,9 @@ impl ApiOptions {
             allowed_origins: cfg.server.allowed_origins.clone(),
             max_body_bytes: cfg.server.max_body_bytes,
             body_timeout: cfg.server.body_timeout,
+            public_metrics: cfg.server.public_metrics,
+            metric_queues: metrics::configured_queues(cfg),
+            drain: Drain::default(),
         }
     }
 }
@@ -72,7 +116,10 @@ pub(crate) struct Inner {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    pub public_metrics: bool,
+    pub metric_queues: HashSet<String>,
     pub counters: Counters,
+    pub drain: Drain,
     /// `/mcp`, when some MCP server is exposed (DESIGN §11).
     pub gateway: Option<crate::tools::mcp::gateway::Gateway>,
 }
@@ -103,7 +150,10 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             allowed_origins: opts.allowed_origins,
             max_body_bytes: opts.max_body_bytes,
             body_timeout: opts.body_timeout,
+            public_metrics: opts.public_metrics,
+            metric_queues: opts.metric_queues,
             counters: Counters::default(),
+            drain: opts.drain,
         }),
     };
     Router::new()

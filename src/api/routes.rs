@@ -35,6 +35,8 @@ impl FromRequestParts<ApiState> for Caller {
             Some(id) => Ok(Caller(id.clone())),
             None => {
                 state.inner.counters.refused(StatusCode::UNAUTHORIZED);
+                // Audited as one counting record per minute, never one each (DESIGN §9).
+                state.inner.runner.count_unauthenticated();
                 Err(ApiError::unauthorized())
             }
         }
@@ -125,7 +127,8 @@ fn check_len(field: &str, v: Option<&str>, max: usize) -> Result<(), ApiError> {
 }
 
 impl SubmitBody {
-    fn into_request(self) -> Result<SubmitRequest, ApiError> {
+    /// The runner's request, with the claims `who` may make marked verified (DESIGN §9).
+    fn into_request(self, who: &Identity) -> Result<SubmitRequest, ApiError> {
         if self.tool.trim().is_empty() {
             return Err(ApiError::unprocessable("tool: must not be empty"));
         }
@@ -168,16 +171,25 @@ impl SubmitBody {
                 Some(d)
             }
         };
+        // Claims stay claims unless the identity's `agents`/`servers` lists allow them.
+        let agent_verified = self
+            .agent
+            .as_deref()
+            .is_some_and(|a| who.may_claim_agent(a));
+        let server_verified = self
+            .server
+            .as_deref()
+            .is_some_and(|s| who.may_claim_server(s));
         Ok(SubmitRequest {
             tool: self.tool,
             arguments: self.arguments,
             reasoning: self.reasoning,
             agent: self.agent,
-            // Claims until the identity's `agents`/`servers` lists say otherwise (DESIGN §9).
-            agent_verified: false,
+            roles: who.role_names(),
+            agent_verified,
             run_id: self.run_id,
             server: self.server,
-            server_verified: false,
+            server_verified,
             context: None,
             queue: self.queue,
             timeout,
@@ -199,7 +211,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     require(&state, &who, Role::Agent, "submit approvals")?;
     let started = std::time::Instant::now();
-    let req = body.into_request()?;
+    let req = body.into_request(&who)?;
     let done = state.inner.runner.submit(&who.name, req).await?;
     state
         .inner
@@ -295,7 +307,7 @@ pub async fn get_one(
     if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
         while current.is_pending() {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match state.inner.drain.within(deadline, events.recv()).await {
                 Err(_) => break,
                 Ok(Ok(e)) => {
                     if let crate::domain::Subject::Approval(a) = e.subject
@@ -339,18 +351,9 @@ pub async fn decide(
     body: Result<JsonBody<DecisionBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
-    let who = match caller {
-        Ok(Caller(who)) => who,
-        Err(e) => {
-            // Decision attempts are audited even without a valid token.
-            state
-                .inner
-                .runner
-                .record_refusal("(no valid token)", Some(id), "unauthorized", &e.message)
-                .await;
-            return Err(e);
-        }
-    };
+    // Without a valid token the attempt was counted (one audit record per minute) by the
+    // extractor; one record per attempt would let anyone fill the audit log.
+    let Caller(who) = caller?;
     if !who.has(Role::Reviewer) {
         let e = require(&state, &who, Role::Reviewer, "decide approvals").err();
         let msg = e.as_ref().map(|e| e.message.clone()).unwrap_or_default();
@@ -461,7 +464,16 @@ pub async fn escalate(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     require(&state, &who, Role::Reviewer, "escalate approvals")?;
-    let a = state.inner.runner.escalate(&who.name, id).await?;
+    let a = state
+        .inner
+        .runner
+        .escalate(&who.name, id)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
+                state.inner.counters.refused(StatusCode::FORBIDDEN);
+            }
+        })?;
     Ok(approval_response(StatusCode::OK, &a))
 }
 
@@ -494,6 +506,9 @@ pub struct RevokeBody {
     tool: String,
     #[serde(default)]
     server: Option<String>,
+    /// Only this identity's grant; absent: every identity's grant of the tool in the run.
+    #[serde(default)]
+    identity: Option<String>,
 }
 
 pub async fn revoke_grant(
@@ -505,7 +520,13 @@ pub async fn revoke_grant(
     let g = state
         .inner
         .runner
-        .revoke_grant(&who.name, &body.run_id, &body.tool, body.server.as_deref())
+        .revoke_grant(
+            &who.name,
+            &body.run_id,
+            &body.tool,
+            body.server.as_deref(),
+            body.identity.as_deref(),
+        )
         .await?;
     Ok(Json(json!({"revoked": g})))
 }

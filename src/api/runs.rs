@@ -117,7 +117,7 @@ pub async fn get_one(
         let deadline = tokio::time::Instant::now() + wait;
         let status = seen.unwrap_or(run.status);
         while !run.status.is_finished() && run.status == status {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match state.inner.drain.within(deadline, events.recv()).await {
                 Err(_) => break,
                 Ok(Ok(e)) => {
                     if let Subject::Run(s) = &e.subject

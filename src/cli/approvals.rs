@@ -2,7 +2,8 @@
 //! against a daemon (`--connect URL`) or a data directory directly (`--data DIR`).
 
 use super::remote::{Remote, error_message};
-use super::serve::{Local, start_local};
+use super::serve::{Local, start_local_hinted};
+use super::short_id::{self, Among};
 use super::{CommonArgs, Failure};
 use crate::domain::{self, Approval, ApprovalStatus, Verdict};
 use crate::runner::{DecideRequest, ListQuery, RunnerError};
@@ -20,8 +21,10 @@ pub enum Action {
         /// pending, approved, denied, expired, cancelled or all.
         #[arg(long, default_value = "pending")]
         status: String,
+        /// Only approvals in this queue (an [[escalation]] or rule queue, or `default`).
         #[arg(long)]
         queue: Option<String>,
+        /// At most this many approvals, oldest first (1 to 1000 against a daemon).
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Print JSON instead of a table.
@@ -30,15 +33,20 @@ pub enum Action {
     },
     /// Show one approval as JSON.
     Show {
+        /// The approval's id, or the short id the console shows (its last 8 hex digits;
+        /// any unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
     },
     /// Approve an approval.
     Approve {
+        /// The approval's id, or the short id the console shows (its last 8 hex digits;
+        /// any unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
+        /// Why it is approved (recorded in the approval and the audit log).
         #[arg(long)]
         reason: Option<String>,
         /// Refuse unless the approval's arguments have this SHA-256 (what you reviewed).
@@ -47,17 +55,23 @@ pub enum Action {
     },
     /// Move an approval to the next escalation tier now.
     Escalate {
+        /// The approval's id, or the short id the console shows (its last 8 hex digits;
+        /// any unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
     },
     /// Deny an approval with a reason the agent is told.
     Deny {
+        /// The approval's id, or the short id the console shows (its last 8 hex digits;
+        /// any unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
+        /// Why it is denied: the agent is told this reason, so it can adjust (required).
         #[arg(long)]
         reason: String,
+        /// Refuse unless the approval's arguments have this SHA-256 (what you reviewed).
         #[arg(long)]
         arguments_sha256: Option<String>,
     },
@@ -65,10 +79,13 @@ pub enum Action {
 
 #[derive(Args, Clone)]
 pub struct Target {
-    /// URL of a running daemon, e.g. http://127.0.0.1:7878.
-    #[arg(long, env = "GATEHOUSE_URL", conflicts_with = "data")]
+    /// URL of a running daemon, e.g. http://127.0.0.1:7878 (default: $GATEHOUSE_URL, unless
+    /// --data is given). Without one, a data directory is read: --data DIR, else the default
+    /// one if it exists.
+    #[arg(long, conflicts_with = "data")]
     pub connect: Option<String>,
-    /// Environment variable holding the bearer token.
+    /// Environment variable holding the bearer token (a reviewer's to decide; an agent's to
+    /// start runs).
     #[arg(long, default_value = "GATEHOUSE_TOKEN")]
     pub token_env: String,
     #[command(flatten)]
@@ -78,6 +95,10 @@ pub struct Target {
     pub reviewer: Option<String>,
 }
 
+/// Added to "data directory … is in use by PID …": the daemon holding it is the way in.
+pub const IN_USE_HINT: &str =
+    "; to act on the running daemon, pass --connect URL (or set GATEHOUSE_URL)";
+
 enum Backend {
     Remote(Remote),
     Local(Box<Local>, String),
@@ -86,10 +107,10 @@ enum Backend {
 impl Target {
     /// The daemon named by `--connect`, with its token; `None` for a local data directory.
     pub fn remote(&self) -> Result<Option<Remote>, Failure> {
-        let Some(url) = &self.connect else {
+        let Some(url) = super::connect_url(self.connect.as_ref(), &self.local) else {
             return Ok(None);
         };
-        let r = Remote::new(url, &self.token_env)?;
+        let r = Remote::new(&url, &self.token_env)?;
         if !r.has_token() {
             return Err(Failure::usage(format!(
                 "no token: set {} (or pass --token-env VAR)",
@@ -105,7 +126,7 @@ impl Backend {
         match t.remote()? {
             Some(r) => Ok(Backend::Remote(r)),
             None => {
-                let local = start_local(&t.local)?;
+                let local = start_local_hinted(&super::existing_data(&t.local)?, IN_USE_HINT)?;
                 let who = t.reviewer.clone().unwrap_or_else(|| reviewer_for(&local));
                 Ok(Backend::Local(Box::new(local), who))
             }
@@ -207,9 +228,10 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
             Ok(())
         }
         Action::Escalate { id, .. } => {
+            let id = resolve(backend, &id, Among::PendingFirst).await?;
             let a = match backend {
                 Backend::Remote(r) => {
-                    let path = format!("/v1/approvals/{}/escalate", urlencode(&id));
+                    let path = format!("/v1/approvals/{id}/escalate");
                     let (code, v) = r.call(Method::POST, &path, Some(&json!({}))).await?;
                     if code != 200 {
                         return Err(remote_failure(code, &v));
@@ -218,9 +240,7 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
                         .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))?
                 }
                 Backend::Local(l, who) => {
-                    let uuid = uuid::Uuid::parse_str(&id)
-                        .map_err(|_| Failure::runtime(format!("no approval {id:?}")))?;
-                    l.runner.escalate(who, uuid).await.map_err(runner_failure)?
+                    l.runner.escalate(who, id).await.map_err(runner_failure)?
                 }
             };
             println!(
@@ -251,19 +271,31 @@ async fn act(backend: &Backend, action: Action) -> Result<(), Failure> {
             reason,
             arguments_sha256,
             ..
-        } => decide(backend, &id, Verdict::Deny, Some(reason), arguments_sha256).await,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(Failure::usage(
+                    "--reason is empty: say why it is denied (the agent is told, so it can adjust)",
+                ));
+            }
+            decide(backend, &id, Verdict::Deny, Some(reason), arguments_sha256).await
+        }
+    }
+}
+
+/// The full id for what the user typed (a whole id or the console's short id).
+async fn resolve(backend: &Backend, raw: &str, among: Among) -> Result<uuid::Uuid, Failure> {
+    match backend {
+        Backend::Remote(r) => short_id::approval_remote(r, raw, among).await,
+        Backend::Local(l, _) => short_id::approval_local(&l.runner, raw, among).await,
     }
 }
 
 async fn fetch(backend: &Backend, id: &str) -> Result<Approval, Failure> {
+    let id = resolve(backend, id, Among::All).await?;
     match backend {
         Backend::Remote(r) => {
             let (code, v) = r
-                .call(
-                    Method::GET,
-                    &format!("/v1/approvals/{}", urlencode(id)),
-                    None,
-                )
+                .call(Method::GET, &format!("/v1/approvals/{id}"), None)
                 .await?;
             if code != 200 {
                 return Err(remote_failure(code, &v));
@@ -271,15 +303,12 @@ async fn fetch(backend: &Backend, id: &str) -> Result<Approval, Failure> {
             serde_json::from_value(v)
                 .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))
         }
-        Backend::Local(l, _) => {
-            let uuid = uuid::Uuid::parse_str(id)
-                .map_err(|_| Failure::runtime(format!("no approval {id:?}")))?;
-            l.runner
-                .get(uuid)
-                .await
-                .map_err(runner_failure)?
-                .ok_or_else(|| Failure::runtime(format!("no approval {id}")))
-        }
+        Backend::Local(l, _) => l
+            .runner
+            .get(id)
+            .await
+            .map_err(runner_failure)?
+            .ok_or_else(|| Failure::runtime(format!("no approval {id}"))),
     }
 }
 
@@ -290,6 +319,7 @@ async fn decide(
     reason: Option<String>,
     arguments_sha256: Option<String>,
 ) -> Result<(), Failure> {
+    let id = resolve(backend, id, Among::PendingFirst).await?;
     let a = match backend {
         Backend::Remote(r) => {
             let mut body = json!({"decision": verdict});
@@ -302,7 +332,7 @@ async fn decide(
             let (code, v) = r
                 .call(
                     Method::POST,
-                    &format!("/v1/approvals/{}/decision", urlencode(id)),
+                    &format!("/v1/approvals/{id}/decision"),
                     Some(&body),
                 )
                 .await?;
@@ -312,24 +342,21 @@ async fn decide(
             serde_json::from_value::<Approval>(v)
                 .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))?
         }
-        Backend::Local(l, who) => {
-            let uuid = uuid::Uuid::parse_str(id)
-                .map_err(|_| Failure::runtime(format!("no approval {id:?}")))?;
-            l.runner
-                .decide(
-                    who,
-                    DecideRequest {
-                        id: uuid,
-                        verdict,
-                        reason,
-                        arguments_sha256,
-                        edited_arguments: None,
-                        scope: None,
-                    },
-                )
-                .await
-                .map_err(runner_failure)?
-        }
+        Backend::Local(l, who) => l
+            .runner
+            .decide(
+                who,
+                DecideRequest {
+                    id,
+                    verdict,
+                    reason,
+                    arguments_sha256,
+                    edited_arguments: None,
+                    scope: None,
+                },
+            )
+            .await
+            .map_err(runner_failure)?,
     };
     let by = a.decision.as_ref().map(|d| d.by.as_str()).unwrap_or("?");
     println!(

@@ -4,10 +4,10 @@ use super::remote::{Remote, error_message};
 use super::{CommonArgs, Failure};
 use crate::audit::{ChainCheck, Trailer, trailer_line, verify_export};
 use crate::domain::{AuditRecord, GENESIS_HASH};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use clap::Subcommand;
 use reqwest::Method;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -16,9 +16,11 @@ pub enum Action {
     Export {
         #[command(flatten)]
         local: CommonArgs,
-        /// A running daemon instead of a data directory.
+        /// A running daemon instead of a data directory (default: $GATEHOUSE_URL, unless
+        /// --data is given).
         #[arg(long, conflicts_with = "data")]
         connect: Option<String>,
+        /// Environment variable holding a reviewer's bearer token.
         #[arg(long, default_value = "GATEHOUSE_TOKEN")]
         token_env: String,
     },
@@ -26,7 +28,7 @@ pub enum Action {
     Verify {
         #[command(flatten)]
         local: CommonArgs,
-        /// An export written by `audit export`.
+        /// An export written by `audit export`; `-` reads it from standard input.
         #[arg(long, conflicts_with = "data")]
         file: Option<PathBuf>,
     },
@@ -34,9 +36,15 @@ pub enum Action {
 
 const PAGE: usize = 1000;
 
-fn open_store(local: &CommonArgs) -> Result<Store, Failure> {
+/// The data directory's store, read directly. `in_use_hint` is added when a running daemon
+/// holds it.
+fn open_store(local: &CommonArgs, in_use_hint: &str) -> Result<Store, Failure> {
+    let local = super::existing_data(local)?;
     let dir = super::data_dir(local.data.as_ref())?;
-    Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))
+    Store::open(&dir).map_err(|e| match e {
+        StoreError::InUse { .. } => Failure::runtime(format!("{e}{in_use_hint}")),
+        e => Failure::runtime(e.to_string()),
+    })
 }
 
 pub async fn run(action: Action) -> Result<(), Failure> {
@@ -62,7 +70,7 @@ async fn export(
         let line = serde_json::to_string(r).map_err(|e| Failure::runtime(e.to_string()))?;
         writeln!(out, "{line}").map_err(|e| Failure::runtime(format!("writing the export: {e}")))
     };
-    match connect {
+    match super::connect_url(connect.as_ref(), &local) {
         Some(url) => {
             let remote = Remote::new(&url, &token_env)?;
             let mut after = 0u64;
@@ -95,7 +103,10 @@ async fn export(
         }
         None => {
             // Read the store only: no runner, so nothing (an overdue expiry, say) is written.
-            let store = open_store(&local)?;
+            let store = open_store(
+                &local,
+                "; export from the running daemon instead: gatehouse audit export --connect URL",
+            )?;
             let mut after = 0u64;
             loop {
                 let records = store
@@ -127,15 +138,29 @@ async fn export(
 async fn verify(local: CommonArgs, file: Option<PathBuf>) -> Result<(), Failure> {
     match file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-            let n = verify_export(&text)
-                .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
-            println!("{}: ok, {n} records, the chain is intact", path.display());
+            let stdin = path.as_os_str() == "-";
+            let name = if stdin {
+                "standard input".to_string()
+            } else {
+                path.display().to_string()
+            };
+            let text = if stdin {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).map(|_| text)
+            } else {
+                std::fs::read_to_string(&path)
+            }
+            .map_err(|e| Failure::usage(format!("cannot read {name}: {e}")))?;
+            let n = verify_export(&text).map_err(|e| Failure::runtime(format!("{name}: {e}")))?;
+            println!("{name}: ok, {n} records, the chain is intact");
             Ok(())
         }
         None => {
-            let store = open_store(&local)?;
+            let store = open_store(
+                &local,
+                "; verify the running daemon's log through an export: gatehouse audit export \
+                 --connect URL | gatehouse audit verify --file -",
+            )?;
             let mut check = ChainCheck::default();
             let mut after = 0u64;
             let result = loop {

@@ -6,9 +6,11 @@ mod bench;
 mod console;
 mod demo;
 mod mcp;
+mod policy;
 pub mod remote;
 mod run;
 mod serve;
+mod short_id;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -62,6 +64,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Try another config's policies on the requests already recorded (`policy replay`).
+    Policy {
+        #[command(subcommand)]
+        action: policy::Action,
     },
     /// Load generators that measure a running daemon.
     Bench {
@@ -173,6 +180,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Runs { action } => runtime()?.block_on(run::runs(action)),
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
+        Command::Policy { action } => runtime()?.block_on(policy::run(action)),
         Command::Mcp(args) => runtime()?.block_on(mcp::mcp(args)),
     }
 }
@@ -221,6 +229,52 @@ pub fn data_dir(arg: Option<&PathBuf>) -> Result<PathBuf, Failure> {
         None => dirs::data_dir()
             .map(|d| d.join("gatehouse"))
             .ok_or_else(|| Failure::usage("no data directory: pass --data DIR")),
+    }
+}
+
+/// The daemon a script command talks to: `--connect`, else `$GATEHOUSE_URL` unless a data
+/// directory was named (an exported URL must not make `--data` unusable).
+pub fn connect_url(connect: Option<&String>, local: &CommonArgs) -> Option<String> {
+    connect.cloned().or_else(|| {
+        local
+            .data
+            .is_none()
+            .then(|| std::env::var("GATEHOUSE_URL").ok())
+            .flatten()
+            .filter(|u| !u.is_empty())
+    })
+}
+
+/// The data directory a script command (approvals, runs, run, audit) works on, never
+/// created here: a given `--data` must exist; without one, the default directory is used only
+/// if it exists, and stderr says which it is.
+pub fn existing_data(common: &CommonArgs) -> Result<CommonArgs, Failure> {
+    match &common.data {
+        Some(dir) if dir.is_dir() => Ok(common.clone()),
+        Some(dir) => Err(Failure::usage(format!(
+            "no data directory at {}: give the --data DIR of a gatehouse console or daemon, or \
+             --connect URL (or set GATEHOUSE_URL) for a running daemon",
+            dir.display()
+        ))),
+        None => {
+            let dir = data_dir(None)?;
+            if !dir.is_dir() {
+                return Err(Failure::usage(format!(
+                    "nothing to read: pass --connect URL (or set GATEHOUSE_URL) for a running \
+                     daemon, or --data DIR for a data directory (the default, {}, does not exist)",
+                    dir.display()
+                )));
+            }
+            eprintln!(
+                "gatehouse: reading the data directory {} (pass --connect URL or set \
+                 GATEHOUSE_URL for a running daemon)",
+                dir.display()
+            );
+            Ok(CommonArgs {
+                data: Some(dir),
+                ..common.clone()
+            })
+        }
     }
 }
 

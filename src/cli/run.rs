@@ -1,9 +1,10 @@
 //! `gatehouse run AGENT "input" [--wait]`, and `gatehouse runs list | show ID | cancel ID`,
 //! against a daemon (`--connect URL`) or a data directory directly (`--data DIR`).
 
-use super::approvals::Target;
-use super::remote::error_message;
-use super::serve::start_local;
+use super::approvals::{IN_USE_HINT, Target};
+use super::remote::{Remote, error_message};
+use super::serve::start_local_hinted;
+use super::short_id;
 use super::{Failure, os_user};
 use crate::domain::{Run, RunStatus, RunSummary, Subject};
 use crate::text::{escape, escape_multiline, json_for_terminal};
@@ -31,17 +32,25 @@ pub enum RunsAction {
     List {
         #[command(flatten)]
         target: Target,
+        /// At most this many runs, newest first (1 to 1000 against a daemon).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON (`{"runs": [...], "next": ...}`) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// One run as JSON, with its conversation.
     Show {
+        /// The run's id, or the short id the console shows (its last 8 hex digits; any
+        /// unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
     },
     /// Cancel a run; its pending approvals become cancelled.
     Cancel {
+        /// The run's id, or the short id the console shows (its last 8 hex digits; any
+        /// unambiguous tail of 4 or more).
         id: String,
         #[command(flatten)]
         target: Target,
@@ -100,7 +109,8 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             }
         }
         None => {
-            let local = start_local(&args.target.local)?;
+            let data = super::existing_data(&args.target.local)?;
+            let local = start_local_hinted(&data, IN_USE_HINT)?;
             let who = args.target.reviewer.clone().unwrap_or_else(os_user);
             let mut events = local.runner.subscribe();
             let result = async {
@@ -123,7 +133,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
                         // This process holds the data directory: no one else can decide.
                         println!(
                             "the run stays paused in {}; decide its approvals from a console on this data directory",
-                            super::data_dir(args.target.local.data.as_ref())?.display()
+                            super::data_dir(data.data.as_ref())?.display()
                         );
                         return Ok(());
                     }
@@ -193,62 +203,46 @@ pub async fn runs(action: RunsAction) -> Result<(), Failure> {
         | RunsAction::Cancel { target, .. } => target.clone(),
     };
     if let Some(r) = target.remote()? {
-        let (method, path) = match &action {
-            RunsAction::List { limit, .. } => (
-                Method::GET,
-                format!("/v1/runs?limit={}", limit.clamp(&1, &1000)),
-            ),
-            RunsAction::Show { id, .. } => (Method::GET, format!("/v1/runs/{}", urlpart(id))),
-            RunsAction::Cancel { id, .. } => {
-                (Method::POST, format!("/v1/runs/{}/cancel", urlpart(id)))
-            }
-        };
-        let body = json!({});
-        let body = (method == Method::POST).then_some(&body);
-        let (code, v) = r.call(method, &path, body).await?;
-        if code != 200 {
-            return Err(remote_failure(code, &v));
-        }
-        match action {
-            RunsAction::List { .. } => print_runs(&parse::<Vec<RunSummary>>(v["runs"].clone())?),
-            _ => println!("{}", json_for_terminal(&v)),
-        }
-        return Ok(());
+        return runs_remote(&r, action).await;
     }
-    let local = start_local(&target.local)?;
+    let local = start_local_hinted(&super::existing_data(&target.local)?, IN_USE_HINT)?;
     let who = target.reviewer.clone().unwrap_or_else(os_user);
     let result = async {
-        let id = |raw: &str| {
-            uuid::Uuid::parse_str(raw).map_err(|_| Failure::usage(format!("no run {raw:?}")))
-        };
         match &action {
-            RunsAction::List { limit, .. } => {
+            RunsAction::List { limit, json, .. } => {
                 let page = local
                     .runner
                     .runs(None, *limit)
                     .await
                     .map_err(|e| Failure::runtime(e.to_string()))?;
-                print_runs(&page.runs);
+                if *json {
+                    let v = json!({"runs": page.runs, "next": page.next});
+                    println!("{}", json_for_terminal(&v));
+                } else {
+                    print_runs(&page.runs);
+                }
             }
             RunsAction::Show { id: raw, .. } => {
+                let id = short_id::run_local(&local.runner, raw).await?;
                 let run: Run = local
                     .runner
-                    .run(id(raw)?)
+                    .run(id)
                     .await
                     .map_err(|e| Failure::runtime(e.to_string()))?
-                    .ok_or_else(|| Failure::usage(format!("no run {raw}")))?;
+                    .ok_or_else(|| Failure::usage(format!("no run {id}")))?;
                 println!(
                     "{}",
                     json_for_terminal(&serde_json::to_value(&run).unwrap_or_default())
                 );
             }
             RunsAction::Cancel { id: raw, .. } => {
+                let id = short_id::run_local(&local.runner, raw).await?;
                 let s = local
                     .runner
-                    .cancel_run(&who, id(raw)?)
+                    .cancel_run(&who, id)
                     .await
                     .map_err(|e| Failure::runtime(e.to_string()))?;
-                println!("run {} cancelled", s.run_id);
+                print_cancelled(&s);
             }
         }
         Ok(())
@@ -256,6 +250,46 @@ pub async fn runs(action: RunsAction) -> Result<(), Failure> {
     .await;
     local.stop().await;
     result
+}
+
+async fn runs_remote(r: &Remote, action: RunsAction) -> Result<(), Failure> {
+    let (method, path) = match &action {
+        RunsAction::List { limit, .. } => (
+            Method::GET,
+            format!("/v1/runs?limit={}", limit.clamp(&1, &1000)),
+        ),
+        RunsAction::Show { id, .. } => (
+            Method::GET,
+            format!("/v1/runs/{}", short_id::run_remote(r, id).await?),
+        ),
+        RunsAction::Cancel { id, .. } => (
+            Method::POST,
+            format!("/v1/runs/{}/cancel", short_id::run_remote(r, id).await?),
+        ),
+    };
+    let body = json!({});
+    let body = (method == Method::POST).then_some(&body);
+    let (code, v) = r.call(method, &path, body).await?;
+    if code != 200 {
+        return Err(remote_failure(code, &v));
+    }
+    match action {
+        RunsAction::List { json: true, .. } => println!("{}", json_for_terminal(&v)),
+        RunsAction::List { .. } => print_runs(&parse::<Vec<RunSummary>>(v["runs"].clone())?),
+        RunsAction::Show { .. } => println!("{}", json_for_terminal(&v)),
+        RunsAction::Cancel { .. } => print_cancelled(&parse::<RunSummary>(v)?),
+    }
+    Ok(())
+}
+
+/// One line, as `approvals approve` prints: what happened, to what.
+fn print_cancelled(s: &RunSummary) {
+    println!(
+        "{} {} ({})",
+        s.status.as_str(),
+        s.run_id,
+        escape(&s.agent).0
+    );
 }
 
 fn print_runs(runs: &[RunSummary]) {
@@ -279,10 +313,4 @@ fn print_runs(runs: &[RunSummary]) {
             r.turns
         );
     }
-}
-
-fn urlpart(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect()
 }

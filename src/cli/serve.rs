@@ -6,7 +6,7 @@ use crate::api::{ApiOptions, TokenTable, router};
 use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::runner::{self, RunnerConfig, RunnerHandle};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A runner on an opened data directory, with its config.
 pub struct Local {
@@ -17,6 +17,11 @@ pub struct Local {
 
 /// Open the store and start the runner. Config problems exit 2; store problems exit 1.
 pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
+    start_local_hinted(common, "")
+}
+
+/// [`start_local`], with `in_use_hint` added when another process holds the data directory.
+pub fn start_local_hinted(common: &CommonArgs, in_use_hint: &str) -> Result<Local, Failure> {
     let config = load_config(common.config.as_ref())?;
     let dir = data_dir(common.data.as_ref())?;
     let policies = PolicySet::compile(&config.policies, "").map_err(|p| {
@@ -26,7 +31,10 @@ pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
         ))
     })?;
     let runner_cfg = RunnerConfig::from_config(&config).map_err(Failure::usage)?;
-    let store = Store::open(&dir).map_err(|e| Failure::runtime(e.to_string()))?;
+    let store = Store::open(&dir).map_err(|e| match e {
+        StoreError::InUse { .. } => Failure::runtime(format!("{e}{in_use_hint}")),
+        e => Failure::runtime(e.to_string()),
+    })?;
     let (runner, task) =
         runner::start(store, policies, runner_cfg).map_err(|e| Failure::runtime(e.to_string()))?;
     Ok(Local {
@@ -50,6 +58,7 @@ pub struct BoundApi {
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: ServeLimits,
+    drain: crate::api::Drain,
 }
 
 impl BoundApi {
@@ -67,11 +76,9 @@ impl BoundApi {
         let addr = listener
             .local_addr()
             .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-        let app = router(
-            local.runner.clone(),
-            tokens,
-            ApiOptions::from_config(&local.config, &addr.to_string()),
-        );
+        let options = ApiOptions::from_config(&local.config, &addr.to_string());
+        let drain = options.drain.clone();
+        let app = router(local.runner.clone(), tokens, options);
         let limits = ServeLimits {
             max_connections: local.config.server.max_connections,
             header_timeout: local.config.server.header_timeout,
@@ -81,12 +88,13 @@ impl BoundApi {
             listener,
             app,
             limits,
+            drain,
         })
     }
 
     /// Serve until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        serve_http(self.listener, self.app, self.limits, shutdown).await
+        serve_http(self.listener, self.app, self.limits, shutdown, self.drain).await
     }
 }
 

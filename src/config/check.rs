@@ -11,7 +11,7 @@
 use super::shape::{KeyPath, Locator, Parsed, Seg, finish};
 use super::{
     Config, ConfigProblem, EscalationTierConfig, IdentityConfig, ModelConfig, NeedsApproval,
-    NotifyConfig, PolicyConfig, RuleAction, ServerConfig, UiConfig,
+    NotifyConfig, PolicyConfig, RuleAction, ServerConfig, ToolTable, UiConfig,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,10 +19,8 @@ use std::time::Duration;
 
 /// Roles an identity may hold (DESIGN §4).
 pub const ROLES: &[&str] = &["agent", "reviewer", "admin"];
-/// Model kinds (DESIGN §7).
-pub const MODEL_KINDS: &[&str] = &["openai", "scripted"];
-/// Tool kinds (DESIGN §7).
-pub const TOOL_KINDS: &[&str] = &["http", "command", "builtin"];
+/// Tool kinds (DESIGN §7): the `kind` values [`super::ToolConfig`] reads.
+const TOOL_KINDS: &[&str] = &["command", "http", "builtin"];
 /// Tools compiled into gatehouse (the demo's, from the seed's CustomerServiceAgent). An agent may
 /// list them without a `[[tools]]` entry; a `kind = "builtin"` tool must name one of them (by its
 /// `builtin` key, else by its `name`). Keep in sync with the builtin tool registry.
@@ -49,9 +47,9 @@ pub fn check(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
     c.identities(&cfg.identities);
     c.models(&cfg.models);
     c.policies(&cfg.policies);
-    c.tools(cfg);
+    c.tools(cfg, &parsed.tool_tables);
     c.mcp_servers(cfg);
-    c.agents(cfg);
+    c.agents(cfg, &parsed.tool_tables);
     c.escalation(cfg);
     c.notify(&cfg.notify);
     c.ui(&cfg.ui);
@@ -216,6 +214,7 @@ impl Checker<'_> {
         self.positive(&p.key("default_timeout"), Some(s.default_timeout));
         self.positive(&p.key("header_timeout"), Some(s.header_timeout));
         self.positive(&p.key("body_timeout"), Some(s.body_timeout));
+        self.positive(&p.key("grant_ttl"), Some(s.grant_ttl));
         for (i, h) in s.allowed_hosts.iter().enumerate() {
             if h.trim().is_empty() {
                 self.report(&p.key("allowed_hosts").idx(i), "empty host name");
@@ -318,6 +317,25 @@ impl Checker<'_> {
                     }
                 }
             }
+            for (key, claims) in [("agents", &id.agents), ("servers", &id.servers)] {
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for (j, claim) in claims.iter().enumerate() {
+                    let cp = p.key(key).idx(j);
+                    let claim = claim.get_ref().as_str();
+                    if claim.trim().is_empty() {
+                        let what = if key == "agents" { "agent" } else { "server" };
+                        self.report(
+                            &cp,
+                            format!("empty {what} name (list names this identity may claim, or \"*\" for any)"),
+                        );
+                        continue;
+                    }
+                    if seen.insert(claim, j).is_some() {
+                        let what = if key == "agents" { "agent" } else { "server" };
+                        self.report(&cp, format!("{what} {claim:?} is listed twice"));
+                    }
+                }
+            }
             if let Some(user) = &id.os_user {
                 let up = p.key("os_user");
                 if user.trim().is_empty() {
@@ -342,44 +360,21 @@ impl Checker<'_> {
         let base = KeyPath::root().key("models");
         for (name, m) in models {
             let p = base.key(name);
-            let kind = m.kind.get_ref().as_str();
-            match kind {
-                "openai" => {
-                    match m.base_url.as_deref() {
-                        None | Some("") => self.report(
-                            &p.key("base_url"),
-                            "missing base_url (required for kind \"openai\")",
-                        ),
-                        Some(url) if !is_http_url(url) => self.report(
-                            &p.key("base_url"),
-                            format!(
-                                "invalid base_url {url:?} (expected an http:// or https:// URL)"
-                            ),
-                        ),
-                        Some(_) => {}
-                    }
-                    if m.model.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                        self.report(
-                            &p.key("model"),
-                            "missing model (required for kind \"openai\")",
-                        );
-                    }
-                    if m.script.is_some() {
-                        self.report(
-                            &p.key("script"),
-                            "script is only used with kind \"scripted\"",
-                        );
-                    }
-                }
-                // Which scripts exist is the model module's to say (`crate::preflight`).
-                "scripted" => {}
-                other => self.report(
-                    &p.key("kind"),
+            // Which keys each kind takes is the type's to say; what is left is values.
+            let ModelConfig::Openai(m) = m else { continue };
+            if m.base_url.trim().is_empty() {
+                self.report(&p.key("base_url"), "empty base_url");
+            } else if !is_http_url(&m.base_url) {
+                self.report(
+                    &p.key("base_url"),
                     format!(
-                        "unknown model kind {other:?} (allowed: {})",
-                        MODEL_KINDS.join(", ")
+                        "invalid base_url {:?} (expected an http:// or https:// URL)",
+                        m.base_url
                     ),
-                ),
+                );
+            }
+            if m.model.trim().is_empty() {
+                self.report(&p.key("model"), "empty model");
             }
             if let Some(problem) = m.api_key_env.as_deref().and_then(env_var_problem) {
                 self.report(&p.key("api_key_env"), problem);
@@ -426,7 +421,8 @@ impl Checker<'_> {
                     self.report(
                         &rp,
                         format!(
-                            "unreachable rule: rules[{k}] above has no `when` and always decides"
+                            "unreachable rule: rule {} (rules[{k}]) above has no `when` and always decides",
+                            k + 1
                         ),
                     );
                     unreachable_reported = true;
@@ -483,11 +479,11 @@ impl Checker<'_> {
         }
     }
 
-    fn tools(&mut self, cfg: &Config) {
+    fn tools(&mut self, cfg: &Config, tables: &[ToolTable]) {
         let base = self.entries("tools");
         self.unique(
             "tool name",
-            cfg.tools
+            tables
                 .iter()
                 .enumerate()
                 .map(|(i, t)| (base.idx(i).key("name"), t.name.get_ref().as_str())),
@@ -497,7 +493,7 @@ impl Checker<'_> {
             .iter()
             .map(|p| p.name.get_ref().as_str())
             .collect();
-        for (i, t) in cfg.tools.iter().enumerate() {
+        for (i, t) in tables.iter().enumerate() {
             let p = base.idx(i);
             let name = t.name.get_ref().as_str();
             if !name.trim().is_empty() && !valid_tool_name(name) {
@@ -506,7 +502,7 @@ impl Checker<'_> {
                     format!("invalid tool name {name:?} (use 1-64 letters, digits, _ or -)"),
                 );
             }
-            let kind = t.kind.get_ref().as_str();
+            let kind = t.kind.as_str();
             match kind {
                 "command" => match t.command.as_deref() {
                     None => self.report(
@@ -734,7 +730,7 @@ impl Checker<'_> {
         }
     }
 
-    fn agents(&mut self, cfg: &Config) {
+    fn agents(&mut self, cfg: &Config, tool_tables: &[ToolTable]) {
         let base = self.entries("agents");
         self.unique(
             "agent name",
@@ -744,8 +740,7 @@ impl Checker<'_> {
                 .map(|(i, a)| (base.idx(i).key("name"), a.name.get_ref().as_str())),
         );
         let models: Vec<&str> = cfg.models.keys().map(String::as_str).collect();
-        let tools: Vec<&str> = cfg
-            .tools
+        let tools: Vec<&str> = tool_tables
             .iter()
             .map(|t| t.name.get_ref().as_str())
             .collect();

@@ -98,6 +98,13 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     #[serde(default = "default_io_timeout", with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Serve `/metrics` without a token (by default it needs the token of any identity).
+    #[serde(default)]
+    pub public_metrics: bool,
+    /// How long a grant (`A`, `"scope": "run"`) lasts in a run gatehouse does not drive
+    /// (an external `run_id`); grants in gatehouse's own runs end with the run.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub grant_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +118,8 @@ impl Default for ServerConfig {
             default_timeout: default_timeout(),
             header_timeout: default_io_timeout(),
             body_timeout: default_io_timeout(),
+            public_metrics: false,
+            grant_ttl: default_timeout(),
         }
     }
 }
@@ -146,21 +155,41 @@ pub struct IdentityConfig {
     /// OS user this identity stands for at a local console.
     #[serde(default)]
     pub os_user: Option<String>,
+    /// Agent names this identity may claim in a submission (`["*"]`: any); a claim it may
+    /// make is verified and policies see it (DESIGN §9).
+    #[serde(default)]
+    pub agents: Vec<Spanned<String>>,
+    /// MCP server names this identity may claim, as `agents`.
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+}
+
+/// `[models.NAME]`: which kind of model, with the keys that kind takes (and no others).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ModelConfig {
+    /// Any OpenAI-compatible Chat Completions server.
+    Openai(OpenAiModelConfig),
+    /// The offline scripted model (the demo's).
+    Scripted(ScriptedModelConfig),
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub kind: Spanned<String>,
-    #[serde(default)]
-    pub base_url: Option<String>,
+pub struct OpenAiModelConfig {
+    pub base_url: String,
+    /// Name of the environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
+    pub model: String,
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
-    /// For `kind = "scripted"`: the name of a built-in script.
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedModelConfig {
+    /// A built-in script (`customer_service` when absent).
     #[serde(default)]
     pub script: Option<String>,
 }
@@ -195,15 +224,59 @@ impl Default for NeedsApproval {
     }
 }
 
+/// `[[tools]]`: a tool agents can call, and how it runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "ToolTable")]
+pub struct ToolConfig {
+    pub name: Spanned<String>,
+    pub description: String,
+    /// JSON schema of the arguments.
+    pub parameters: Option<toml::Value>,
+    pub exec: ToolExec,
+    pub needs_approval: Option<Spanned<NeedsApproval>>,
+    /// How long one call may run.
+    pub timeout: Option<Duration>,
+    /// How long a call waits for a reviewer.
+    pub approval_timeout: Option<Duration>,
+    /// Environment of a `command` tool, added to the few variables it inherits (PATH, HOME,
+    /// LANG, LC_*, TZ, TMPDIR, USER): gatehouse's own secrets are never passed on.
+    pub env: BTreeMap<String, String>,
+}
+
+/// How a tool runs (`kind = …` with the keys of that kind), decided once when the file is read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolExec {
+    /// `kind = "command"`: `command[0]` with the rest as its arguments, the call's arguments as
+    /// JSON on stdin.
+    Command { command: Vec<String> },
+    /// `kind = "http"`: the call's arguments POSTed as JSON to `url`.
+    Http { url: String },
+    /// `kind = "builtin"`: a tool compiled into gatehouse, named by `builtin` or else by the
+    /// tool's own name.
+    Builtin { builtin: Option<String> },
+}
+
+impl ToolExec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "command",
+            Self::Http { .. } => "http",
+            Self::Builtin { .. } => "builtin",
+        }
+    }
+}
+
+/// A `[[tools]]` table as written (what `config check` reports on, key by key);
+/// [`ToolConfig`] is what it means.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ToolConfig {
+pub struct ToolTable {
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub parameters: Option<toml::Value>,
-    pub kind: Spanned<String>,
+    pub kind: String,
     #[serde(default)]
     pub command: Option<Vec<String>>,
     #[serde(default)]
@@ -212,16 +285,61 @@ pub struct ToolConfig {
     pub builtin: Option<String>,
     #[serde(default)]
     pub needs_approval: Option<Spanned<NeedsApproval>>,
-    /// How long the tool may run (`command`, `http`).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
-    /// How long a call of this tool waits for a reviewer (shortened by a rule's `timeout`).
     #[serde(default, with = "humantime_serde")]
     pub approval_timeout: Option<Duration>,
-    /// Environment of a `command` tool, added to the few variables it inherits (PATH, HOME,
-    /// LANG, LC_*, TZ, TMPDIR, USER): gatehouse's own secrets are never passed on.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+impl TryFrom<ToolTable> for ToolConfig {
+    type Error = String;
+
+    /// The kind and its keys, every mismatch in one message.
+    fn try_from(t: ToolTable) -> Result<ToolConfig, String> {
+        let mut wrong = Vec::new();
+        let exec = match t.kind.as_str() {
+            "command" => t
+                .command
+                .clone()
+                .map(|command| ToolExec::Command { command }),
+            "http" => t.url.clone().map(|url| ToolExec::Http { url }),
+            "builtin" => Some(ToolExec::Builtin {
+                builtin: t.builtin.clone(),
+            }),
+            other => return Err(format!("unknown tool kind {other:?}")),
+        };
+        let kind = t.kind.as_str();
+        if exec.is_none() {
+            let key = if kind == "command" { "command" } else { "url" };
+            wrong.push(format!("missing {key} (required for kind {kind:?})"));
+        }
+        for (key, set, wants) in [
+            ("command", t.command.is_some(), "command"),
+            ("url", t.url.is_some(), "http"),
+            ("builtin", t.builtin.is_some(), "builtin"),
+        ] {
+            if set && kind != wants {
+                wrong.push(format!(
+                    "{key} is only used with kind {wants:?} (this tool's kind is {kind:?})"
+                ));
+            }
+        }
+        match exec {
+            Some(exec) if wrong.is_empty() => Ok(ToolConfig {
+                name: t.name,
+                description: t.description,
+                parameters: t.parameters,
+                exec,
+                needs_approval: t.needs_approval,
+                timeout: t.timeout,
+                approval_timeout: t.approval_timeout,
+                env: t.env,
+            }),
+            _ => Err(wrong.join("; ")),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

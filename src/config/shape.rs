@@ -6,7 +6,8 @@
 //! a partial config of the entries that did parse, so the semantic checks run in the same pass
 //! ("every problem at once", not two and then five more).
 
-use super::{Config, ConfigProblem, ModelConfig};
+use super::{Config, ConfigProblem, ModelConfig, ToolConfig, ToolTable};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -152,6 +153,9 @@ pub struct Parsed {
     /// For an `[[array]]` with broken entries: the file's index of each kept entry, so later
     /// problems name the entry as the file numbers it.
     pub(super) origin: HashMap<String, Vec<usize>>,
+    /// Every `[[tools]]` table that parsed as written, kind mistakes and all: the checker
+    /// reports those key by key; `config.tools` holds the ones that mean a tool.
+    pub tool_tables: Vec<ToolTable>,
     /// `name` of every broken entry (and key of every broken `[models.NAME]`): references to
     /// them are not reported as unknown, their own problem is already said.
     pub(super) broken_names: BTreeSet<String>,
@@ -166,13 +170,16 @@ pub fn parse_config(text: &str) -> Result<Parsed, Vec<ConfigProblem>> {
     }
     match serde_path_to_error::deserialize::<_, Config>(toml::Deserializer::from(root)) {
         Ok(config) => Ok(Parsed {
+            tool_tables: tool_tables(text),
             config,
             ..Parsed::default()
         }),
         Err(first) => {
             let mut parsed = sections(text);
-            if parsed.problems.is_empty() {
-                // Should not happen: the per-section pass finds at least the first error.
+            // The per-section pass finds at least the first error, unless it was a tool whose
+            // kind and keys disagree: the checker reports that one at its keys.
+            let tool_unread = parsed.config.tools.len() != parsed.tool_tables.len();
+            if parsed.problems.is_empty() && !tool_unread {
                 parsed
                     .problems
                     .push(from_path_error(text, &KeyPath::root(), &first));
@@ -276,7 +283,16 @@ fn sections(text: &str) -> Parsed {
             "ui" => set(&mut o.config.ui, one(text, value, &path, &mut o.problems)),
             "identities" => o.config.identities = each(text, value, &path, o),
             "agents" => o.config.agents = each(text, value, &path, o),
-            "tools" => o.config.tools = each(text, value, &path, o),
+            "tools" => {
+                // Parsed as written, then read for meaning: a kind mistake is reported by the
+                // checker at its key, not here as a shape error that hides the rest.
+                o.tool_tables = each(text, value, &path, o);
+                o.config.tools = o
+                    .tool_tables
+                    .iter()
+                    .filter_map(|t| ToolConfig::try_from(t.clone()).ok())
+                    .collect();
+            }
             "mcp_servers" => o.config.mcp_servers = each(text, value, &path, o),
             "policies" => o.config.policies = each(text, value, &path, o),
             "escalation" => o.config.escalation = each(text, value, &path, o),
@@ -305,6 +321,21 @@ fn sections(text: &str) -> Parsed {
         }
     }
     out
+}
+
+/// The `[[tools]]` tables of a file that parsed whole.
+fn tool_tables(text: &str) -> Vec<ToolTable> {
+    let (root, _) = DeTable::parse_recoverable(text);
+    let Some(tools) = root.get_ref().get("tools") else {
+        return Vec::new();
+    };
+    let DeValue::Array(items) = tools.get_ref() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|t| ToolTable::deserialize(ValueDeserializer::from(t.clone())).ok())
+        .collect()
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -430,6 +461,8 @@ fn describe_expected(expected: &str) -> String {
         "isize" | "i64" | "i32" | "i16" | "i8" => "an integer".into(),
         "a duration" => "a duration like \"90s\" or \"15m\"".into(),
         "a sequence" => "an array".into(),
+        // An internally tagged enum's tag (`kind = …`).
+        "variant identifier" => "a string naming the kind".into(),
         "a map" => "a table".into(),
         e if e.starts_with("struct ") || e.starts_with("a map") => "a table".into(),
         e if e.starts_with("a sequence") => "an array".into(),

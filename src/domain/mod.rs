@@ -85,18 +85,46 @@ pub struct Decision {
     pub scope: Option<String>,
 }
 
-/// A sticky grant: later calls of `tool` (on `server`) in `run_id` need no reviewer.
+/// A sticky grant: later calls of `tool` (on `server`) in `run_id`, submitted by the same
+/// `identity`, need no reviewer (DESIGN §9). It never approves another identity's call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
+    /// The identity whose calls it approves. `None` only in grants stored by versions that
+    /// keyed grants by run alone: those are dropped at start, never widened to anyone.
+    #[serde(default)]
+    pub identity: Option<String>,
     pub run_id: String,
     pub tool: String,
     #[serde(default)]
     pub server: Option<String>,
     /// The reviewer who granted it.
-    pub by: String,
+    #[serde(alias = "by")]
+    pub granted_by: String,
     pub at: Timestamp,
     /// The approval whose decision made the grant.
     pub approval_id: Uuid,
+    /// For an external run id: `at` + `[server] grant_ttl`. `None`: it ends with the
+    /// gatehouse run it belongs to.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Grant {
+    /// Whether this grant approves a call by `identity` of `tool` on `server` in `run_id` at `now`.
+    pub fn covers(
+        &self,
+        identity: &str,
+        run_id: &str,
+        tool: &str,
+        server: Option<&str>,
+        now: Timestamp,
+    ) -> bool {
+        self.identity.as_deref() == Some(identity)
+            && self.run_id == run_id
+            && self.tool == tool
+            && self.server.as_deref() == server
+            && self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// Which policy rule decided or asked, and why.
@@ -149,8 +177,14 @@ pub struct Approval {
     pub tier: u32,
     pub policy: PolicyRef,
     pub created_at: Timestamp,
+    /// When the approval expires for good (denied by `timeout`): the earlier of its timeout
+    /// and the end of the last escalation tier. Never an escalation instant.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+    /// When it moves on to the next escalation tier if still undecided; `None` in the last
+    /// tier, outside the chain, or when it expires first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalates_at: Option<Timestamp>,
     pub status: ApprovalStatus,
     #[serde(default)]
     pub decision: Option<Decision>,
@@ -166,6 +200,11 @@ pub struct Approval {
 impl Approval {
     pub fn is_pending(&self) -> bool {
         self.status == ApprovalStatus::Pending
+    }
+
+    /// The next instant the clock acts on this approval: its escalation, else its expiry.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.escalates_at.or(self.expires_at)
     }
 }
 
@@ -185,6 +224,9 @@ pub enum AuditKind {
     /// A decision attempt that was refused (wrong role, self-approval, mismatched hash).
     #[serde(rename = "decision.refused")]
     DecisionRefused,
+    /// Requests without a valid token, counted over a minute (one record, not one each).
+    #[serde(rename = "requests.refused")]
+    RequestsRefused,
     /// A sticky grant was withdrawn.
     #[serde(rename = "grant.revoked")]
     GrantRevoked,
@@ -210,6 +252,7 @@ impl AuditKind {
             Self::ApprovalExpired => "approval.expired",
             Self::ApprovalCancelled => "approval.cancelled",
             Self::DecisionRefused => "decision.refused",
+            Self::RequestsRefused => "requests.refused",
             Self::GrantRevoked => "grant.revoked",
             Self::RunStarted => "run.started",
             Self::RunUpdated => "run.updated",
@@ -236,7 +279,10 @@ impl AuditKind {
 
     /// Whether this kind is published on the event stream.
     pub fn is_event(self) -> bool {
-        !matches!(self, Self::DecisionRefused | Self::GrantRevoked)
+        !matches!(
+            self,
+            Self::DecisionRefused | Self::RequestsRefused | Self::GrantRevoked
+        )
     }
 }
 

@@ -73,19 +73,16 @@ pub enum Model {
 impl Model {
     /// Build the model `[models.NAME]` describes. Errors are one line naming the model.
     pub fn from_config(name: &str, cfg: &ModelConfig) -> Result<Model, String> {
-        match cfg.kind.get_ref().as_str() {
-            "openai" => OpenAiModel::from_config(cfg)
+        match cfg {
+            ModelConfig::Openai(c) => OpenAiModel::from_config(c)
                 .map(Model::OpenAi)
                 .map_err(|e| format!("models.{name}: {e}")),
-            "scripted" => {
-                let script = cfg.script.as_deref().unwrap_or(scripted::DEFAULT_SCRIPT);
+            ModelConfig::Scripted(c) => {
+                let script = c.script.as_deref().unwrap_or(scripted::DEFAULT_SCRIPT);
                 ScriptedModel::builtin(script)
                     .map(Model::Scripted)
                     .map_err(|e| format!("models.{name}: {e}"))
             }
-            other => Err(format!(
-                "models.{name}: unknown model kind {other:?} (allowed: openai, scripted)"
-            )),
         }
     }
 

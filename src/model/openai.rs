@@ -6,7 +6,7 @@
 //! server's own message. The API key never appears in an error or in `Debug`.
 
 use super::{Completion, Message, ModelError, ToolCall, ToolSpec};
-use crate::config::ModelConfig;
+use crate::config::OpenAiModelConfig;
 use crate::text::error_chain;
 use crate::text::json_type;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
@@ -89,17 +89,13 @@ impl OpenAiModel {
     /// From `[models.NAME]` with `kind = "openai"`. The key is read from the environment
     /// variable `api_key_env` now; when it is unset the base URL must be loopback (a local
     /// server needs no key), otherwise this is an error naming the variable.
-    pub fn from_config(cfg: &ModelConfig) -> Result<OpenAiModel, String> {
-        let base_url = cfg
-            .base_url
-            .as_deref()
+    pub fn from_config(cfg: &OpenAiModelConfig) -> Result<OpenAiModel, String> {
+        let base_url = Some(cfg.base_url.as_str())
             .filter(|u| !u.trim().is_empty())
-            .ok_or("missing base_url (required for kind \"openai\")")?;
-        let model = cfg
-            .model
-            .as_deref()
+            .ok_or("empty base_url")?;
+        let model = Some(cfg.model.as_str())
             .filter(|m| !m.trim().is_empty())
-            .ok_or("missing model (required for kind \"openai\")")?;
+            .ok_or("empty model")?;
         let url = endpoint(base_url)?;
         let api_key = match cfg.api_key_env.as_deref() {
             None => None,

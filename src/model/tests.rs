@@ -515,11 +515,12 @@ async fn missing_key_is_refused_unless_loopback() {
 
 #[test]
 fn from_config_errors_name_the_model() {
-    let e = Model::from_config("m", &model_config("kind = \"openai\"\nmodel = \"x\"")).unwrap_err();
-    assert_eq!(
-        e,
-        "models.m: missing base_url (required for kind \"openai\")"
-    );
+    let e = Model::from_config(
+        "m",
+        &model_config("kind = \"openai\"\nmodel = \"x\"\nbase_url = \" \""),
+    )
+    .unwrap_err();
+    assert_eq!(e, "models.m: empty base_url");
     let e = Model::from_config(
         "s",
         &model_config("kind = \"scripted\"\nscript = \"poetry\""),

@@ -25,7 +25,13 @@
 //!   i64 (also `30.0`), `double` otherwise; comparisons mix the two (`args.amount < 50` holds
 //!   for 30 and 30.5), arithmetic does not (`args.amount * 1.5` fails for an int: write
 //!   `double(args.amount) * 1.5`). Nested more than 64 levels deep, a call's conditions ask.
-//! - `agent`: string or null.
+//! - `agent`: string, or null when absent or only claimed: a submission's `agent` is seen
+//!   only when verified (the identity may claim it, or gatehouse drives the run). Likewise
+//!   `server`.
+//! - `identity`: map `{name: string, roles: list of strings}`, the authenticated submitter
+//!   (for runs, the identity that started the run): the one fact that is never a claim.
+//! - `context`: map of strings (hooks: `host`, `cwd`, `session`, …; MCP: `client`), `{}` when
+//!   absent. Supplied by the submitter: a claim, like everything but `identity`.
 //! - `run`: the run as JSON converted like `args` (a map), or null.
 //! - `now`: timestamp (UTC): `now.getHours()`, `now.getHours('Europe/Berlin')`,
 //!   `now.getDayOfWeek()` (0 = Sunday), `now > timestamp('2025-01-01T00:00:00Z')`.
@@ -33,6 +39,7 @@
 //! The standard library plus the `strings`, `lists` and `math` extensions are available.
 
 mod rate;
+pub mod replay;
 mod vars;
 
 #[cfg(test)]
@@ -67,6 +74,14 @@ impl PolicyOutcome {
     pub fn ask(reason: String) -> PolicyOutcome {
         ask(None, None, reason)
     }
+
+    /// Approve, for `reason`, with no policy involved (`needs_approval = false`).
+    pub fn approve(reason: String) -> PolicyOutcome {
+        PolicyOutcome {
+            action: RuleAction::Approve,
+            ..ask(None, None, reason)
+        }
+    }
 }
 
 /// Everything a rule's `when` may look at.
@@ -81,6 +96,16 @@ pub struct CallContext<'a> {
     pub annotations: ToolAnnotations,
     /// `needs_approval = "POLICY"` names the policy directly; otherwise policies are matched by tool glob.
     pub policy: Option<&'a str>,
+    /// The authenticated submitter.
+    pub identity: IdentityFacts<'a>,
+    pub context: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+/// Who submitted a call, as authenticated (never a claim).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityFacts<'a> {
+    pub name: &'a str,
+    pub roles: &'a [String],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

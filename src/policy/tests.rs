@@ -35,6 +35,8 @@ fn call<'a>(tool: &'a str, args: &'a Map<String, Value>) -> CallContext<'a> {
         run: None,
         annotations: ToolAnnotations::default(),
         policy: None,
+        identity: Default::default(),
+        context: None,
     }
 }
 

@@ -12,16 +12,26 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// The variable names, in the order the docs list them.
-pub const NAMES: [&str; 7] = ["tool", "tool_name", "server", "args", "agent", "run", "now"];
+pub const NAMES: [&str; 9] = [
+    "tool",
+    "tool_name",
+    "server",
+    "args",
+    "agent",
+    "run",
+    "now",
+    "identity",
+    "context",
+];
 
 /// Which of [`NAMES`] a set of programs refers to, as a bit set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Used(u8);
+pub struct Used(u16);
 
 impl Used {
     pub fn of(program: &cel::Program) -> Used {
         let refs = program.references();
-        let mut bits = 0u8;
+        let mut bits = 0u16;
         for (i, name) in NAMES.iter().enumerate() {
             if refs.has_variable(name) {
                 bits |= 1 << i;
@@ -84,6 +94,27 @@ pub fn bind<'v>(
             None => Box::new(CelNull),
         };
         ctx.add_variable_as_val("run", run);
+    }
+    if used.has("identity") {
+        let mut m: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::with_capacity(2);
+        m.insert("name".into(), Box::new(CelString::from(call.identity.name)));
+        let roles: Vec<Box<dyn Val + 'v>> = call
+            .identity
+            .roles
+            .iter()
+            .map(|r| Box::new(CelString::from(r.as_str())) as Box<dyn Val + 'v>)
+            .collect();
+        m.insert("roles".into(), Box::new(CelList::from(roles)));
+        ctx.add_variable_as_val("identity", Box::new(CelMap::from(m)));
+    }
+    if used.has("context") {
+        // Absent context reads as an empty map, so `context.host == "x"` is simply false
+        // (a missing key errors, and an error asks) rather than a type error on null.
+        let mut m: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::new();
+        for (k, v) in call.context.into_iter().flatten() {
+            m.insert(k.as_str().into(), Box::new(CelString::from(v.as_str())));
+        }
+        ctx.add_variable_as_val("context", Box::new(CelMap::from(m)));
     }
     if used.has("now") {
         ctx.add_variable_as_val("now", Box::new(CelTimestamp::from(now.fixed_offset())));

@@ -73,18 +73,21 @@ impl RunnerHandle {
         run_id: &str,
         tool: &str,
         server: Option<&str>,
-    ) -> Result<crate::domain::Grant, RunnerError> {
-        let (who, run_id, tool, server) = (
+        identity: Option<&str>,
+    ) -> Result<Vec<crate::domain::Grant>, RunnerError> {
+        let (who, run_id, tool, server, identity) = (
             who.to_string(),
             run_id.to_string(),
             tool.to_string(),
             server.map(str::to_string),
+            identity.map(str::to_string),
         );
         self.ask(|reply| Command::RevokeGrant {
             who,
             run_id,
             tool,
             server,
+            identity,
             reply,
         })
         .await
@@ -92,6 +95,12 @@ impl RunnerHandle {
 
     pub async fn position(&self) -> Result<u64, RunnerError> {
         self.ask(|reply| Command::Position { reply }).await
+    }
+
+    /// A request without a valid token was refused. Never waits: under a flood a full
+    /// queue drops the count here (the API's own 401 counter still has it).
+    pub fn count_unauthenticated(&self) {
+        let _ = self.tx.try_send(Command::CountUnauthenticated { n: 1 });
     }
 
     pub async fn record_refusal(
@@ -115,6 +124,11 @@ impl RunnerHandle {
     /// Live events, published only once durable. Subscribe before reading state to miss nothing.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// How many subscriptions are open (consoles, event streams, long polls).
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
     }
 
     /// Resolves when the runner stopped because the store failed; carries the reason.

@@ -13,7 +13,7 @@ mod state;
 pub use handle::RunnerHandle;
 pub use state::RunnerMetrics;
 
-use crate::domain::{Approval, AuditRecord, Event, Run, RunSummary, Verdict};
+use crate::domain::{Approval, AuditRecord, Event, Run, RunSummary, Timestamp, Verdict};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -27,10 +27,46 @@ pub struct EscalationTier {
     pub after: Duration,
 }
 
+/// The runner's source of "now". Real time by default; tests hand in a clock they advance,
+/// so escalation and expiry are tested without sleeping.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    pub fn new(f: impl Fn() -> Timestamp + Send + Sync + 'static) -> Clock {
+        Clock(std::sync::Arc::new(f))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new(crate::domain::now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
     pub tiers: Vec<EscalationTier>,
+    /// How long an approval outside the escalation chain waits when its rule names no timeout.
     pub default_timeout: Duration,
+    /// How long a grant made in an external run (not one gatehouse drives) lasts.
+    pub grant_ttl: Duration,
+    /// Queues a rule names (`[[policies.rules]] queue`): a submission may ask for these too.
+    pub rule_queues: Vec<String>,
+    /// Each identity's roles (`[[identities]]`): who is an admin, and what policies see as
+    /// `identity.roles` for runs started by that identity.
+    pub identities: std::collections::BTreeMap<String, Vec<String>>,
+    pub clock: Clock,
     /// How many decided approvals the runner keeps at hand for consoles' history panes.
     pub recent_limit: usize,
     /// `[notify] webhook`, and whether new approvals are announced too.
@@ -45,6 +81,10 @@ impl Default for RunnerConfig {
         Self {
             tiers: Vec::new(),
             default_timeout: Duration::from_secs(3600),
+            grant_ttl: Duration::from_secs(3600),
+            rule_queues: Vec::new(),
+            identities: Default::default(),
+            clock: Clock::default(),
             recent_limit: 200,
             webhook: None,
             notify_on_create: false,
@@ -74,11 +114,44 @@ impl RunnerConfig {
                 })
                 .collect(),
             default_timeout: cfg.server.default_timeout,
+            grant_ttl: cfg.server.grant_ttl,
+            rule_queues: cfg
+                .policies
+                .iter()
+                .flat_map(|p| p.rules.iter())
+                .filter_map(|r| r.queue.clone())
+                .collect(),
+            identities: cfg
+                .identities
+                .iter()
+                .map(|i| {
+                    let roles = i.roles.iter().map(|r| r.get_ref().clone()).collect();
+                    (i.name.get_ref().clone(), roles)
+                })
+                .collect(),
+            clock: Clock::default(),
             recent_limit: 200,
             webhook: cfg.notify.webhook.clone(),
             notify_on_create: cfg.notify.on_create,
             agents,
         })
+    }
+}
+
+impl RunnerConfig {
+    /// Whether the identity `who` holds the admin role.
+    pub fn is_admin(&self, who: &str) -> bool {
+        self.identities
+            .get(who)
+            .is_some_and(|roles| roles.iter().any(|r| r == "admin"))
+    }
+
+    /// Whether a submitted `queue` is one the operator configured: an `[[escalation]]` queue,
+    /// a rule's queue, or `default` when there are no tiers.
+    pub fn knows_queue(&self, queue: &str) -> bool {
+        self.tiers.iter().any(|t| t.queue == queue)
+            || self.rule_queues.iter().any(|q| q == queue)
+            || (self.tiers.is_empty() && queue == "default")
     }
 }
 
@@ -89,6 +162,8 @@ pub struct SubmitRequest {
     pub arguments: Map<String, Value>,
     pub reasoning: Option<String>,
     pub agent: Option<String>,
+    /// The submitting identity's roles, as policies see them (`identity.roles`).
+    pub roles: Vec<String>,
     /// The front end checked the claim against the identity (`[[identities]] agents`), or
     /// the call comes from a run gatehouse drives.
     pub agent_verified: bool,
@@ -242,6 +317,11 @@ pub enum Command {
         code: String,
         message: String,
     },
+    /// `n` more requests were refused for want of a valid token (401): counted, and written
+    /// as one audit record per minute.
+    CountUnauthenticated {
+        n: u64,
+    },
     Metrics {
         reply: Reply<RunnerMetrics>,
     },
@@ -264,7 +344,9 @@ pub enum Command {
         run_id: String,
         tool: String,
         server: Option<String>,
-        reply: Reply<crate::domain::Grant>,
+        /// Only this identity's grant; `None`: every identity's.
+        identity: Option<String>,
+        reply: Reply<Vec<crate::domain::Grant>>,
     },
     /// Start an agent run.
     StartRun {
@@ -311,3 +393,5 @@ pub use state::start;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

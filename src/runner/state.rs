@@ -1,7 +1,9 @@
 //! The runner's in-memory state and its command loop.
 
 mod cancel;
+mod deadlines;
 mod gateway;
+mod grants;
 mod runs;
 
 use super::commit::{Deferred, GroupCommit};
@@ -9,15 +11,15 @@ use super::*;
 use crate::config::RuleAction;
 use crate::domain::{self, ApprovalStatus, AuditKind, Decision, GENESIS_HASH, Grant, Timestamp};
 use crate::notify::Notice;
-use crate::policy::{CallContext, PolicySet, RateLimits, ToolAnnotations};
+use crate::policy::{CallContext, IdentityFacts, PolicySet, RateLimits, ToolAnnotations};
 use crate::store::{ApprovalWrite, Store, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tokio::sync::{broadcast, mpsc, watch};
 
 const MAX_LIST: usize = 1000;
-/// Refused decision attempts audited per minute; the rest are only counted.
-const REFUSALS_PER_MINUTE: u64 = 100;
+/// Unauthenticated refusals are written as one counting record per this window.
+const UNAUTHENTICATED_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 
 /// Counters for `/metrics`.
 #[derive(Clone, Debug, Default)]
@@ -73,10 +75,10 @@ struct Runner {
     failed: Option<String>,
     fatal: watch::Sender<Option<String>>,
     metrics: RunnerMetrics,
-    /// Start of the current minute and refusals seen in it.
-    refusal_window: (std::time::Instant, u64),
-    /// Sticky grants by (run, tool, server).
-    grants: std::collections::HashMap<(String, String, Option<String>), Grant>,
+    /// Unauthenticated refusals not yet written: since when, how many.
+    unauthenticated: Option<(Timestamp, u64)>,
+    /// Sticky grants by (identity, run, tool, server).
+    grants: std::collections::HashMap<grants::GrantKey, Grant>,
     notifier: Option<crate::notify::Notifier>,
     /// Runs not yet finished, by id.
     runs: BTreeMap<Uuid, Run>,
@@ -119,7 +121,7 @@ pub fn start(
             decision_latency_buckets: LATENCY_BOUNDS.iter().map(|b| (*b, 0)).collect(),
             ..Default::default()
         },
-        refusal_window: (std::time::Instant::now(), 0),
+        unauthenticated: None,
         grants: Default::default(),
         notifier: None,
         runs: BTreeMap::new(),
@@ -152,8 +154,9 @@ pub fn start(
 impl Runner {
     /// Rebuild the in-memory index from the store, checking what it reads.
     fn load(&mut self) -> Result<(), StoreError> {
+        let dir = self.store.dir().to_path_buf();
         let corrupt = |what: String| StoreError::Corrupt {
-            dir: self.store.dir().to_path_buf(),
+            dir: dir.clone(),
             what,
         };
         if let Some(last) = self.store.audit_rev().next() {
@@ -169,13 +172,10 @@ impl Runner {
             self.seq = last.seq;
             self.last_hash = last.hash;
         }
-        for g in self.store.grants()? {
-            self.grants
-                .insert((g.run_id.clone(), g.tool.clone(), g.server.clone()), g);
-        }
         for run in self.store.active_runs()? {
             self.runs.insert(run.id, run);
         }
+        self.load_grants()?;
         // Recently finished runs, for consoles' runs panes (newest 200, oldest first).
         let mut finished: Vec<RunSummary> = self
             .store
@@ -187,12 +187,12 @@ impl Runner {
         finished.reverse();
         self.recent_runs = finished.into();
         for a in self.store.pending()? {
-            if let Some(at) = a.expires_at {
+            if let Some(at) = a.next_deadline() {
                 self.deadlines.insert((at, a.id));
             }
             self.pending.insert(a.id, a);
         }
-        let hour_ago = domain::now() - chrono::Duration::hours(1);
+        let hour_ago = self.now() - chrono::Duration::hours(1);
         let mut recent = Vec::new();
         for (i, r) in self.store.audit_rev().enumerate() {
             let r = r?;
@@ -248,9 +248,15 @@ impl Runner {
                 let syncer = self.store.syncer();
                 self.commit.maybe_start(&syncer);
             }
-            let next_deadline = self.deadlines.first().map(|(at, _)| *at);
+            let next_deadline = match (
+                self.deadlines.first().map(|(at, _)| *at),
+                self.unauthenticated_due(),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = next_deadline.map(|at| {
-                let wait = (at - domain::now()).to_std().unwrap_or(Duration::ZERO);
+                let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::time::Instant::now() + wait
             });
             tokio::select! {
@@ -269,6 +275,10 @@ impl Runner {
                     if n == 0 {
                         break;
                     }
+                    // What fell due before these commands arrived happens first (a decision
+                    // racing the expiry it came after finds the approval expired); with an
+                    // injected clock this is also how moved time takes effect.
+                    self.fire_deadlines();
                     for cmd in buf.drain(..) {
                         if let Command::Shutdown { reply } = cmd {
                             stop = Some(reply);
@@ -296,8 +306,14 @@ impl Runner {
                         Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => self.fire_deadlines(),
+                } => {
+                    self.fire_deadlines();
+                    self.flush_unauthenticated(false);
+                }
             }
+        }
+        if self.failed.is_none() {
+            self.flush_unauthenticated(true);
         }
         // Every front end is gone: make what was written durable before stopping.
         while let Some(f) = self.commit.in_flight.pop_front() {
@@ -397,7 +413,7 @@ impl Runner {
                 Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelApproval { reply, .. } => drop(reply.send(Err(err))),
                 Command::SubmitMcpCall { reply, .. } => drop(reply.send(Err(err))),
-                Command::RecordRefusal { .. } => {}
+                Command::RecordRefusal { .. } | Command::CountUnauthenticated { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
             return;
@@ -502,8 +518,7 @@ impl Runner {
                 self.reply(reply, Ok(seq));
             }
             Command::Grants { reply } => {
-                let mut all: Vec<Grant> = self.grants.values().cloned().collect();
-                all.sort_by_key(|g| g.at);
+                let all = self.live_grants();
                 self.reply(reply, Ok(all));
             }
             Command::Escalate { who, id, reply } => {
@@ -515,9 +530,10 @@ impl Runner {
                 run_id,
                 tool,
                 server,
+                identity,
                 reply,
             } => {
-                let r = self.revoke(&who, run_id, tool, server);
+                let r = self.revoke(&who, run_id, tool, server, identity);
                 self.reply(reply, r);
             }
             Command::RecordRefusal {
@@ -528,6 +544,7 @@ impl Runner {
             } => {
                 self.refused(&who, approval_id, &code, &message);
             }
+            Command::CountUnauthenticated { n } => self.count_unauthenticated(n),
             // Handled by the loop before dispatch.
             Command::Shutdown { reply } => drop(reply.send(())),
             Command::Metrics { reply } => {
@@ -631,7 +648,7 @@ impl Runner {
     ) -> AuditRecord {
         let mut rec = AuditRecord {
             seq: self.seq + 1,
-            at: domain::now(),
+            at: self.now(),
             kind,
             actor: actor.to_string(),
             approval_id,
@@ -653,58 +670,52 @@ impl Runner {
         RunnerError::Unavailable(msg)
     }
 
-    fn revoke(
-        &mut self,
-        who: &str,
-        run_id: String,
-        tool: String,
-        server: Option<String>,
-    ) -> Result<Grant, RunnerError> {
-        let key = (run_id, tool, server);
-        let Some(g) = self.grants.get(&key).cloned() else {
-            return Err(RunnerError::NotFound(format!(
-                "no grant of {} in run {}{}",
-                key.1,
-                key.0,
-                key.2
-                    .as_deref()
-                    .map(|s| format!(" on server {s}"))
-                    .unwrap_or_default()
-            )));
-        };
-        self.record_with_grant(
-            AuditKind::GrantRevoked,
-            who,
-            None,
-            json!({}),
-            None,
-            Some(&g),
-        )?;
-        self.grants.remove(&key);
-        Ok(g)
-    }
-
+    /// A decision attempt by an authenticated identity was refused: always audited, so a
+    /// reviewer probing what it may not do leaves a trace (DESIGN §9).
     fn refused(&mut self, who: &str, approval_id: Option<Uuid>, code: &str, message: &str) {
         self.metrics.refused_decisions += 1;
-        // Anyone can knock: bound how much of the audit log (and of each fsync) refusals take.
-        let now = std::time::Instant::now();
-        if now.duration_since(self.refusal_window.0) >= Duration::from_secs(60) {
-            if self.refusal_window.1 > REFUSALS_PER_MINUTE {
-                tracing::warn!(
-                    "{} refused decision attempts in the last minute; {} were counted but not audited",
-                    self.refusal_window.1,
-                    self.refusal_window.1 - REFUSALS_PER_MINUTE
-                );
-            }
-            self.refusal_window = (now, 0);
-        }
-        self.refusal_window.1 += 1;
-        if self.refusal_window.1 > REFUSALS_PER_MINUTE {
-            self.metrics.refusals_not_audited += 1;
-            return;
-        }
         let details = json!({"code": code, "message": message, "approval_id": approval_id});
         let _ = self.record(AuditKind::DecisionRefused, who, None, details, None);
+    }
+
+    /// Requests without a valid token: anyone can send a flood of them, so they are counted
+    /// and written as one `requests.refused` record per minute instead of one each.
+    fn count_unauthenticated(&mut self, n: u64) {
+        let now = self.now();
+        self.unauthenticated.get_or_insert((now, 0)).1 += n;
+        self.flush_unauthenticated(false);
+    }
+
+    /// When the unauthenticated count's minute is over (or `force`), write its record.
+    fn flush_unauthenticated(&mut self, force: bool) {
+        let now = self.now();
+        let Some((since, count)) = self.unauthenticated else {
+            return;
+        };
+        if !force && now < since + UNAUTHENTICATED_WINDOW {
+            return;
+        }
+        self.unauthenticated = None;
+        let details = json!({
+            "code": "unauthorized",
+            "count": count,
+            "from": since,
+            "to": now,
+            "message": format!("{count} requests without a valid token were refused"),
+        });
+        let _ = self.record(
+            AuditKind::RequestsRefused,
+            "(no valid token)",
+            None,
+            details,
+            None,
+        );
+    }
+
+    /// When the open unauthenticated count is due to be written.
+    fn unauthenticated_due(&self) -> Option<Timestamp> {
+        self.unauthenticated
+            .map(|(since, _)| since + UNAUTHENTICATED_WINDOW)
     }
 
     fn find(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
@@ -726,7 +737,12 @@ impl Runner {
             let first = self.find(id)?.ok_or_else(|| {
                 RunnerError::Unavailable(format!("idempotency key points at missing approval {id}"))
             })?;
-            if first.tool != req.tool || first.arguments_sha256 != sha {
+            // A reviewer's edit changed `arguments`; the retry repeats what was submitted.
+            let submitted_sha = match &first.requested_arguments {
+                Some(requested) => domain::arguments_sha256(requested),
+                None => first.arguments_sha256.clone(),
+            };
+            if first.tool != req.tool || submitted_sha != sha {
                 return Err(RunnerError::Invalid(format!(
                     "idempotency_key {key:?} was already used for a different request (approval {id})"
                 )));
@@ -737,17 +753,32 @@ impl Runner {
                 replayed: true,
             });
         }
+        if let Some(q) = &req.queue
+            && !self.cfg.knows_queue(q)
+        {
+            return Err(RunnerError::Invalid(format!(
+                "queue: {q:?} is not a configured queue ({})",
+                self.configured_queues()
+            )));
+        }
+        // Policies read facts only: a claimed agent or server reads as null (DESIGN §9), and
+        // a submitter's annotations are never trusted (the pessimistic defaults apply).
         let outcome = self.policies.evaluate(
             &CallContext {
                 tool: &req.tool,
-                server: req.server.as_deref(),
+                server: req.server.as_deref().filter(|_| req.server_verified),
                 args: &req.arguments,
-                agent: req.agent.as_deref(),
+                agent: req.agent.as_deref().filter(|_| req.agent_verified),
                 run: None,
                 annotations: ToolAnnotations::default(),
                 policy: None,
+                identity: IdentityFacts {
+                    name: who,
+                    roles: &req.roles,
+                },
+                context: req.context.as_ref(),
             },
-            domain::now(),
+            self.now(),
             &self.limits,
         );
         let idem = req.idempotency_key.clone();
@@ -759,6 +790,17 @@ impl Runner {
         })
     }
 
+    /// The queues a submission may name, for the 422 that refuses another.
+    fn configured_queues(&self) -> String {
+        let mut all: Vec<&str> = self.cfg.tiers.iter().map(|t| t.queue.as_str()).collect();
+        all.extend(self.cfg.rule_queues.iter().map(String::as_str));
+        if self.cfg.tiers.is_empty() {
+            all.push("default");
+        }
+        all.dedup();
+        format!("configured: {}", all.join(", "))
+    }
+
     /// Create an approval for a proposed call whose policy outcome is known: decided at once
     /// (a policy, or a sticky grant), or pending in its queue.
     fn create_approval(
@@ -768,8 +810,9 @@ impl Runner {
         outcome: crate::policy::PolicyOutcome,
         idem: Option<(&str, &str)>,
     ) -> Result<Approval, RunnerError> {
-        let now = domain::now();
+        let now = self.now();
         let sha = domain::arguments_sha256(&req.arguments);
+        // Routing belongs to the operator: the rule's queue wins over the submitted one.
         let queue = outcome
             .queue
             .clone()
@@ -777,13 +820,7 @@ impl Runner {
             .or_else(|| self.cfg.tiers.first().map(|t| t.queue.clone()))
             .unwrap_or_else(|| "default".into());
         let tier = self.cfg.tiers.iter().position(|t| t.queue == queue);
-        let timeout = match (req.timeout, outcome.timeout) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or_else(|| {
-                tier.map(|i| self.cfg.tiers[i].after)
-                    .unwrap_or(self.cfg.default_timeout)
-            }),
-        };
+        let plan = self.plan(now, tier, outcome.timeout, req.timeout);
         let mut approval = Approval {
             id: Uuid::now_v7(),
             run_id: req.run_id,
@@ -802,9 +839,8 @@ impl Runner {
             tier: tier.unwrap_or(0) as u32,
             policy: outcome.policy.clone(),
             created_at: now,
-            expires_at: Some(
-                now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX),
-            ),
+            expires_at: Some(plan.expires_at),
+            escalates_at: plan.escalates_at,
             status: ApprovalStatus::Pending,
             decision: None,
             editable: req.editable,
@@ -815,20 +851,17 @@ impl Runner {
         // the same key replays instead of creating a duplicate.
         // A sticky grant answers what a policy would have asked a reviewer (never a deny),
         // but never whether a call cut short by a restart runs again.
-        let granted = match (&outcome.action, &approval.run_id) {
-            (RuleAction::Ask, Some(run)) if !approval.outcome_unknown => self
-                .grants
-                .get(&(run.clone(), approval.tool.clone(), approval.server.clone()))
-                .cloned(),
+        let granted = match outcome.action {
+            RuleAction::Ask if !approval.outcome_unknown => self.grant_for(&approval),
             _ => None,
         };
         match (outcome.action, granted) {
             (_, Some(g)) => {
                 let reason = format!(
-                    "{} was granted for the rest of run {} by {} (approval {})",
-                    g.tool, g.run_id, g.by, g.approval_id
+                    "{} was granted to {who} for the rest of run {} by {} (approval {})",
+                    g.tool, g.run_id, g.granted_by, g.approval_id
                 );
-                let by = format!("grant:{}", g.by);
+                let by = format!("grant:{}", g.granted_by);
                 self.decide_at_once(&mut approval, Verdict::Approve, &by, reason, who, idem)?;
             }
             (RuleAction::Ask, None) => {
@@ -840,8 +873,18 @@ impl Runner {
                     idem,
                 )?;
                 self.metrics.submitted += 1;
-                if let Some(at) = approval.expires_at {
+                if let Some(at) = approval.next_deadline() {
                     self.deadlines.insert((at, approval.id));
+                }
+                if self.cfg.notify_on_create {
+                    let reason = format!("new approval in queue {}", approval.queue);
+                    let reviewers = self.tier_reviewers(&approval);
+                    self.commit.notice(Notice::new(
+                        AuditKind::ApprovalCreated,
+                        &approval,
+                        reviewers,
+                        reason,
+                    ));
                 }
                 self.pending.insert(approval.id, approval.clone());
             }
@@ -867,91 +910,6 @@ impl Runner {
         Ok(approval)
     }
 
-    /// Move a pending approval to the next tier; its next deadline counts from `from`.
-    fn escalate(
-        &mut self,
-        current: Approval,
-        actor: &str,
-        from: Timestamp,
-    ) -> Result<Approval, RunnerError> {
-        let tier = current.tier as usize;
-        let next = self.cfg.tiers[tier + 1].clone();
-        let id = current.id;
-        if let Some(old) = current.expires_at {
-            self.deadlines.remove(&(old, id));
-        }
-        let mut a = current;
-        let from_queue = std::mem::replace(&mut a.queue, next.queue.clone());
-        a.tier += 1;
-        let next_at =
-            from + chrono::Duration::from_std(next.after).unwrap_or(chrono::Duration::MAX);
-        a.expires_at = Some(next_at);
-        let details = json!({"from_queue": from_queue, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
-        self.record(AuditKind::ApprovalEscalated, actor, Some(&a), details, None)?;
-        self.metrics.escalated += 1;
-        let why = if actor == "timeout" {
-            format!(
-                "not decided in queue {from_queue} within {}",
-                humantime::format_duration(self.cfg.tiers[tier].after)
-            )
-        } else {
-            format!("{actor} escalated it from queue {from_queue}")
-        };
-        let reason = format!("{why}; escalated to {}", next.queue);
-        self.commit.notice(Notice::new(
-            AuditKind::ApprovalEscalated,
-            &a,
-            next.reviewers.clone(),
-            reason,
-        ));
-        self.deadlines.insert((next_at, id));
-        self.pending.insert(id, a.clone());
-        Ok(a)
-    }
-
-    /// A reviewer moves an approval on to the next tier now.
-    fn escalate_by_hand(&mut self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
-        let Some(current) = self.pending.get(&id).cloned() else {
-            return match self.store.approval(id).map_err(store_err)? {
-                None => Err(RunnerError::NotFound(format!("no approval {id}"))),
-                Some(a) => Err(RunnerError::Conflict {
-                    code: "already_decided",
-                    message: standing(&a),
-                    approval: Box::new(a),
-                }),
-            };
-        };
-        let tier = current.tier as usize;
-        if self.chain_tier(&current).is_none() {
-            return Err(RunnerError::Invalid(format!(
-                "queue {} is not part of the escalation chain ([[escalation]])",
-                current.queue
-            )));
-        }
-        if tier + 1 >= self.cfg.tiers.len() {
-            return Err(RunnerError::Invalid(format!(
-                "approval {id} is in the last tier ({}); there is no one to escalate to",
-                current.queue
-            )));
-        }
-        self.escalate(current, who, domain::now())
-    }
-
-    /// The escalation tier an approval is in: `None` when its queue is not part of the chain.
-    fn chain_tier(&self, a: &Approval) -> Option<&EscalationTier> {
-        self.cfg
-            .tiers
-            .get(a.tier as usize)
-            .filter(|t| t.queue == a.queue)
-    }
-
-    /// The reviewers of the escalation tier an approval is in (none outside the chain).
-    fn tier_reviewers(&self, a: &Approval) -> Vec<String> {
-        self.chain_tier(a)
-            .map(|t| t.reviewers.clone())
-            .unwrap_or_default()
-    }
-
     /// Decide a new submission without a reviewer (a policy, or a sticky grant).
     fn decide_at_once(
         &mut self,
@@ -963,6 +921,7 @@ impl Runner {
         idem: Option<(&str, &str)>,
     ) -> Result<(), RunnerError> {
         approval.expires_at = None;
+        approval.escalates_at = None;
         approval.status = match verdict {
             Verdict::Approve => ApprovalStatus::Approved,
             Verdict::Deny => ApprovalStatus::Denied,
@@ -1016,6 +975,7 @@ impl Runner {
                 message: msg,
             });
         }
+        self.check_reviewer(who, &current)?;
         if let Some(sha) = &req.arguments_sha256
             && !sha.eq_ignore_ascii_case(&current.arguments_sha256)
         {
@@ -1060,14 +1020,7 @@ impl Runner {
                         current.id
                     )));
                 };
-                Some(Grant {
-                    run_id: run,
-                    tool: current.tool.clone(),
-                    server: current.server.clone(),
-                    by: who.to_string(),
-                    at: domain::now(),
-                    approval_id: current.id,
-                })
+                Some(self.new_grant(who, &current, run))
             }
             Some(other) => {
                 return Err(RunnerError::Invalid(format!(
@@ -1075,12 +1028,20 @@ impl Runner {
                 )));
             }
         };
-        let now = domain::now();
+        let now = self.now();
         let mut a = current;
         let approved_sha = match &req.edited_arguments {
             Some(edited) => domain::arguments_sha256(edited),
             None => a.arguments_sha256.clone(),
         };
+        // What runs is the edit: it becomes the approval's arguments, and the call as
+        // submitted stays beside it (DESIGN §9, Edits).
+        if let Some(edited) = &req.edited_arguments {
+            let requested = std::mem::replace(&mut a.arguments, edited.clone());
+            a.requested_arguments = Some(requested);
+            a.arguments_sha256 = approved_sha.clone();
+        }
+        a.escalates_at = None;
         a.status = match req.verdict {
             Verdict::Approve => ApprovalStatus::Approved,
             Verdict::Deny => ApprovalStatus::Denied,
@@ -1102,8 +1063,7 @@ impl Runner {
             grant.as_ref(),
         )?;
         if let Some(g) = grant {
-            self.grants
-                .insert((g.run_id.clone(), g.tool.clone(), g.server.clone()), g);
+            self.keep_grant(g);
         }
         self.settle(&a);
         match req.verdict {
@@ -1127,7 +1087,7 @@ impl Runner {
     /// Take a no-longer-pending approval out of the indexes.
     fn settle(&mut self, a: &Approval) {
         if let Some(old) = self.pending.remove(&a.id)
-            && let Some(at) = old.expires_at
+            && let Some(at) = old.next_deadline()
         {
             self.deadlines.remove(&(at, a.id));
         }
@@ -1209,72 +1169,6 @@ impl Runner {
             approvals: out,
             next,
         })
-    }
-
-    /// Escalate or expire every approval whose deadline has passed, oldest first.
-    fn fire_deadlines(&mut self) {
-        let now = domain::now();
-        while let Some(&(at, id)) = self.deadlines.first() {
-            if at > now || self.failed.is_some() {
-                break;
-            }
-            self.deadlines.pop_first();
-            let Some(current) = self.pending.get(&id).cloned() else {
-                continue;
-            };
-            if current.expires_at != Some(at) {
-                continue;
-            }
-            let tier = current.tier as usize;
-            let in_chain = self.chain_tier(&current).is_some();
-            if in_chain && tier + 1 < self.cfg.tiers.len() {
-                // From the missed deadline, not from now: after downtime the chain replays in order.
-                if self.escalate(current, "timeout", at).is_err() {
-                    return;
-                }
-            } else {
-                let mut a = current;
-                let waited = (at - a.created_at).to_std().unwrap_or_default();
-                a.status = ApprovalStatus::Expired;
-                a.decision = Some(Decision {
-                    by: "timeout".into(),
-                    at: now,
-                    reason: Some(format!(
-                        "approval timed out after {} without a decision",
-                        humantime::format_duration(Duration::from_secs(waited.as_secs()))
-                    )),
-                    arguments_sha256: None,
-                    arguments: None,
-                    scope: None,
-                });
-                if self
-                    .record(
-                        AuditKind::ApprovalExpired,
-                        "timeout",
-                        Some(&a),
-                        json!({}),
-                        None,
-                    )
-                    .is_err()
-                {
-                    return;
-                }
-                self.metrics.expired += 1;
-                let reviewers = self.tier_reviewers(&a);
-                let reason = a
-                    .decision
-                    .as_ref()
-                    .and_then(|d| d.reason.clone())
-                    .unwrap_or_default();
-                self.commit.notice(Notice::new(
-                    AuditKind::ApprovalExpired,
-                    &a,
-                    reviewers,
-                    reason,
-                ));
-                self.settle(&a);
-            }
-        }
     }
 }
 

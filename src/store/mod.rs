@@ -15,6 +15,9 @@
 
 mod envelope;
 mod lock;
+mod perms;
+
+pub use perms::umask_for_children;
 
 use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
 use std::collections::HashSet;
@@ -154,6 +157,8 @@ impl Store {
             dir: dir.to_path_buf(),
             source,
         };
+        // Before the first file is made: everything in the directory is private from birth.
+        perms::private_umask();
         fs::create_dir_all(dir).map_err(io_err)?;
         let lock_path = dir.join(LOCK);
         let lock_was_there = lock_path.exists();
@@ -282,6 +287,8 @@ impl Store {
                 .unwrap_or_else(|p| p.into_inner());
             seen.extend(rd.filter_map(|e| e.ok()).map(|e| e.file_name()));
         }
+        // Only now that the directory is known to be ours: a foreign one is left as found.
+        perms::tighten(dir).map_err(io_err)?;
         Ok(store)
     }
 
@@ -370,19 +377,21 @@ impl Store {
     }
 
     fn put_grant(&self, g: &Grant) -> Result<()> {
-        let r = self.db.insert(
-            grant_key(&g.run_id, &g.tool, g.server.as_deref()),
-            envelope::encode(g),
-        );
+        let r = self.db.insert(grant_key(g), envelope::encode(g));
         self.sled(r).map(|_| ())
     }
 
     /// Withdraw a grant: its `grant.revoked` record first, then the entry.
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
         self.write_audit(record)?;
-        let r = self
-            .db
-            .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()));
+        self.remove_grant(g)
+    }
+
+    /// Drop a grant whose life is over (its run ended, its `grant_ttl` passed, or it was
+    /// stored without an identity by an older version). The record that ended it (the run's
+    /// end, the clock) is the reason; a crash before this is repeated at the next start.
+    pub fn remove_grant(&self, g: &Grant) -> Result<()> {
+        let r = self.db.remove(grant_key(g));
         self.sled(r).map(|_| ())
     }
 
@@ -433,14 +442,8 @@ impl Store {
             .and_then(|g| serde_json::from_value(g.clone()).ok());
         if let Some(g) = &grant {
             let r = match last.kind {
-                AuditKind::GrantRevoked => {
-                    self.db
-                        .remove(grant_key(&g.run_id, &g.tool, g.server.as_deref()))
-                }
-                _ => self.db.insert(
-                    grant_key(&g.run_id, &g.tool, g.server.as_deref()),
-                    envelope::encode(g),
-                ),
+                AuditKind::GrantRevoked => self.db.remove(grant_key(g)),
+                _ => self.db.insert(grant_key(g), envelope::encode(g)),
             };
             self.sled(r)?;
         }
@@ -642,8 +645,20 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn grant_key(run: &str, tool: &str, server: Option<&str>) -> Vec<u8> {
-    let mut out = key(P_GRANT, run.as_bytes());
+/// Grants are keyed by identity, run, tool and server. Grants stored by older versions had
+/// no identity: their key (run, tool, server) is kept so they can still be found and dropped.
+fn grant_key(g: &Grant) -> Vec<u8> {
+    let (run, tool, server) = (&g.run_id, &g.tool, g.server.as_deref());
+    let mut out = match &g.identity {
+        Some(identity) => {
+            let mut k = key(P_GRANT, identity.as_bytes());
+            k.push(0);
+            k.push(b'@');
+            k.extend_from_slice(run.as_bytes());
+            k
+        }
+        None => key(P_GRANT, run.as_bytes()),
+    };
     out.push(0);
     out.extend_from_slice(tool.as_bytes());
     out.push(0);

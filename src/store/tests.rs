@@ -30,6 +30,7 @@ fn approval(queue: &str) -> Approval {
         },
         created_at: domain::now(),
         expires_at: None,
+        escalates_at: None,
         status: ApprovalStatus::Pending,
         decision: None,
         editable: false,

@@ -1,12 +1,22 @@
 //! `kind = "command"`: run a program directly (never through a shell), the arguments as JSON
 //! on its standard input, its standard output as the result.
 //!
-//! The program runs in a process group of its own, so a timeout (or the call being dropped)
-//! kills everything it started, not just the first process.
+//! The program runs in a process group of its own, so a timeout (or the call being dropped,
+//! as when gatehouse stops) kills everything it started, not just the first process. And it
+//! dies with gatehouse (DESIGN §9): on Linux it asks the kernel for SIGKILL when its parent
+//! dies (`PR_SET_PDEATHSIG`), so after a `kill -9` nothing keeps running behind an
+//! `outcome_unknown` approval.
+//!
+//! The kernel's "parent" there is the *thread* that forked, not the process: a program
+//! forked from a tokio blocking-pool thread (which exits after 10 s idle) or a worker that
+//! went through `block_in_place` would be killed while gatehouse lives. So every tool process
+//! is forked from one thread that lives as long as gatehouse ([`on_lifeline`]).
 
 use super::{MAX_OUTPUT_BYTES, ToolOutput, last_lines};
 use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -32,7 +42,8 @@ pub(super) async fn run(
         k.to_str()
             .is_some_and(|k| INHERITED_ENV.contains(&k) || k.starts_with("LC_"))
     });
-    let mut child = match Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env_clear()
         .envs(inherited)
@@ -41,11 +52,15 @@ pub(super) async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return ToolOutput::Error(format!("cannot start {program:?}: {e}")),
+        .kill_on_drop(true);
+    die_with_gatehouse(&mut command);
+    let spawned = on_lifeline(move || command.spawn()).await;
+    let mut child = match spawned {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return ToolOutput::Error(format!("cannot start {program:?}: {e}")),
+        None => {
+            return ToolOutput::Error(format!("cannot start {program:?}: gatehouse is stopping"));
+        }
     };
     let mut group = GroupGuard(child.id().map(|pid| pid as libc::pid_t));
     let stdin = child.stdin.take();
@@ -102,6 +117,69 @@ pub(super) async fn run(
     // The program is done (and reaped): its group id may be reused from now on.
     group.disarm();
     output
+}
+
+/// Set up a child gatehouse starts so that it dies with gatehouse and gets the umask
+/// gatehouse was started with (the store narrows gatehouse's own to 077). Spawn it through
+/// [`on_lifeline`].
+pub(crate) fn die_with_gatehouse(command: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    let umask = crate::store::umask_for_children();
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (umask, prctl, getppid); it allocates nothing (io::Error from a raw code).
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(m) = umask {
+                libc::umask(m);
+            }
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // gatehouse died between fork and prctl: the signal will never come.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = parent;
+            Ok(())
+        });
+    }
+}
+
+type LifelineJob = Box<dyn FnOnce() + Send>;
+
+/// Run `spawn` on the lifeline thread: one thread that never exits while gatehouse runs, so
+/// that `PR_SET_PDEATHSIG` fires only when gatehouse itself dies. The tokio runtime is entered
+/// there, so tokio children and pipes register with it. `None` if the job was lost (the
+/// thread could not be started, or `spawn` panicked).
+pub(crate) async fn on_lifeline<T: Send + 'static>(
+    spawn: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    static LIFELINE: OnceLock<Option<mpsc::Sender<LifelineJob>>> = OnceLock::new();
+    let lifeline = LIFELINE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<LifelineJob>();
+        std::thread::Builder::new()
+            .name("gatehouse-lifeline".into())
+            .spawn(move || {
+                // The sender is in a static, so this loop ends only with the process.
+                while let Ok(job) = rx.recv() {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: LifelineJob = Box::new(move || {
+        let _entered = runtime.enter();
+        let _ = tx.send(spawn());
+    });
+    lifeline.as_ref()?.send(job).ok()?;
+    rx.await.ok()
 }
 
 fn failure(program: &str, status: ExitStatus, stderr: &[u8]) -> String {
@@ -179,5 +257,41 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread that asks for a tool may exit (a tokio blocking thread after 10 s idle): the
+    /// tool must live on, because PDEATHSIG follows the forking thread, not the process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_tool_outlives_the_thread_that_started_it() {
+        let runtime = tokio::runtime::Handle::current();
+        let asker = std::thread::spawn(move || {
+            runtime.block_on(async {
+                // Ends with status 7 when its standard input closes, which we do only after
+                // the asking thread is gone.
+                let mut command = Command::new("/bin/sh");
+                command
+                    .args(["-c", "cat >/dev/null; exit 7"])
+                    .stdin(Stdio::piped())
+                    .kill_on_drop(true);
+                die_with_gatehouse(&mut command);
+                on_lifeline(move || command.spawn()).await
+            })
+        });
+        let mut child = asker
+            .join()
+            .expect("the asking thread")
+            .expect("the lifeline thread took the job")
+            .expect("spawned");
+        drop(child.stdin.take());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("the tool ends once its input closes")
+            .expect("waited");
+        assert_eq!(status.code(), Some(7), "{status:?}");
     }
 }

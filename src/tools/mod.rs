@@ -5,13 +5,13 @@
 //! tool's output, or `ToolOutput::Error` with a one-paragraph explanation.
 
 pub mod builtin;
-mod command;
+pub(crate) mod command;
 mod http;
 pub mod mcp;
 #[cfg(test)]
 mod tests;
 
-use crate::config::{NeedsApproval, ToolConfig};
+use crate::config::{NeedsApproval, ToolConfig, ToolExec};
 pub use crate::domain::ToolOutput;
 use crate::model::ToolSpec;
 use crate::text::json_type;
@@ -147,27 +147,21 @@ impl Tools {
 impl Tool {
     fn from_config(t: &ToolConfig) -> Result<Tool, String> {
         let name = t.name.get_ref();
-        let kind = t.kind.get_ref().as_str();
         let timeout = t.timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
             return Err("timeout must be positive".into());
         }
         let mut builtin = None;
-        let exec = match kind {
-            "command" => match t.command.as_deref() {
-                Some([program, ..]) if !program.trim().is_empty() => Exec::Command {
-                    argv: t.command.clone().unwrap_or_default(),
+        let exec = match &t.exec {
+            ToolExec::Command { command } => match command.as_slice() {
+                [program, ..] if !program.trim().is_empty() => Exec::Command {
+                    argv: command.clone(),
                     timeout,
                     env: t.env.clone(),
                 },
-                Some(_) => return Err("empty command (expected [\"program\", \"arg\", …])".into()),
-                None => return Err("missing command (required for kind \"command\")".into()),
+                _ => return Err("empty command (expected [\"program\", \"arg\", …])".into()),
             },
-            "http" => {
-                let url = t
-                    .url
-                    .as_deref()
-                    .ok_or("missing url (required for kind \"http\")")?;
+            ToolExec::Http { url } => {
                 let url =
                     reqwest::Url::parse(url).map_err(|e| format!("invalid url {url:?}: {e}"))?;
                 if !matches!(url.scheme(), "http" | "https") {
@@ -178,8 +172,8 @@ impl Tool {
                 }
                 Exec::Http { url, timeout }
             }
-            "builtin" => {
-                let which = t.builtin.as_deref().unwrap_or(name);
+            ToolExec::Builtin { builtin: which } => {
+                let which = which.as_deref().unwrap_or(name);
                 let b = Builtin::by_name(which).ok_or_else(|| {
                     format!(
                         "unknown builtin tool {which:?} (built in: {})",
@@ -192,11 +186,6 @@ impl Tool {
                 })?;
                 builtin = Some(b);
                 Exec::Builtin(b)
-            }
-            other => {
-                return Err(format!(
-                    "unknown tool kind {other:?} (allowed: command, http, builtin)"
-                ));
             }
         };
         let parameters = match (&t.parameters, builtin) {

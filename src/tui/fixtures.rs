@@ -59,6 +59,7 @@ pub fn approval(
         },
         created_at: now - Duration::seconds(age_secs),
         expires_at: left_secs.map(|s| now + Duration::seconds(s)),
+        escalates_at: None,
         status: ApprovalStatus::Pending,
         decision: None,
         editable: false,

@@ -600,6 +600,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 pub mod npm;
 pub mod sse;
+pub mod webhook;
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).
 pub fn toml_str(s: &str) -> String {

@@ -85,6 +85,18 @@ impl SseStream {
         }
     }
 
+    /// Whether the stream ends (skipping what comes before the end) within `limit`.
+    pub async fn ends_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     pub async fn expect(&mut self) -> Sse {
         self.next(Duration::from_secs(10))
             .await

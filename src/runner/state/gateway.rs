@@ -33,20 +33,28 @@ impl Runner {
                 timeout: None,
             },
             Gate::Ask(reason) => PolicyOutcome::ask(reason),
-            Gate::Policy(name) => self.policies.evaluate(
-                &CallContext {
-                    tool: &call.tool,
-                    server: Some(&call.server),
-                    args: &call.arguments,
-                    // The identity is the one authenticated fact about an MCP client.
-                    agent: Some(who),
-                    run: None,
-                    annotations: agents.annotations(&target),
-                    policy: Some(&name),
-                },
-                domain::now(),
-                &self.limits,
-            ),
+            Gate::Policy(name) => {
+                let roles = self.cfg.identities.get(who).cloned().unwrap_or_default();
+                self.policies.evaluate(
+                    &CallContext {
+                        tool: &call.tool,
+                        server: Some(&call.server),
+                        args: &call.arguments,
+                        // The identity is the one authenticated fact about an MCP client.
+                        agent: Some(who),
+                        run: None,
+                        annotations: agents.annotations(&target),
+                        policy: Some(&name),
+                        identity: crate::policy::IdentityFacts {
+                            name: who,
+                            roles: &roles,
+                        },
+                        context: Some(&call.context),
+                    },
+                    self.now(),
+                    &self.limits,
+                )
+            }
         };
         let req = SubmitRequest {
             tool: call.tool,

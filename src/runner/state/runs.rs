@@ -151,7 +151,14 @@ impl Runner {
             .runs_ended
             .entry(status.as_str().to_string())
             .or_default() += 1;
-        let _ = self.save_run(AuditKind::RunEnded, actor, run, json!({}));
+        let run_id = run.id.to_string();
+        if self
+            .save_run(AuditKind::RunEnded, actor, run, json!({}))
+            .is_ok()
+        {
+            // Grants in a gatehouse run end with it (DESIGN §9).
+            self.end_run_grants(&run_id);
+        }
     }
 
     /// Take the run one step further, as far as it can go without waiting.
@@ -423,6 +430,12 @@ impl Runner {
             }
             Gate::Ask(why) => PolicyOutcome::ask(why),
             Gate::Policy(name) => {
+                let roles = self
+                    .cfg
+                    .identities
+                    .get(&run.started_by)
+                    .cloned()
+                    .unwrap_or_default();
                 let run_var = json!({
                     "id": run.id.to_string(),
                     "agent": run.agent,
@@ -438,8 +451,13 @@ impl Runner {
                         run: Some(&run_var),
                         annotations: agents.annotations(&target),
                         policy: Some(&name),
+                        identity: crate::policy::IdentityFacts {
+                            name: &run.started_by,
+                            roles: &roles,
+                        },
+                        context: None,
                     },
-                    domain::now(),
+                    self.now(),
                     &self.limits,
                 )
             }
@@ -543,7 +561,9 @@ impl Runner {
             .iter_mut()
             .find(|c| c.call_id == call_id && matches!(c.state, CallState::Executing { .. }))
         {
-            c.state = CallState::Done { output };
+            c.state = CallState::Done {
+                output: told_of_edit(c, output),
+            };
         }
         if self
             .save_run(AuditKind::ToolExecuted, "gatehouse", run, details)
@@ -780,6 +800,28 @@ impl Runner {
 }
 
 /// The call state an approval's outcome gives.
+/// A call the reviewer edited before it ran: the model learns what ran, so it does not tell
+/// the customer about the call it proposed (DESIGN §9, Edits).
+fn told_of_edit(c: &crate::domain::RunCall, output: ToolOutput) -> ToolOutput {
+    let CallState::Executing { arguments, .. } = &c.state else {
+        return output;
+    };
+    if c.arguments
+        .as_ref()
+        .is_none_or(|proposed| proposed == arguments)
+    {
+        return output;
+    }
+    let ran = serde_json::to_string(arguments).unwrap_or_default();
+    let tell = |text: &str| {
+        format!("The reviewer changed the arguments to {ran} before running it: {text}")
+    };
+    match output {
+        ToolOutput::Ok(t) => ToolOutput::Ok(tell(&t)),
+        ToolOutput::Error(t) => ToolOutput::Error(tell(&t)),
+    }
+}
+
 fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
     match a.status {
         ApprovalStatus::Pending => CallState::Waiting { approval_id: a.id },

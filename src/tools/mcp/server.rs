@@ -298,11 +298,18 @@ async fn connect(server: &Arc<Server>, timeout: Duration) -> Result<Connection, 
             // with it, and a Ctrl-C meant for gatehouse does not reach it.
             #[cfg(unix)]
             command.process_group(0);
+            // It dies with gatehouse, forked from the thread that lives as long as gatehouse.
+            crate::tools::command::die_with_gatehouse(&mut command);
             // Standard error is piped to our log: inherited, it would draw over the console.
-            let (transport, stderr) = TokioChildProcess::builder(command)
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+            let spawned = crate::tools::command::on_lifeline(move || {
+                TokioChildProcess::builder(command)
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .await
+            .ok_or_else(|| format!("cannot start {program:?}: gatehouse is stopping"))?;
+            let (transport, stderr) =
+                spawned.map_err(|e| format!("cannot start {program:?}: {e}"))?;
             let pid = transport.id();
             let stderr = stderr.map(|e| tokio::spawn(log_stderr(server.name().to_owned(), e)));
             match handshake(client, transport, timeout).await {
