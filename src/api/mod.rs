@@ -136,10 +136,12 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .map(|s| s.to_string())
         .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
+    let draining = opts.drain.clone();
     let gateway = crate::tools::mcp::gateway::Gateway::new(
         runner.clone(),
         opts.max_body_bytes,
         opts.body_timeout,
+        async move { draining.started().await },
     );
     let state = ApiState {
         inner: Arc::new(Inner {

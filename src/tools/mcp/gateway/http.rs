@@ -39,6 +39,7 @@ impl Gateway {
         runner: RunnerHandle,
         max_body_bytes: usize,
         body_timeout: Duration,
+        stopping: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Option<Gateway> {
         let servers = runner.mcp_servers()?;
         if servers.exposed().is_empty() {
@@ -51,10 +52,17 @@ impl Gateway {
             .disable_allowed_hosts()
             .with_sse_keep_alive(Some(KEEP_ALIVE))
             .with_max_request_body_bytes(max_body_bytes);
+        // A draining daemon ends every session: waiting calls withdraw their approvals now
+        // instead of holding the drain open.
+        let stop = config.cancellation_token.clone();
         // MCP sessions live in memory: calls that waited when gatehouse last stopped have no
         // client any more, so their approvals are withdrawn rather than left to a reviewer.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(withdraw_orphans(runner.clone()));
+            rt.spawn(async move {
+                stopping.await;
+                stop.cancel();
+            });
         }
         let drops = Arc::new(Drops::default());
         let shared = drops.clone();
