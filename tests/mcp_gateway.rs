@@ -3,265 +3,20 @@
 //! real MCP client, the official Python SDK (`mcp` from PyPI, installed into `target/py-mcp`)
 //! over streamable HTTP and, through `gatehouse mcp`, over stdio.
 
+#[path = "mcp_gateway/client.rs"]
+mod client;
 mod common;
+#[path = "mcp_gateway/world.rs"]
+mod world;
 
+use client::{Client, DEADLINE, py_mcp};
 use common::model_server::{ModelServer, Reply};
-use common::{ALICE, Api, BOT, BOT2, Daemon, Workspace, config_text, toml_str};
+use common::{ALICE, BOT, BOT2, Daemon, Workspace, config_text, toml_str};
 use serde_json::{Value, json};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// How long anything here may take on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// The Python SDK, pinned so the tests see the same client each run.
-const PY_MCP: &str = "mcp==1.30.0";
-
-/// `target/py-mcp/`, with the SDK installed (once, under a lock, like `target/npm/`).
-fn py_mcp() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let dir = tmp.parent().unwrap_or(tmp).join("py-mcp");
-        let lock_path = tmp.parent().unwrap_or(tmp).join("py-mcp.lock");
-        let lock = File::create(&lock_path).expect("create target/py-mcp.lock");
-        lock.lock().expect("lock target/py-mcp.lock");
-        let marker = dir.join(format!("installed-{PY_MCP}"));
-        if marker.exists() {
-            return dir;
-        }
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("--target")
-            .arg(&dir)
-            .arg(PY_MCP)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run pip (needed for the MCP gateway tests): {e}"));
-        assert!(
-            dir.join("mcp").exists(),
-            "pip install {PY_MCP} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        fs::write(&marker, "").expect("write the install marker");
-        dir
-    })
-    .clone()
-}
-
-/// The Python client, driven line by line (see `tests/common/mcp_client.py`).
-struct Client {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<Value>,
-    /// Every event seen so far, for failure messages.
-    seen: Vec<Value>,
-}
-
-impl Client {
-    fn http(url: &str, token: &str) -> Client {
-        Client::start(&format!("{url}/mcp"), token)
-    }
-
-    /// Through `gatehouse mcp --connect URL`, launched by the SDK's stdio client.
-    fn stdio(url: &str, token: &str) -> Client {
-        let argv = json!([common::bin(), "mcp", "--connect", url]);
-        Client::start(&format!("stdio:{argv}"), token)
-    }
-
-    fn start(target: &str, token: &str) -> Client {
-        let dir = tempfile::tempdir().expect("a temp dir").keep();
-        let script = dir.join("mcp_client.py");
-        fs::write(&script, include_str!("common/mcp_client.py")).expect("write the client");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args([target, token])
-            .env("PYTHONPATH", py_mcp())
-            .env("NO_PROXY", "*")
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn python3");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let v =
-                    serde_json::from_str(&line).unwrap_or(json!({"event": "text", "line": line}));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let mut c = Client {
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-        };
-        let init = c.expect(|e| e["event"] == "initialized");
-        assert_eq!(init["server"], "gatehouse", "{init}");
-        assert_eq!(init["list_changed"], true, "{init}");
-        c
-    }
-
-    fn send(&mut self, command: Value) {
-        let stdin = self.stdin.as_mut().expect("client stdin open");
-        writeln!(stdin, "{command}").expect("write to the client");
-        stdin.flush().expect("flush the client's stdin");
-    }
-
-    /// The next event matching `want` (others are kept in `seen`).
-    fn expect(&mut self, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(e) => {
-                    self.seen.push(e.clone());
-                    if want(&e) {
-                        return e;
-                    }
-                    assert_ne!(e["event"], "fatal", "the client failed: {:#?}", self.seen);
-                }
-                Err(_) => panic!(
-                    "no expected event within {DEADLINE:?}; seen: {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn list(&mut self) -> Vec<Value> {
-        self.send(json!({"op": "list"}));
-        let e = self.expect(|e| e["event"] == "tools");
-        e["tools"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn call(&mut self, tag: &str, tool: &str, args: Value, progress: bool) {
-        self.send(
-            json!({"op": "call", "tag": tag, "tool": tool, "args": args, "progress": progress}),
-        );
-        self.expect(|e| e["event"] == "sent" && e["tag"] == tag);
-    }
-
-    /// How the call tagged `tag` ended: a result, or an error.
-    fn outcome(&mut self, tag: &str) -> Value {
-        self.expect(|e| e["tag"] == tag && (e["event"] == "result" || e["event"] == "error"))
-    }
-
-    fn exit(mut self) {
-        self.send(json!({"op": "exit"}));
-        self.stdin = None;
-        let status = common::wait_bounded(&mut self.child, DEADLINE);
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "client exit {status:?}: {:#?}",
-            self.seen
-        );
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `filesystem` (trusted, exposed) in `files`: reads pass by policy, `write_file` asks.
-fn gateway_config(files: &Path) -> String {
-    format!(
-        r#"{common}
-[[mcp_servers]]
-name = "filesystem"
-command = "node"
-args = [{script}, {files}]
-trusted = true
-expose = true
-approval = "fs"
-[mcp_servers.tools.write_file]
-approval = "always"
-
-[[policies]]
-name = "fs"
-[[policies.rules]]
-when = "tool.read_only && !tool.destructive"
-action = "approve"
-reason = "read-only tools of trusted servers need no reviewer"
-[[policies.rules]]
-action = "ask"
-queue = "files"
-"#,
-        common = config_text(),
-        script = toml_str(common::npm::filesystem_server().to_str().unwrap()),
-        files = toml_str(files.to_str().unwrap()),
-    )
-}
-
-struct World {
-    ws: Workspace,
-    files: PathBuf,
-    daemon: Daemon,
-    api: Api,
-}
-
-fn world() -> World {
-    let ws = Workspace::new();
-    // Canonical: the filesystem server compares resolved paths.
-    let files = ws.dir.path().join("files");
-    fs::create_dir_all(&files).unwrap();
-    let files = files.canonicalize().unwrap();
-    ws.write_config(&gateway_config(&files));
-    let daemon = ws.start();
-    let api = daemon.api();
-    World {
-        ws,
-        files,
-        daemon,
-        api,
-    }
-}
-
-/// The first approval matching `want`, waited for.
-async fn approval_where(api: &Api, status: &str, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(a) = api.list_all(status).await.into_iter().find(&want) {
-            return a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {status} approval as wanted: {:#?}",
-            api.list_all("all").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn pending_write(api: &Api, path: &Path) -> Value {
-    let p = path.to_str().unwrap().to_owned();
-    approval_where(api, "pending", move |a| {
-        a["tool"] == "write_file" && a["arguments"]["path"] == p.as_str()
-    })
-    .await
-}
+use std::process::Stdio;
+use world::{approval_where, gateway_config, pending_write, world};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_are_listed_and_every_call_is_gated() {
@@ -709,7 +464,7 @@ async fn a_run_started_at_once_sees_the_mcp_tools() {
 async fn tools_list_changed_is_passed_on() {
     let ws = Workspace::new();
     let script = ws.dir.path().join("shifting.py");
-    fs::write(&script, include_str!("common/mcp_shifting_server.py")).unwrap();
+    fs::write(&script, include_str!("mcp_gateway/shifting_server.py")).unwrap();
     let config = format!(
         "{}\n[[mcp_servers]]\nname = \"shifting\"\ncommand = \"python3\"\nargs = [{}]\nenv = {{ PYTHONPATH = {} }}\nexpose = true\napproval = \"never\"\n",
         config_text(),
