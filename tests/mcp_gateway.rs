@@ -181,6 +181,18 @@ async fn tools_are_listed_and_every_call_is_gated() {
     pending_write(&w.api, &third).await;
     assert!(!third.exists());
     drop(other);
+
+    // Arguments the tool cannot take go back to the client; no reviewer is asked.
+    let before = w.api.list_all("all").await.len();
+    c.call("bad", "filesystem__write_file", json!({"path": 5}), false);
+    let r = c.outcome("bad");
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r["text"].as_str().unwrap().contains("not run"), "{r}");
+    assert_eq!(w.api.list_all("all").await.len(), before);
+    // An unknown tool is a protocol error.
+    c.call("nope", "filesystem__no_such_tool", json!({}), false);
+    let r = c.outcome("nope");
+    assert_eq!(r["event"], "error", "{r}");
     c.exit();
 
     // Every call is in the audit log.
