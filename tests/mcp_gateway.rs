@@ -99,8 +99,11 @@ async fn tools_are_listed_and_every_call_is_gated() {
         "{progress}"
     );
     assert!(!report.exists(), "written before approval");
-    let id = a["id"].as_str().unwrap();
-    let d = w.api.decide(ALICE, id, "approve", Some("fine")).await;
+    let write_id = a["id"].as_str().unwrap().to_owned();
+    let d = w
+        .api
+        .decide(ALICE, &write_id, "approve", Some("fine"))
+        .await;
     assert_eq!(d.status, 200, "{d:?}");
     let r = c.outcome("write");
     assert_eq!(r["event"], "result", "{r}");
@@ -203,6 +206,17 @@ async fn tools_are_listed_and_every_call_is_gated() {
         .filter(|r| r["kind"] == "approval.created")
         .count();
     assert!(created >= 4, "{audit:#?}");
+    // ... and so is what an approved call returned.
+    let executed = audit
+        .iter()
+        .find(|r| r["kind"] == "tool.executed" && r["details"]["approval_id"] == write_id.as_str())
+        .unwrap_or_else(|| panic!("no tool.executed for {write_id}: {audit:#?}"));
+    assert_eq!(executed["details"]["ok"], true, "{executed}");
+    assert_eq!(
+        executed["details"]["session"],
+        session.as_str(),
+        "{executed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

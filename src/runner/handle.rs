@@ -218,6 +218,22 @@ impl RunnerHandle {
             .await
     }
 
+    /// Audit what an approved gateway call returned (`tool.executed`).
+    pub async fn mcp_call_done(
+        &self,
+        id: Uuid,
+        ok: bool,
+        output: String,
+    ) -> Result<(), RunnerError> {
+        self.ask(|reply| Command::McpCallDone {
+            id,
+            ok,
+            output,
+            reply,
+        })
+        .await
+    }
+
     /// The MCP servers in use (by agents or the gateway), if any.
     pub fn mcp_servers(&self) -> Option<crate::tools::mcp::McpServers> {
         self.mcp.clone()

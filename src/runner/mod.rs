@@ -377,6 +377,13 @@ pub enum Command {
         call: McpCall,
         reply: Reply<Approval>,
     },
+    /// An approved gateway call came back from its MCP server: audit the execution.
+    McpCallDone {
+        id: Uuid,
+        ok: bool,
+        output: String,
+        reply: Reply<()>,
+    },
     /// The submitter withdraws its own pending approval (nobody waits for it any more).
     CancelApproval {
         who: String,

@@ -413,6 +413,7 @@ impl Runner {
                 Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelApproval { reply, .. } => drop(reply.send(Err(err))),
                 Command::SubmitMcpCall { reply, .. } => drop(reply.send(Err(err))),
+                Command::McpCallDone { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } | Command::CountUnauthenticated { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -507,6 +508,15 @@ impl Runner {
             }
             Command::SubmitMcpCall { who, call, reply } => {
                 let r = self.submit_mcp_call(&who, call);
+                self.reply(reply, r);
+            }
+            Command::McpCallDone {
+                id,
+                ok,
+                output,
+                reply,
+            } => {
+                let r = self.mcp_call_done(id, ok, &output);
                 self.reply(reply, r);
             }
             Command::CancelRun { who, id, reply } => {

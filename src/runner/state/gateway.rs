@@ -70,4 +70,33 @@ impl Runner {
         };
         self.create_approval(who, req, outcome, None)
     }
+
+    /// An approved gateway call ran: a `tool.executed` record. It names the approval in its
+    /// details but carries no approval (nothing about the approval changes) and no run (the
+    /// MCP session is not a gatehouse run), so it is audit only, never an event.
+    pub(super) fn mcp_call_done(
+        &mut self,
+        id: Uuid,
+        ok: bool,
+        output: &str,
+    ) -> Result<(), RunnerError> {
+        let a = self
+            .find(id)?
+            .ok_or_else(|| RunnerError::NotFound(format!("no approval {id}")))?;
+        if ok {
+            self.metrics.tools_ok += 1;
+        } else {
+            self.metrics.tools_failed += 1;
+        }
+        let details = json!({
+            "approval_id": id,
+            "session": a.run_id,
+            "server": a.server,
+            "tool": a.tool,
+            "via": crate::tools::mcp::gateway::VIA,
+            "ok": ok,
+            "output": crate::text::clip(output, super::runs::AUDIT_OUTPUT_CHARS),
+        });
+        self.record(AuditKind::ToolExecuted, "gatehouse", None, details, None)
+    }
 }

@@ -19,7 +19,7 @@ use crate::policy::PolicyOutcome;
 use crate::tools::ToolOutput;
 
 /// Tool output kept in a `tool.executed` audit record (the run keeps all of it).
-const AUDIT_OUTPUT_CHARS: usize = 2000;
+pub(super) const AUDIT_OUTPUT_CHARS: usize = 2000;
 /// Finished runs kept at hand for consoles.
 const RECENT_RUNS: usize = 200;
 

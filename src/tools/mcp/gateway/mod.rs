@@ -305,12 +305,24 @@ impl ServerHandler for GatewaySession {
             .submit_mcp_call(&who.name, call)
             .await
             .map_err(|e| McpError::internal_error(format!("gatehouse: {e}"), None))?;
+        let approval_id = approval.id;
         match self
             .wait(&who.name, &session, approval, events, &context)
             .await
         {
             Outcome::Run(arguments) => {
-                match self.servers.call_result(&server, &tool, arguments).await {
+                let result = self.servers.call_result(&server, &tool, arguments).await;
+                let (ok, text) = match &result {
+                    Ok(r) => match super::tool_output(&server, &tool, r.clone()) {
+                        crate::tools::ToolOutput::Ok(t) => (true, t),
+                        crate::tools::ToolOutput::Error(t) => (false, t),
+                    },
+                    Err(e) => (false, e.clone()),
+                };
+                if let Err(e) = self.runner.mcp_call_done(approval_id, ok, text).await {
+                    tracing::warn!(id = %approval_id, error = %e, "cannot audit an MCP call");
+                }
+                match result {
                     Ok(result) => Ok(CallToolResponse::Complete(result)),
                     Err(e) => Ok(refusal(e)),
                 }
