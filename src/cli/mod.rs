@@ -75,7 +75,7 @@ enum Command {
         #[command(subcommand)]
         action: bench::Action,
     },
-    /// A stdio MCP server relaying to the gateway at `/mcp` (DESIGN §11).
+    /// A stdio MCP server that relays to the MCP gateway (`/mcp`) of a running daemon.
     Mcp(mcp::McpArgs),
 }
 
