@@ -58,7 +58,7 @@ impl Gateway {
         // MCP sessions live in memory: calls that waited when gatehouse last stopped have no
         // client any more, so their approvals are withdrawn rather than left to a reviewer.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(withdraw_orphans(runner.clone()));
+            rt.spawn(withdraw_orphans(runner.clone(), crate::domain::now()));
             rt.spawn(async move {
                 stopping.await;
                 stop.cancel();
@@ -140,8 +140,9 @@ impl Gateway {
     }
 }
 
-/// Withdraw every pending gateway approval (its session died with the last process).
-async fn withdraw_orphans(runner: RunnerHandle) {
+/// Withdraw every pending gateway approval made before `started` (its session died with the
+/// last process; later ones belong to this process's sessions).
+async fn withdraw_orphans(runner: RunnerHandle, started: crate::domain::Timestamp) {
     let mut after = None;
     loop {
         let query = crate::runner::ListQuery {
@@ -159,7 +160,7 @@ async fn withdraw_orphans(runner: RunnerHandle) {
         };
         for a in &page.approvals {
             let via = a.context.as_ref().and_then(|c| c.get("via"));
-            if via.map(String::as_str) == Some(super::VIA) {
+            if via.map(String::as_str) == Some(super::VIA) && a.created_at < started {
                 match runner.cancel_approval(&a.requested_by, a.id).await {
                     Ok(_) => {
                         tracing::info!(id = %a.id, "withdrew an MCP call whose client is gone")
