@@ -61,6 +61,8 @@ pub struct Client {
     events: mpsc::Receiver<Value>,
     /// Every event seen so far, for failure messages.
     seen: Vec<Value>,
+    /// Events no `expect` has taken yet.
+    backlog: Vec<Value>,
 }
 
 impl Client {
@@ -108,6 +110,7 @@ impl Client {
             stdin,
             events,
             seen: Vec::new(),
+            backlog: Vec::new(),
         };
         let init = c.expect(|e| e["event"] == "initialized");
         assert_eq!(init["server"], "gatehouse", "{init}");
@@ -121,8 +124,12 @@ impl Client {
         stdin.flush().expect("flush the client's stdin");
     }
 
-    /// The next event matching `want` (others are kept in `seen`).
+    /// The first event matching `want`, in arrival order. Events that did not match an
+    /// earlier `expect` count too: a notification may arrive before the result it follows.
     pub fn expect(&mut self, want: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&want) {
+            return self.backlog.remove(i);
+        }
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -133,6 +140,7 @@ impl Client {
                         return e;
                     }
                     assert_ne!(e["event"], "fatal", "the client failed: {:#?}", self.seen);
+                    self.backlog.push(e);
                 }
                 Err(_) => panic!(
                     "no expected event within {DEADLINE:?}; seen: {:#?}",
