@@ -6,6 +6,8 @@
 
 use crate::config::shape::{self, Parsed};
 use crate::config::{Config, ConfigError, ConfigProblem};
+use crate::policy::PolicyProblem;
+use crate::policy::probe::{SampleCall, sample_arguments};
 use std::path::Path;
 
 /// Read, parse and check a config file. Every problem found is returned, each with its line.
@@ -62,17 +64,60 @@ fn at(text: &str, key: String, message: String) -> ConfigProblem {
     }
 }
 
+/// The policies compiled, then every condition tried on calls shaped like the tools' own.
 fn policy_problems(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
-    match crate::policy::PolicySet::compile(&parsed.config.policies, text) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems
-            .into_iter()
-            .map(|p| ConfigProblem {
-                key: shape::renumber(parsed, &p.key),
-                ..p
-            })
-            .collect(),
+    let (set, mut problems) = crate::policy::PolicySet::compile_all(&parsed.config.policies);
+    for p in set.probe(&sample_calls(&parsed.config)) {
+        if !problems.iter().any(|q| q.key == p.key) {
+            problems.push(p);
+        }
     }
+    problems
+        .into_iter()
+        .map(|p| ConfigProblem {
+            line: policy_line(text, &p),
+            key: shape::renumber(parsed, &p.key),
+            message: p.message,
+        })
+        .collect()
+}
+
+/// One call of every tool the config can run (builtins included), with arguments of the
+/// types its `parameters` declare.
+fn sample_calls(cfg: &Config) -> Vec<SampleCall> {
+    let Ok(tools) = crate::tools::Tools::from_config(&cfg.tools) else {
+        return Vec::new();
+    };
+    tools
+        .names()
+        .filter_map(|name| {
+            let spec = tools.spec(name)?;
+            let policy = match tools.needs_approval(name) {
+                Some(crate::config::NeedsApproval::Policy(p)) => Some(p),
+                _ => None,
+            };
+            Some(SampleCall {
+                tool: name.to_string(),
+                policy,
+                arguments: sample_arguments(&spec.parameters),
+            })
+        })
+        .collect()
+}
+
+/// The config line of a policy problem: its value's line, plus the problem's line within a
+/// multi-line string (TOML drops a newline right after the opening `"""`).
+pub(crate) fn policy_line(text: &str, p: &PolicyProblem) -> usize {
+    let first = shape::line_of(text, p.offset);
+    let rest = text.get(p.offset..).unwrap_or("");
+    let Some(body) = rest
+        .strip_prefix("\"\"\"")
+        .or_else(|| rest.strip_prefix("'''"))
+    else {
+        return first;
+    };
+    let skipped = usize::from(body.starts_with('\n') || body.starts_with("\r\n"));
+    first + skipped + p.expr_line - 1
 }
 
 fn model_problems(cfg: &Config, text: &str) -> Vec<ConfigProblem> {

@@ -98,7 +98,7 @@ fn readme_database_policy_gates_writes() {
     let end = start + readme[start..].find("```").unwrap();
     config_check(&readme[start..end]).unwrap_or_else(|e| panic!("{e}"));
     let cfg = parsed(&readme[start..end]);
-    let set = PolicySet::compile(&cfg.policies, "").unwrap();
+    let set = PolicySet::compile(&cfg.policies).unwrap();
     let decide = |sql: &str, annotations: ToolAnnotations| {
         let args = serde_json::json!({ "sql": sql });
         set.evaluate(

@@ -366,7 +366,7 @@ fn the_readme_refund_policy_never_approves_a_negative_amount() {
     let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
     let cfg = gatehouse::config::Config::parse(&readme[start..end]).unwrap();
-    let set = PolicySet::compile(&cfg.policies, "").unwrap();
+    let set = PolicySet::compile(&cfg.policies).unwrap();
     let decide = |amount: i64| {
         let args = json!({"order_id": "A-1", "amount": amount});
         set.evaluate(

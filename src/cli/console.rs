@@ -85,16 +85,68 @@ async fn remote(args: ConsoleArgs, url: String) -> Result<(), Failure> {
             ))
         })?;
     let config = super::load_config(args.common.config.as_ref())?;
-    let opts = console_options(&config, args.theme.as_deref(), &format!("gatehouse {base}"))?;
-    // Fail before taking the terminal when the daemon or the token is wrong.
-    let reviewer = frontend::remote::whoami(&base, &token)
-        .await
-        .map_err(Failure::runtime)?;
+    // the status line shows the URL; the title does not repeat it
+    let opts = console_options(&config, args.theme.as_deref(), "gatehouse")?;
+    // Fail before taking the terminal when the token is wrong or may not review; wait, saying
+    // why and when the next try comes, while the daemon is not reachable yet.
+    let reviewer = wait_for_daemon(&base, &token).await?;
     log_to_file(&std::env::temp_dir().join("gatehouse-console.log"));
     let link = frontend::remote::link(base, token, reviewer).map_err(Failure::runtime)?;
     run_console(link, opts)
         .await
         .map_err(|e| Failure::runtime(format!("console: {e}")))
+}
+
+/// Ask the daemon who the token is, trying again (with a countdown on stderr) while it
+/// cannot be reached; a refusal ends it.
+async fn wait_for_daemon(base: &str, token: &str) -> Result<String, Failure> {
+    use crate::frontend::remote::{WhoamiError, backoff, whoami};
+    use std::io::{IsTerminal, Write};
+    let mut attempt = 0u32;
+    loop {
+        match whoami(base, token).await {
+            Ok(name) => {
+                if attempt > 0 && std::io::stderr().is_terminal() {
+                    eprintln!();
+                }
+                return Ok(name);
+            }
+            Err(WhoamiError::Refused(m)) => {
+                if attempt > 0 && std::io::stderr().is_terminal() {
+                    eprintln!();
+                }
+                return Err(Failure::runtime(m));
+            }
+            Err(WhoamiError::Unreachable(cause)) => {
+                attempt += 1;
+                let wait = backoff(attempt);
+                let until = tokio::time::Instant::now() + wait;
+                let line = |left: std::time::Duration| {
+                    format!(
+                        "gatehouse: cannot reach {base}: {cause} · retry in {}s (try {attempt}, \
+                         Ctrl-C stops)",
+                        left.as_secs() + 1
+                    )
+                };
+                if !std::io::stderr().is_terminal() {
+                    // a log, not a screen: one line per try
+                    eprintln!("{}", line(wait));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                // one line, rewritten each second: the cause and the countdown
+                loop {
+                    let left = until.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    eprint!("\r\x1b[K{}", line(left));
+                    let _ = std::io::stderr().flush();
+                    tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
 }
 
 async fn embedded(args: ConsoleArgs) -> Result<(), Failure> {

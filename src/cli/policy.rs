@@ -52,7 +52,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
             e.problems.len()
         ))
     })?;
-    let policies = PolicySet::compile(&cfg.policies, "")
+    let policies = PolicySet::compile(&cfg.policies)
         .map_err(|p| Failure::usage(format!("{}: {p:?}", config.display())))?;
     let rc = ReplayConfig::from_config(&cfg).map_err(|e| Failure::usage(e.to_string()))?;
     let records = match connect {

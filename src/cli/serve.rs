@@ -24,7 +24,7 @@ pub fn start_local(common: &CommonArgs) -> Result<Local, Failure> {
 pub fn start_local_hinted(common: &CommonArgs, in_use_hint: &str) -> Result<Local, Failure> {
     let config = load_config(common.config.as_ref())?;
     let dir = data_dir(common.data.as_ref())?;
-    let policies = PolicySet::compile(&config.policies, "").map_err(|p| {
+    let policies = PolicySet::compile(&config.policies).map_err(|p| {
         Failure::usage(format!(
             "invalid policies: {}",
             p.first().map(|p| p.message.as_str()).unwrap_or("")

@@ -19,7 +19,11 @@ pub enum Connection {
     Reconnecting {
         url: String,
         attempt: u32,
+        /// The root cause of the last failure (`connection refused`), not the HTTP client's
+        /// outer text.
         last_error: String,
+        /// When the next try starts (the status line counts down to it).
+        next_try: Option<std::time::Instant>,
     },
 }
 

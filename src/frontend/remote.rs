@@ -12,15 +12,29 @@ use reqwest::{Client, StatusCode};
 use serde_json::json;
 use std::time::Duration;
 
-/// Who the token belongs to, checked before the console takes the terminal.
-pub async fn whoami(base: &str, token: &str) -> Result<String, String> {
-    let client = client(Duration::from_secs(10))?;
+/// Why the daemon could not be asked who the token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WhoamiError {
+    /// The daemon is not reachable (yet): worth trying again. The root cause.
+    Unreachable(String),
+    /// The daemon answered and said no, or the token may not review: retrying cannot help.
+    Refused(String),
+}
+
+/// The role a console needs (an admin has every role).
+const REVIEWER_ROLES: &[&str] = &["reviewer", "admin"];
+
+/// Who the token belongs to, checked before the console takes the terminal: a token the
+/// daemon refuses, or one without the reviewer role, is refused here (a console with it would
+/// show an empty list while every request failed).
+pub async fn whoami(base: &str, token: &str) -> Result<String, WhoamiError> {
+    let client = client(Duration::from_secs(10)).map_err(WhoamiError::Refused)?;
     let resp = client
         .get(format!("{base}/v1/whoami"))
         .bearer_auth(token)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+        .map_err(|e| WhoamiError::Unreachable(root_cause(&e)))?;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     if status != StatusCode::OK {
@@ -28,12 +42,64 @@ pub async fn whoami(base: &str, token: &str) -> Result<String, String> {
             .pointer("/error/message")
             .and_then(Value::as_str)
             .unwrap_or("no message");
-        return Err(format!("{base} refused the token: HTTP {status}: {msg}"));
+        // a daemon still starting (or briefly overloaded) is worth waiting for
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(WhoamiError::Unreachable(format!("HTTP {status}: {msg}")));
+        }
+        return Err(WhoamiError::Refused(format!(
+            "{base} refused the token: HTTP {status}: {msg}"
+        )));
     }
-    v.get("name")
+    let name = v
+        .get("name")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| format!("{base} gave no identity for the token"))
+        .ok_or_else(|| WhoamiError::Refused(format!("{base} gave no identity for the token")))?;
+    let roles: Vec<&str> = v
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !roles.iter().any(|r| REVIEWER_ROLES.contains(r)) {
+        let has = if roles.is_empty() {
+            "no role".to_string()
+        } else {
+            format!("only {}", roles.join(", "))
+        };
+        return Err(WhoamiError::Refused(format!(
+            "the token of {name} lacks the reviewer role ({has}): a console needs a reviewer \
+             token"
+        )));
+    }
+    Ok(name)
+}
+
+/// The innermost cause of a request error, in words a person can act on: `connection
+/// refused`, `no such host`, `timed out` (reqwest's own text only wraps these).
+pub fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+                std::io::ErrorKind::TimedOut => "timed out".into(),
+                _ => io.to_string(),
+            };
+        }
+        last = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    last
+}
+
+/// How long to wait before try `attempt` (1, 2, …): 0.5 s doubling to 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5)).min(5000))
 }
 
 fn client(timeout: Duration) -> Result<Client, String> {
@@ -120,9 +186,17 @@ async fn events(
             req = req.header("last-event-id", seq.to_string());
         }
         let result = async {
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            if resp.status() != StatusCode::OK {
-                return Err(format!("HTTP {}", resp.status()));
+            let resp = req.send().await.map_err(|e| root_cause(&e))?;
+            let status = resp.status();
+            if status != StatusCode::OK {
+                // the daemon's own words say why (a revoked token, a missing role)
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                return Err(
+                    match body.pointer("/error/message").and_then(Value::as_str) {
+                        Some(m) => format!("HTTP {status}: {m}"),
+                        None => format!("HTTP {status}"),
+                    },
+                );
             }
             Ok(resp)
         }
@@ -284,16 +358,17 @@ async fn reconnecting(
     attempt: u32,
     last_error: String,
 ) -> bool {
+    let wait = backoff(attempt);
     let state = Connection::Reconnecting {
         url: base.to_string(),
         attempt,
         last_error,
+        next_try: Some(std::time::Instant::now() + wait),
     };
     if tx.send(FrontendEvent::Connection(state)).await.is_err() {
         return false;
     }
-    let backoff = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5)).min(5000));
-    tokio::time::sleep(backoff).await;
+    tokio::time::sleep(wait).await;
     true
 }
 

@@ -1,7 +1,8 @@
 //! Policies: rules with CEL conditions that approve, deny or ask for a proposed tool call.
 //!
 //! INTERFACE (the runner and the config checker depend on exactly this):
-//! - `PolicySet::compile(&[PolicyConfig], text) -> Result<PolicySet, Vec<ConfigProblem>>`
+//! - `PolicySet::compile(&[PolicyConfig]) -> Result<PolicySet, Vec<PolicyProblem>>` (problems
+//!   carry the byte offset of the key in the config text; `crate::preflight` makes lines)
 //! - `PolicySet::evaluate(&self, &CallContext, now, &RateLimits) -> PolicyOutcome`
 //! - `RateLimits::record(policy, rule, at)` after an auto-approval by that rule is committed
 //!   (recording every auto-approval is fine: only rules with `max_per_hour` look at the counts).
@@ -38,6 +39,8 @@
 //!
 //! The standard library plus the `strings`, `lists` and `math` extensions are available.
 
+mod compile;
+pub mod probe;
 mod rate;
 pub mod replay;
 mod vars;
@@ -45,14 +48,13 @@ mod vars;
 #[cfg(test)]
 mod tests;
 
+pub use compile::PolicyProblem;
 pub use rate::RateLimits;
 
-use crate::config::shape::line_of;
-use crate::config::{ConfigProblem, PolicyConfig, RuleAction};
+use crate::config::RuleAction;
 use crate::domain::{PolicyRef, Timestamp};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -156,6 +158,10 @@ struct Condition {
     program: cel::Program,
     /// The source on one line, shortened, for reasons shown to reviewers.
     shown: String,
+    /// Where it is written (`policies[i].rules[j].when`, and its byte offset), for problems
+    /// found after compiling ([`PolicySet::probe`]).
+    key: String,
+    offset: usize,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -190,134 +196,6 @@ impl PolicySet {
         PolicySet {
             env: env(),
             policies: Vec::new(),
-        }
-    }
-
-    /// Compile every policy, or report every problem found. `text` is the config file's
-    /// text, used only to turn spans into 1-based lines (empty: line 0).
-    pub fn compile(policies: &[PolicyConfig], text: &str) -> Result<PolicySet, Vec<ConfigProblem>> {
-        let env = env();
-        let line = |offset: usize| {
-            if text.is_empty() {
-                0
-            } else {
-                line_of(text, offset)
-            }
-        };
-        let mut problems = Vec::new();
-        let mut compiled = Vec::with_capacity(policies.len());
-        let mut names: HashMap<&str, usize> = HashMap::new();
-
-        for (i, p) in policies.iter().enumerate() {
-            let name = p.name.get_ref();
-            if let Some(first) = names.get(name.as_str()) {
-                problems.push(ConfigProblem {
-                    line: line(p.name.span().start),
-                    key: format!("policies[{i}].name"),
-                    message: format!(
-                        "duplicate policy name {name:?} (first defined by policies[{first}])"
-                    ),
-                });
-            } else {
-                names.insert(name, i);
-            }
-
-            let tools = if p.tools.is_empty() {
-                None
-            } else {
-                let mut set = GlobSetBuilder::new();
-                for (k, glob) in p.tools.iter().enumerate() {
-                    match Glob::new(glob.get_ref()) {
-                        Ok(g) => {
-                            set.add(g);
-                        }
-                        Err(e) => problems.push(ConfigProblem {
-                            line: line(glob.span().start),
-                            key: format!("policies[{i}].tools[{k}]"),
-                            message: format!("invalid glob: {}", one_line(&e.to_string(), 300)),
-                        }),
-                    }
-                }
-                match set.build() {
-                    Ok(set) => Some(set),
-                    Err(e) => {
-                        problems.push(ConfigProblem {
-                            line: line(p.name.span().start),
-                            key: format!("policies[{i}].tools"),
-                            message: format!("invalid globs: {}", one_line(&e.to_string(), 300)),
-                        });
-                        None
-                    }
-                }
-            };
-
-            let mut rules = Vec::with_capacity(p.rules.len());
-            let mut used = Used::default();
-            for (j, r) in p.rules.iter().enumerate() {
-                let action = *r.action.get_ref();
-                if r.max_per_hour.is_some() && action != RuleAction::Approve {
-                    problems.push(ConfigProblem {
-                        line: line(r.action.span().start),
-                        key: format!("policies[{i}].rules[{j}].max_per_hour"),
-                        message: "max_per_hour only applies to rules with action = \"approve\""
-                            .into(),
-                    });
-                }
-                let when = match &r.when {
-                    None => None,
-                    Some(src) if src.get_ref().trim().is_empty() => {
-                        problems.push(ConfigProblem {
-                            line: line(src.span().start),
-                            key: format!("policies[{i}].rules[{j}].when"),
-                            message:
-                                "empty condition: leave `when` out for a rule that always matches"
-                                    .into(),
-                        });
-                        None
-                    }
-                    Some(src) => match env.compile(src.get_ref()) {
-                        Ok(program) => {
-                            used = used.union(Used::of(&program));
-                            Some(Condition {
-                                program,
-                                shown: one_line(src.get_ref(), 120),
-                            })
-                        }
-                        Err(e) => {
-                            problems.push(ConfigProblem {
-                                line: when_line(text, src.span().start, &e),
-                                key: format!("policies[{i}].rules[{j}].when"),
-                                message: format!("invalid CEL: {}", parse_message(&e)),
-                            });
-                            None
-                        }
-                    },
-                };
-                rules.push(Rule {
-                    when,
-                    action,
-                    reason: r.reason.clone(),
-                    queue: r.queue.clone(),
-                    timeout: r.timeout,
-                    max_per_hour: r.max_per_hour,
-                });
-            }
-
-            compiled.push(Policy {
-                name: name.clone(),
-                tools,
-                rules,
-                used,
-            });
-        }
-
-        if problems.is_empty() {
-            Ok(PolicySet {
-                env,
-                policies: compiled,
-            })
-        } else {
-            Err(problems)
         }
     }
 
@@ -500,23 +378,4 @@ fn parse_message(e: &cel::ParseErrors) -> String {
     } else {
         parts.join("; ")
     }
-}
-
-/// The config line of a CEL parse error: the `when` value's line, plus the error's line
-/// within a multi-line string (TOML drops a newline right after the opening `"""`).
-fn when_line(text: &str, start: usize, e: &cel::ParseErrors) -> usize {
-    if text.is_empty() {
-        return 0;
-    }
-    let first = line_of(text, start);
-    let rest = text.get(start..).unwrap_or("");
-    let Some(body) = rest
-        .strip_prefix("\"\"\"")
-        .or_else(|| rest.strip_prefix("'''"))
-    else {
-        return first;
-    };
-    let skipped = usize::from(body.starts_with('\n') || body.starts_with("\r\n"));
-    let cel_line = e.errors.first().map_or(1, |e| e.pos.0.max(1) as usize);
-    first + skipped + cel_line - 1
 }

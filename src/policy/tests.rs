@@ -5,17 +5,32 @@ use serde_json::json;
 
 fn set(text: &str) -> PolicySet {
     let cfg: Config = toml::from_str(text).expect("toml");
-    match PolicySet::compile(&cfg.policies, text) {
+    match PolicySet::compile(&cfg.policies) {
         Ok(s) => s,
         Err(problems) => panic!("compile failed: {problems:?}"),
     }
 }
 
-fn problems(text: &str) -> Vec<ConfigProblem> {
+/// A problem as `config check` reports it: key, message and the line `preflight` gives it.
+#[derive(Debug)]
+struct Problem {
+    key: String,
+    line: usize,
+    message: String,
+}
+
+fn problems(text: &str) -> Vec<Problem> {
     let cfg: Config = toml::from_str(text).expect("toml");
-    match PolicySet::compile(&cfg.policies, text) {
+    match PolicySet::compile(&cfg.policies) {
         Ok(_) => panic!("expected problems"),
-        Err(p) => p,
+        Err(p) => p
+            .into_iter()
+            .map(|p| Problem {
+                line: crate::preflight::policy_line(text, &p),
+                key: p.key,
+                message: p.message,
+            })
+            .collect(),
     }
 }
 
@@ -336,7 +351,7 @@ fn non_bool_result_and_other_errors_ask() {
         ("null", "result is null, not bool"),
         ("args.amount + 9223372036854775807 > 0", "verflow"),
         ("args.amount / 0 > 1", "ivision by zero"),
-        ("undeclared_thing", "Undeclared reference"),
+        ("args.missing_thing == 1", "No such key"),
     ] {
         let text = format!(
             "[[policies]]\nname = \"p\"\n[[policies.rules]]\nwhen = {when:?}\naction = \"approve\"\n"
@@ -353,6 +368,57 @@ fn non_bool_result_and_other_errors_ask() {
         );
         assert!(!out.policy.reason.contains('\n'));
     }
+}
+
+/// `config check` finds what can never work before a call meets it: unknown variables when
+/// compiling, type mismatches and non-bool results when probing on the tools' own parameters.
+#[test]
+fn compile_and_probe_find_conditions_that_cannot_work() {
+    let unknown = problems(
+        "[[policies]]\nname = \"p\"\n[[policies.rules]]\nwhen = \"amount < 50\"\naction = \"approve\"\n",
+    );
+    assert_eq!(unknown.len(), 1);
+    assert!(
+        unknown[0]
+            .message
+            .starts_with("unknown variable \"amount\""),
+        "{}",
+        unknown[0].message
+    );
+    // A macro's own variable is not unknown.
+    set(
+        "[[policies]]\nname = \"p\"\n[[policies.rules]]\nwhen = \"args.items.all(x, x > 0)\"\naction = \"approve\"\n",
+    );
+
+    let probe = |when: &str| {
+        let text = format!(
+            "[[policies]]\nname = \"refunds\"\ntools = [\"issue_refund\"]\n[[policies.rules]]\nwhen = {when:?}\naction = \"approve\"\n"
+        );
+        let call = probe::SampleCall {
+            tool: "issue_refund".into(),
+            policy: None,
+            arguments: probe::sample_arguments(&json!({
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}}
+            })),
+        };
+        set(&text).probe(&[call])
+    };
+    let p = probe("args.amount < \"50\"");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].message
+            .starts_with("type error for tool \"issue_refund\""),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].key, "policies[0].rules[0].when");
+    let p = probe("args.amount + 1.0");
+    assert!(p[0].message.contains("gives float, not a bool"), "{p:?}");
+    // Fine conditions, and keys a call may lack, are no problem.
+    assert_eq!(probe("args.amount >= 0 && args.amount < 50"), vec![]);
+    assert_eq!(probe("args.currency == 'EUR'"), vec![]);
+    assert_eq!(probe("args.order_id.startsWith('ORD-')"), vec![]);
 }
 
 #[test]
@@ -686,10 +752,13 @@ action = "approve"
         p[2].message
     );
 
-    // No text: line 0.
+    // Offsets point into the text the policies came from.
     let cfg: Config = toml::from_str(text).unwrap();
-    let p = PolicySet::compile(&cfg.policies, "").err().unwrap();
-    assert!(p.iter().all(|p| p.line == 0));
+    let p = PolicySet::compile(&cfg.policies).err().unwrap();
+    assert!(
+        p.iter().all(|p| text[p.offset..].starts_with(['"', '\''])),
+        "{p:?}"
+    );
 }
 
 #[test]

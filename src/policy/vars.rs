@@ -177,3 +177,61 @@ fn number<'v>(n: &serde_json::Number) -> Box<dyn Val + 'v> {
         Box::new(CelDouble::from(f))
     }
 }
+
+/// The first variable `program` refers to that is neither one of [`NAMES`] nor bound by one
+/// of its own macros (`args.items.all(x, x > 0)` binds `x`).
+pub fn unknown(program: &cel::Program) -> Option<String> {
+    let mut bound = std::collections::HashSet::new();
+    bound_names(program.expression(), &mut bound);
+    let refs = program.references();
+    let mut names = refs.variables();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .find(|v| !NAMES.contains(v) && !bound.contains(*v))
+        .map(str::to_string)
+}
+
+fn bound_names(e: &cel::IdedExpr, out: &mut std::collections::HashSet<String>) {
+    use cel::common::ast::{EntryExpr, Expr};
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            out.insert(c.iter_var.clone());
+            out.insert(c.accu_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                out.insert(v.clone());
+            }
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                bound_names(part, out);
+            }
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                bound_names(t, out);
+            }
+            for a in &c.args {
+                bound_names(a, out);
+            }
+        }
+        Expr::List(l) => l.elements.iter().for_each(|x| bound_names(x, out)),
+        Expr::Select(s) => bound_names(&s.operand, out),
+        Expr::Map(m) => m.entries.iter().for_each(|x| entry(&x.expr, out)),
+        Expr::Struct(s) => s.entries.iter().for_each(|x| entry(&x.expr, out)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+    fn entry(e: &EntryExpr, out: &mut std::collections::HashSet<String>) {
+        match e {
+            EntryExpr::StructField(f) => bound_names(&f.value, out),
+            EntryExpr::MapEntry(m) => {
+                bound_names(&m.key, out);
+                bound_names(&m.value, out);
+            }
+        }
+    }
+}

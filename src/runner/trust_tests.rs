@@ -41,7 +41,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn policies(toml: &str) -> PolicySet {
     let cfg = crate::config::Config::parse(toml).unwrap();
-    PolicySet::compile(&cfg.policies, "").unwrap()
+    PolicySet::compile(&cfg.policies).unwrap()
 }
 
 fn runner(dir: &std::path::Path, p: PolicySet, cfg: RunnerConfig) -> RunnerHandle {

@@ -504,3 +504,86 @@ pub fn servers_scene() -> Vec<crate::frontend::ServerView> {
         s("mailer", "stopped", 2, 0),
     ]
 }
+
+/// Submissions from agent hooks and edited decisions: claims that nobody verified, context,
+/// shell commands, a long queue name, and an approval whose arguments a reviewer edited.
+pub fn claims_scene() -> (Vec<Approval>, Vec<Approval>) {
+    let mut bash = approval(
+        21,
+        "Bash",
+        "coding",
+        Some("claude-code"),
+        None,
+        Some("5f0c2a9e-session"),
+        json!({"command": "rm -rf build && make release", "description": "Clean and rebuild"}),
+        Some("The build is stale; I will clean it and build again."),
+        40,
+        Some(560),
+    );
+    bash.agent_verified = false;
+    bash.requested_by = "laptop-hooks".into();
+    bash.context = Some(
+        [
+            ("host", "claude-code"),
+            ("cwd", "/home/dev/shop"),
+            ("session", "5f0c2a9e-session"),
+            ("event", "PreToolUse"),
+            ("tool_use_id", "toolu_01"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    let mut mcp = approval(
+        22,
+        "create_issue",
+        "engineering-oncall-secondary-escalations",
+        Some("triage-bot"),
+        Some("github"),
+        None,
+        json!({"repo": "shop/web", "title": "Checkout fails for EU cards", "labels": ["bug", "p1"]}),
+        None,
+        90,
+        Some(3000),
+    );
+    mcp.server_verified = false;
+    let mut refunds = Vec::new();
+    for (i, amount) in [(23u128, 75), (24, 1200)] {
+        refunds.push(approval(
+            i,
+            "issue_refund",
+            "billing",
+            Some("CustomerServiceAgent"),
+            None,
+            Some("run_07"),
+            json!({"order_id": format!("ORD-{}", 2000 + i), "amount": amount, "currency": "EUR"}),
+            None,
+            30,
+            Some(1700),
+        ));
+    }
+    let mut edited = decided(
+        approval(
+            25,
+            "issue_refund",
+            "billing",
+            Some("CustomerServiceAgent"),
+            None,
+            Some("run_07"),
+            json!({"order_id": "ORD-2001", "amount": 30, "currency": "EUR"}),
+            None,
+            400,
+            None,
+        ),
+        ApprovalStatus::Approved,
+        "alice",
+        Some("only the damaged item"),
+        120,
+    );
+    edited.requested_arguments = Some(obj(
+        json!({"order_id": "ORD-2001", "amount": 75, "currency": "EUR"}),
+    ));
+    let mut pending = vec![bash, mcp];
+    pending.extend(refunds);
+    (pending, vec![edited])
+}

@@ -38,13 +38,14 @@ actions! {
     Deny => "deny", "deny, with a reason", ["d"];
     Edit => "edit", "edit the arguments and approve the edited call", ["e"];
     Escalate => "escalate", "move the approval to the next escalation tier now", ["x"];
-    Open => "open", "open the selected approval full-screen", ["enter"];
+    Open => "open", "open the selected approval full-screen (in history: the decided one)", ["enter"];
+    Close => "close", "close the view or prompt on top, or clear the filter", ["esc"];
     Runs => "runs", "show or hide the runs view", ["r"];
     Servers => "servers", "show or hide the MCP servers view", ["S"];
     Transcript => "transcript", "open the run transcript of the selected approval or run", ["t"];
     Filter => "filter", "filter the list by text", ["/"];
     Help => "help", "show or hide this help", ["?"];
-    Quit => "quit", "quit", ["q", "ctrl-c"];
+    Quit => "quit", "quit (in a prompt, Ctrl-C cancels it)", ["q", "ctrl-c"];
 }
 
 impl Action {
@@ -282,6 +283,16 @@ impl Keymap {
     pub fn hint(&self, action: Action) -> String {
         self.keys(action)
             .first()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "—".into())
+    }
+
+    /// The first key of an action that is not typed text (for prompts, where `k` is a
+    /// letter of the reason and only `↑` picks): "↑", or "—" when it has none.
+    pub fn hint_in_prompt(&self, action: Action) -> String {
+        self.keys(action)
+            .iter()
+            .find(|k| !(matches!(k.code, KeyCode::Char(_)) && !k.ctrl && !k.alt))
             .map(|k| k.to_string())
             .unwrap_or_else(|| "—".into())
     }

@@ -3,22 +3,35 @@
 //! Fed only by a [`FrontendLink`](crate::frontend::FrontendLink): it cannot tell whether its
 //! runner is in-process or across the network. Layout:
 //!
-//! - `state`: the view model (`ConsoleState`), updated from `FrontendEvent`s and keys.
-//! - `panes`: the panes as components (keys → intents, state → cells).
+//! - `inbox` (+ `entries`): what is known — pending approvals, history, runs, servers,
+//!   notices. Data only: it knows no terminal.
+//! - `views`: the stack of views over the dashboard, each with its state and its key
+//!   bindings (one list that maps keys to intents and draws the hints).
+//! - `state` (+ `intents`, `decisions`, `follow`, `seen`): the inbox and the view stack
+//!   together; intents carried out; decisions guarded until the arguments were seen in full;
+//!   views kept in step with the inbox.
+//! - `panes`, `run_panes`, `servers`: drawing, which only reads the state.
 //! - `keymap`, `theme`, `sanitize`, `json`: the rest, each on its own.
 //! - `term`: the event loop and terminal handling.
 
+pub mod decisions;
+pub mod entries;
 pub mod fixtures;
+pub mod follow;
+pub mod inbox;
+pub mod intents;
 pub mod json;
 pub mod keymap;
 pub mod panes;
 pub mod run_panes;
 pub mod runs;
 pub mod sanitize;
+pub mod seen;
 pub mod servers;
 pub mod state;
 pub mod term;
 pub mod theme;
+pub mod views;
 
 #[cfg(test)]
 mod tests;
@@ -83,7 +96,7 @@ pub fn bench_render(pending: usize, width: u16, height: u16, frames: u32) -> Dur
     let start = Instant::now();
     for _ in 0..frames {
         st.apply_intent(
-            state::Intent::MoveSelection(state::Move::By(1)),
+            intents::Intent::MoveSelection(intents::Move::By(1)),
             Instant::now(),
         );
         draw(&st, &mut term);

@@ -1,16 +1,13 @@
 //! The runs view and the run transcript, as panes: keys in, intents out; drawn from the state.
 
 use super::json::{json_lines, wrap_line, wrap_line_indent};
-use super::keymap::Action;
-use super::panes::{
-    LABEL_W, Pane, col, field, fit, fmt_age, movement, pane_block, secs_between, untrusted,
-};
-use super::runs::{RunEntry, run_has_escapes};
-use super::state::{ConsoleState, Intent, short_id};
+use super::panes::{LABEL_W, col, field, fit, fmt_age, pane_block, secs_between, untrusted};
+use super::runs::{RunEntry, TranscriptView, run_has_escapes};
+use super::state::{ConsoleState, short_id};
 use super::theme::{Role, Theme};
+use super::views::RunsView;
 use crate::domain::{CallState, Run, RunCall, RunStatus};
 use crate::model::Message;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -19,11 +16,6 @@ use ratatui::widgets::Widget;
 use serde_json::Value;
 use std::collections::HashMap;
 use unicode_width::UnicodeWidthStr;
-
-/// The runs view (`r`): one line per run.
-pub struct RunsList;
-/// The conversation of one run (`t`, or `Enter` in the runs view).
-pub struct Transcript;
 
 /// Shown where an approval's run could be re-run or reported failed.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME UNKNOWN — approve re-runs, deny reports failure";
@@ -50,34 +42,11 @@ fn call_state_role(s: &CallState) -> Role {
     }
 }
 
-fn is_ctrl_c(key: &KeyEvent) -> bool {
-    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL)
-}
-
 // ---------- runs list ----------
 
-impl Pane for RunsList {
-    fn handle_key(&self, key: &KeyEvent, st: &ConsoleState) -> Option<Intent> {
-        if key.kind == KeyEventKind::Release {
-            return None;
-        }
-        if is_ctrl_c(key) {
-            return Some(Intent::Quit);
-        }
-        if key.code == KeyCode::Esc {
-            return Some(Intent::ToggleRuns);
-        }
-        match st.keymap.action(key)? {
-            Action::Runs => Some(Intent::ToggleRuns),
-            Action::Quit => Some(Intent::Quit),
-            Action::Open | Action::Transcript => Some(Intent::OpenTranscript),
-            Action::Servers => Some(Intent::ToggleServers),
-            Action::Help => Some(Intent::ToggleHelp),
-            _ => movement(key, st).map(Intent::MoveRun),
-        }
-    }
-
-    fn render(&self, st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) {
+/// The runs view (`r`): one line per run.
+pub fn render_runs(st: &ConsoleState, v: &RunsView, theme: &Theme, area: Rect, buf: &mut Buffer) {
+    {
         let ids = st.runs();
         let title = format!(" Runs ({}) · {} active ", ids.len(), st.active_runs());
         let block = pane_block(Line::from(title), true, theme);
@@ -109,7 +78,6 @@ impl Pane for RunsList {
         }
         buf.set_stringn(inner.x, inner.y, header, w, theme.style(Role::Header));
         let rows = inner.height as usize - 1;
-        st.runs_rows.set(rows.max(1));
         if ids.is_empty() {
             buf.set_stringn(
                 inner.x + 1,
@@ -118,12 +86,10 @@ impl Pane for RunsList {
                 w.saturating_sub(1),
                 theme.style(Role::Muted),
             );
-            st.runs_offset.set(0);
             return;
         }
         let sel = st.selected_run_index();
-        let off = super::panes::scroll_offset(st.runs_offset.get(), sel, ids.len(), rows);
-        st.runs_offset.set(off);
+        let off = super::panes::scroll_offset(v.offset, sel, ids.len(), rows);
         let sel_style = theme.style(Role::Selection);
         for (i, id) in ids.iter().enumerate().skip(off).take(rows) {
             let Some(e) = st.run(id) else { continue };
@@ -188,27 +154,15 @@ fn run_row(
 
 // ---------- transcript ----------
 
-impl Pane for Transcript {
-    fn handle_key(&self, key: &KeyEvent, st: &ConsoleState) -> Option<Intent> {
-        if key.kind == KeyEventKind::Release {
-            return None;
-        }
-        if is_ctrl_c(key) {
-            return Some(Intent::Quit);
-        }
-        if key.code == KeyCode::Esc {
-            return Some(Intent::CloseTranscript);
-        }
-        match st.keymap.action(key)? {
-            Action::Transcript => Some(Intent::CloseTranscript),
-            Action::Quit => Some(Intent::Quit),
-            Action::Help => Some(Intent::ToggleHelp),
-            _ => movement(key, st).map(Intent::ScrollTranscript),
-        }
-    }
-
-    fn render(&self, st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) {
-        let Some(t) = &st.transcript else { return };
+/// The conversation of one run (`t`, or `Enter` in the runs view).
+pub fn render_transcript(
+    st: &ConsoleState,
+    t: &TranscriptView,
+    theme: &Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    {
         let mut title = vec![Span::raw(format!(
             " Transcript · run {} ",
             short_id(&t.run_id)
@@ -233,8 +187,6 @@ impl Pane for Transcript {
         }
         let lines = transcript_lines(st, theme, inner.width as usize);
         let rows = inner.height as usize;
-        st.transcript_lines.set(lines.len());
-        st.transcript_rows.set(rows);
         let scroll = t.scroll.min(lines.len().saturating_sub(rows));
         for (i, line) in lines.iter().skip(scroll).take(rows).enumerate() {
             buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
@@ -317,7 +269,7 @@ impl Out {
 
 /// The open transcript, wrapped to `width`.
 pub fn transcript_lines(st: &ConsoleState, theme: &Theme, width: usize) -> Vec<Line<'static>> {
-    let Some(t) = &st.transcript else {
+    let Some(t) = st.transcript() else {
         return Vec::new();
     };
     let mut out = Out { lines: Vec::new() };

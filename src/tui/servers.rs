@@ -2,13 +2,12 @@
 //! ready. Fed by `FrontendEvent::Servers`, the whole list each time.
 
 use super::json::wrap_line_indent;
-use super::keymap::Action;
-use super::panes::{Pane, col, fit, movement, pane_block, untrusted};
+use super::panes::{col, fit, pane_block, untrusted};
 use super::sanitize::{has_escapes, sanitize};
-use super::state::{ConsoleState, Intent};
+use super::state::ConsoleState;
 use super::theme::{Role, Theme};
+use super::views::ServersView;
 use crate::frontend::ServerView;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -85,30 +84,14 @@ fn clip(s: &str, w: usize) -> String {
 }
 
 /// The servers view (`S`): one line per server.
-pub struct ServersList;
-
-impl Pane for ServersList {
-    fn handle_key(&self, key: &KeyEvent, st: &ConsoleState) -> Option<Intent> {
-        if key.kind == KeyEventKind::Release {
-            return None;
-        }
-        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-            return Some(Intent::Quit);
-        }
-        if key.code == KeyCode::Esc {
-            return Some(Intent::ToggleServers);
-        }
-        match st.keymap.action(key)? {
-            Action::Servers => Some(Intent::ToggleServers),
-            Action::Quit => Some(Intent::Quit),
-            Action::Runs => Some(Intent::ToggleRuns),
-            Action::Help => Some(Intent::ToggleHelp),
-            // decide keys, the filter, the transcript: nothing here
-            _ => movement(key, st).map(Intent::MoveServer),
-        }
-    }
-
-    fn render(&self, st: &ConsoleState, theme: &Theme, area: Rect, buf: &mut Buffer) {
+pub fn render_servers(
+    st: &ConsoleState,
+    v: &ServersView,
+    theme: &Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    {
         let servers = st.servers();
         let ready = servers.iter().filter(|s| s.view.ready).count();
         let title = format!(" MCP servers ({}) · {ready} ready ", servers.len());
@@ -140,7 +123,6 @@ impl Pane for ServersList {
             .map(|e| failure_lines(e, theme, w))
             .unwrap_or_default();
         let rows = avail.saturating_sub(footer.len()).max(avail.min(3));
-        st.servers_rows.set(rows.max(1));
         if servers.is_empty() {
             buf.set_stringn(
                 inner.x + 1,
@@ -149,13 +131,10 @@ impl Pane for ServersList {
                 w.saturating_sub(1),
                 theme.style(Role::Muted),
             );
-            st.servers_offset.set(0);
             return;
         }
         let sel = st.selected_server();
-        let off =
-            super::panes::scroll_offset(st.servers_offset.get(), Some(sel), servers.len(), rows);
-        st.servers_offset.set(off);
+        let off = super::panes::scroll_offset(v.offset, Some(sel), servers.len(), rows);
         let sel_style = theme.style(Role::Selection);
         for (i, e) in servers.iter().enumerate().skip(off).take(rows) {
             let y = inner.y + 1 + (i - off) as u16;

@@ -101,6 +101,7 @@ fn draw(
     queue!(term.backend_mut(), BeginSynchronizedUpdate)?;
     term.draw(|f| {
         let area = f.area();
+        // (the state learnt the size before: see `resize` in the loop)
         if let Some(p) = panes::draw(st, theme, area, f.buffer_mut()) {
             f.set_cursor_position(p);
         }
@@ -253,6 +254,10 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
         let notice_end = st.expire_notice(now);
         if st.dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
             st.now = crate::domain::now();
+            st.mono = now;
+            // the layout keys page by is the one about to be drawn
+            let size = term.size()?;
+            st.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height));
             draw(&mut term, &st, &theme)?;
             let drawn = Instant::now();
             st.mark_drawn(drawn);
@@ -311,7 +316,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
                     }
                     None => {
                         events_open = false;
-                        st.link_closed = true;
+                        st.inbox.link_closed = true;
                         st.dirty = true;
                     }
                 }
