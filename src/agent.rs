@@ -240,7 +240,7 @@ impl Agents {
             ToolRef::Local(name) => self.tools.call(name, args).await,
             ToolRef::Mcp { server, tool } => match &self.mcp {
                 Some(mcp) => mcp.call(server, tool, args.clone()).await,
-                None => ToolOutput::Error(format!("MCP server {server:?} is not running")),
+                None => ToolOutput::unavailable(format!("MCP server {server:?} is not running")),
             },
         }
     }

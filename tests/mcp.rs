@@ -226,6 +226,7 @@ async fn a_killed_server_is_restarted() {
                 || e.starts_with("mcp server \"fs\" exited during the call"),
             "{e}"
         ),
+        other => panic!("unexpected {other:?}"),
     }
 
     let after = wait_for_status(&servers, "fs", READY_TIMEOUT, |s| {

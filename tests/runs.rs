@@ -1121,6 +1121,21 @@ async fn killed_mid_tool(w: &mut World) -> (String, String) {
     assert_eq!(run["calls"][0]["state"], "outcome_unknown", "{run:#}");
     assert_eq!(run["calls"][0]["call_id"], "job_1", "{run:#}");
     let [approval_id] = <[String; 1]>::try_from(pending_ids(&run, 1)).unwrap();
+    // The restarted daemon's log says so (issue 11: recoveries are not silent). The line is
+    // written before the API answers; the reader of its stderr may still be catching up.
+    let said = format!(
+        "slow_job was running when gatehouse stopped; its outcome is unknown, so it will not \
+         run again unless a reviewer approves {approval_id}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !w.daemon.stderr().contains(&said) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            w.daemon.stderr()
+        );
+        tokio::task::yield_now().await;
+    }
     let a = w.api.approval(&approval_id).await;
     assert_eq!(a["outcome_unknown"], true, "{a:#}");
     assert_eq!(a["status"], "pending", "{a:#}");

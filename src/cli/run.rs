@@ -181,7 +181,16 @@ fn report(run: &RunSummary, last: &mut Option<RunStatus>) -> Option<Result<(), F
                 "{}",
                 escape_multiline(run.output.as_deref().unwrap_or("")).0
             );
-            Some(Ok(()))
+            // The model finished, but something it was given could not run: not a success.
+            if run.problems.is_empty() {
+                Some(Ok(()))
+            } else {
+                Some(Err(Failure::runtime(format!(
+                    "run {} completed, but {}",
+                    run.run_id,
+                    escape(&run.problems.join("; ")).0
+                ))))
+            }
         }
         RunStatus::Failed => Some(Err(Failure::runtime(format!(
             "run {} failed: {}",

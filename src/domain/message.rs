@@ -64,17 +64,39 @@ pub struct ToolCall {
 #[serde(rename_all = "lowercase")]
 pub enum ToolOutput {
     Ok(String),
+    /// The tool ran and reported a failure (a non-zero exit, an HTTP error): the agent's to
+    /// handle.
     Error(String),
+    /// The tool could not be run at all (its program missing, its endpoint unreachable,
+    /// gatehouse stopping): an operator's problem. The model is told only `message`; `cause`
+    /// (an OS error, a path) goes to the log, the audit record and the run's problems.
+    Unavailable {
+        message: String,
+        cause: String,
+    },
 }
 
 impl ToolOutput {
+    /// The tool could not be run because of `cause`.
+    pub fn unavailable(cause: impl Into<String>) -> ToolOutput {
+        ToolOutput::Unavailable {
+            message: "This tool could not be run (a problem on the operator's side, not with \
+                      the call), so it did not take effect. Tell the user it is unavailable \
+                      right now."
+                .into(),
+            cause: cause.into(),
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         matches!(self, ToolOutput::Ok(_))
     }
 
+    /// What the model sees.
     pub fn text(&self) -> &str {
         match self {
             ToolOutput::Ok(t) | ToolOutput::Error(t) => t,
+            ToolOutput::Unavailable { message, .. } => message,
         }
     }
 }

@@ -147,6 +147,10 @@ pub struct Run {
     pub output: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What went wrong outside the model's control while the run went on (a tool that could not
+    /// be run, and why). A run that completes with problems did not do all it was asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -172,6 +176,7 @@ impl Run {
             waiting_on: self.waiting_on(),
             output: self.output.clone(),
             error: self.error.clone(),
+            problems: self.problems.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -217,6 +222,9 @@ pub struct RunSummary {
     pub output: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// See [`Run::problems`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

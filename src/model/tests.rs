@@ -595,7 +595,7 @@ async fn drive(
             let result = match if gated { decide(&call) } else { Ok(()) } {
                 Ok(()) => match tools.call(&call.name, &args).await {
                     ToolOutput::Ok(t) => t,
-                    ToolOutput::Error(e) => format!("Error: {e}"),
+                    other => format!("Error: {}", other.text()),
                 },
                 Err(reason) => format!("The reviewer denied this action: {reason}"),
             };

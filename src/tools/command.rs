@@ -57,9 +57,11 @@ pub(super) async fn run(
     let spawned = on_lifeline(move || command.spawn()).await;
     let mut child = match spawned {
         Some(Ok(c)) => c,
-        Some(Err(e)) => return ToolOutput::Error(format!("cannot start {program:?}: {e}")),
+        Some(Err(e)) => return ToolOutput::unavailable(format!("cannot start {program:?}: {e}")),
         None => {
-            return ToolOutput::Error(format!("cannot start {program:?}: gatehouse is stopping"));
+            return ToolOutput::unavailable(format!(
+                "cannot start {program:?}: gatehouse is stopping"
+            ));
         }
     };
     let mut group = GroupGuard(child.id().map(|pid| pid as libc::pid_t));
@@ -102,7 +104,9 @@ pub(super) async fn run(
         Ok((out, err, status)) => {
             let status = match status {
                 Ok(s) => s,
-                Err(e) => return ToolOutput::Error(format!("cannot wait for {program:?}: {e}")),
+                Err(e) => {
+                    return ToolOutput::unavailable(format!("cannot wait for {program:?}: {e}"));
+                }
             };
             match out {
                 None => ToolOutput::Error(format!(

@@ -36,6 +36,10 @@ pub(super) async fn post(
     let mut response = match response {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return timed_out(),
+        // Nothing listening, or no route: the tool never saw the call.
+        Err(e) if e.is_connect() => {
+            return ToolOutput::unavailable(format!("POST {url} failed: {}", error_chain(&e)));
+        }
         Err(e) => return ToolOutput::Error(format!("POST {url} failed: {}", error_chain(&e))),
     };
     let status = response.status();

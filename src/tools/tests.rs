@@ -376,12 +376,15 @@ async fn command_failure_is_an_error_with_stderr() {
         ToolOutput::Error("\"false\" exited with status 1 (nothing on standard error)".into())
     );
 
+    // A program that cannot start is the operator's problem: the model is told only that the
+    // tool is unavailable, the cause (an OS error naming a path) goes to the operator.
     let t = command_tool(&["/nonexistent/refund-tool"], "");
     let out = t.call("t", &Map::new()).await;
     assert!(
-        matches!(&out, ToolOutput::Error(e) if e.starts_with("cannot start \"/nonexistent/refund-tool\"")),
+        matches!(&out, ToolOutput::Unavailable { cause, .. } if cause.starts_with("cannot start \"/nonexistent/refund-tool\"")),
         "{out:?}"
     );
+    assert!(!out.text().contains("nonexistent"), "{}", out.text());
 }
 
 fn alive(pid: u32) -> bool {
@@ -587,7 +590,7 @@ async fn http_tool_posts_the_arguments_as_json() {
 }
 
 #[tokio::test]
-async fn http_tool_connection_refused_is_an_error() {
+async fn http_tool_connection_refused_is_unavailable() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -596,7 +599,7 @@ async fn http_tool_connection_refused_is_an_error() {
         .call("h", &Map::new())
         .await;
     assert!(
-        matches!(&out, ToolOutput::Error(e) if e.starts_with(&format!("POST http://127.0.0.1:{port}/x failed"))),
+        matches!(&out, ToolOutput::Unavailable { cause, .. } if cause.starts_with(&format!("POST http://127.0.0.1:{port}/x failed"))),
         "{out:?}"
     );
 }

@@ -277,6 +277,7 @@ pub fn run_summary(
         waiting_on: waiting_on.map(str::to_string),
         output: output.map(str::to_string),
         error: error.map(str::to_string),
+        problems: Vec::new(),
         created_at: now - Duration::seconds(age_secs),
         updated_at: now - Duration::seconds(age_secs.min(10)),
     }
@@ -476,6 +477,7 @@ pub fn transcript_run() -> Run {
         ],
         output: None,
         error: None,
+        problems: Vec::new(),
         created_at: now - Duration::seconds(185),
         updated_at: now - Duration::seconds(40),
     }

@@ -89,6 +89,7 @@ impl Runner {
             calls: Vec::new(),
             output: None,
             error: None,
+            problems: Vec::new(),
             created_at: now,
             updated_at: now,
         };
@@ -315,6 +316,7 @@ impl Runner {
         let completion = match result {
             Ok(c) => c,
             Err(e) => {
+                tracing::warn!("run {id} of {} failed: the model answered: {e}", run.agent);
                 let actor = run.agent.clone();
                 self.end_run(run, &actor, RunStatus::Failed, None, Some(e.to_string()));
                 return;
@@ -541,12 +543,20 @@ impl Runner {
         } else {
             self.metrics.tools_failed += 1;
         }
-        let details = json!({
+        let mut details = json!({
             "call_id": call_id,
             "tool": tool,
             "ok": output.is_ok(),
             "output": crate::text::clip(output.text(), AUDIT_OUTPUT_CHARS),
         });
+        let problem = match &output {
+            ToolOutput::Unavailable { cause, .. } => {
+                tracing::error!("run {id}: tool {tool} could not be run: {cause}");
+                details["cause"] = json!(crate::text::clip(cause, AUDIT_OUTPUT_CHARS));
+                Some(format!("{tool} could not be run: {cause}"))
+            }
+            _ => None,
+        };
         // A run cancelled while its tool ran is no longer active; the execution is still
         // recorded, against the run as it stands.
         let run = match self.runs.get(&id) {
@@ -556,6 +566,7 @@ impl Runner {
         let Some(mut run) = run else {
             return;
         };
+        run.problems.extend(problem);
         if let Some(c) = run
             .calls
             .iter_mut()
@@ -776,6 +787,11 @@ impl Runner {
             let started_by = r.started_by.clone();
             match self.create_approval(&started_by, req, outcome, None) {
                 Ok(a) => {
+                    tracing::warn!(
+                        "run {id}: {tool} was running when gatehouse stopped; its outcome is \
+                         unknown, so it will not run again unless a reviewer approves {}",
+                        a.id
+                    );
                     r.calls[i].state = CallState::OutcomeUnknown {
                         approval_id: a.id,
                         arguments,
@@ -819,6 +835,10 @@ fn told_of_edit(c: &crate::domain::RunCall, output: ToolOutput) -> ToolOutput {
     match output {
         ToolOutput::Ok(t) => ToolOutput::Ok(tell(&t)),
         ToolOutput::Error(t) => ToolOutput::Error(tell(&t)),
+        ToolOutput::Unavailable { message, cause } => ToolOutput::Unavailable {
+            message: tell(&message),
+            cause,
+        },
     }
 }
 
