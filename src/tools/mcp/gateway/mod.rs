@@ -316,6 +316,7 @@ impl ServerHandler for GatewaySession {
                     Ok(r) => match super::tool_output(&server, &tool, r.clone()) {
                         crate::tools::ToolOutput::Ok(t) => (true, t),
                         crate::tools::ToolOutput::Error(t) => (false, t),
+                        crate::tools::ToolOutput::Unavailable { cause, .. } => (false, cause),
                     },
                     Err(e) => (false, e.clone()),
                 };
