@@ -350,7 +350,8 @@ impl ConsoleState {
                 }
             }
         };
-        self.stack.push(Layer::Transcript(TranscriptView::new(id)));
+        self.stack
+            .push(Layer::Transcript(Box::new(TranscriptView::new(id))));
         Some(Effect::FetchRun(id))
     }
 

@@ -118,7 +118,7 @@ impl ConsoleState {
 
     pub(super) fn transcript_mut(&mut self) -> Option<&mut TranscriptView> {
         self.stack.iter_mut().rev().find_map(|l| match l {
-            Layer::Transcript(t) => Some(t),
+            Layer::Transcript(t) => Some(t.as_mut()),
             _ => None,
         })
     }

@@ -388,7 +388,8 @@ impl EditPrompt {
 pub enum Layer {
     Runs(RunsView),
     Servers(ServersView),
-    Transcript(TranscriptView),
+    /// Boxed: a run in full is far larger than the other views.
+    Transcript(Box<TranscriptView>),
     Full(FullView),
     Help(HelpView),
     Deny(Box<DenyPrompt>),
