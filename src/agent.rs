@@ -104,14 +104,16 @@ impl Agents {
             .iter()
             .map(|s| (s.name.get_ref().clone(), s.clone()))
             .collect();
-        // Servers start (in the background, with retries) only when some agent uses them.
+        // Servers start (in the background, with retries) only when some agent uses them or
+        // the gateway exposes them.
         let used: Vec<McpServerConfig> = cfg
             .mcp_servers
             .iter()
             .filter(|s| {
-                agents
-                    .values()
-                    .any(|a: &Agent| a.mcp_servers.contains(s.name.get_ref()))
+                s.expose
+                    || agents
+                        .values()
+                        .any(|a: &Agent| a.mcp_servers.contains(s.name.get_ref()))
             })
             .cloned()
             .collect();

@@ -25,6 +25,7 @@ fn config(name: &str, command: &str, args: Vec<String>) -> McpServerConfig {
         url: None,
         approval: None,
         trusted: false,
+        expose: false,
         tools: BTreeMap::new(),
     }
 }

@@ -17,7 +17,7 @@ pub use error::ApiError;
 use crate::runner::RunnerHandle;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     pub metric_queues: HashSet<String>,
     pub counters: Counters,
     pub drain: Drain,
+    /// `/mcp`, when some MCP server is exposed (DESIGN §11).
+    pub gateway: Option<crate::tools::mcp::gateway::Gateway>,
 }
 
 #[derive(Clone)]
@@ -135,8 +137,16 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .map(|s| s.to_string())
         .collect();
     hosts.extend(opts.allowed_hosts.iter().map(|h| guard::host_name(h)));
+    let draining = opts.drain.clone();
+    let gateway = crate::tools::mcp::gateway::Gateway::new(
+        runner.clone(),
+        opts.max_body_bytes,
+        opts.body_timeout,
+        async move { draining.started().await },
+    );
     let state = ApiState {
         inner: Arc::new(Inner {
+            gateway,
             runner,
             tokens,
             allowed_hosts: hosts,
@@ -166,6 +176,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
         .route("/v1/grants", get(routes::grants))
         .route("/v1/grants/revoke", post(routes::revoke_grant))
         .route("/v1/hooks/claude-code", post(hooks::claude_code))
+        .route("/mcp", any(mcp))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(metrics::render))
         .fallback(routes::fallback)
@@ -175,4 +186,24 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             guard::guard,
         ))
         .with_state(state)
+}
+
+/// `/mcp`: the MCP gateway, behind the same Host/Origin guard and body limit, for `agent`
+/// identities. The identity travels with the request to the gateway's session.
+async fn mcp(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    routes::Caller(who): routes::Caller,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !who.has(Role::Agent) {
+        return routes::forbid(&state, &who, Role::Agent, "use the MCP gateway").into_response();
+    }
+    let Some(gateway) = state.inner.gateway.clone() else {
+        return ApiError::not_found(
+            "no MCP server is exposed (set expose = true on an [[mcp_servers]] entry)",
+        )
+        .into_response();
+    };
+    gateway.handle(who, req).await
 }

@@ -6,6 +6,7 @@ mod bench;
 mod console;
 mod demo;
 mod hook;
+mod mcp;
 mod policy;
 pub mod remote;
 mod run;
@@ -77,6 +78,8 @@ enum Command {
         #[command(subcommand)]
         action: bench::Action,
     },
+    /// A stdio MCP server that relays to the MCP gateway (`/mcp`) of a running daemon.
+    Mcp(mcp::McpArgs),
 }
 
 #[derive(Args, Clone)]
@@ -182,6 +185,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
         Command::Policy { action } => runtime()?.block_on(policy::run(action)),
+        Command::Mcp(args) => runtime()?.block_on(mcp::mcp(args)),
     }
 }
 

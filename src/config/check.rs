@@ -678,6 +678,11 @@ impl Checker<'_> {
             .iter()
             .map(|p| p.name.get_ref().as_str())
             .collect();
+        let any_agent = cfg.identities.iter().any(|id| {
+            id.roles
+                .iter()
+                .any(|r| r.get_ref() == "agent" || r.get_ref() == "admin")
+        });
         for (i, s) in cfg.mcp_servers.iter().enumerate() {
             let p = base.idx(i);
             match (&s.command, &s.url) {
@@ -707,6 +712,13 @@ impl Checker<'_> {
             }
             if let Some(approval) = &s.approval {
                 self.approval(&p.key("approval"), approval.get_ref(), &policy_names);
+            }
+            // /mcp serves agent identities only: without one, `expose` publishes to nobody.
+            if s.expose && !any_agent {
+                self.report(
+                    &p.key("expose"),
+                    "expose = true, but no [[identities]] entry has the agent role to call /mcp with",
+                );
             }
             for (tool, o) in &s.tools {
                 self.approval(

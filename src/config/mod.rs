@@ -359,6 +359,9 @@ pub struct McpServerConfig {
     pub approval: Option<Spanned<String>>,
     #[serde(default)]
     pub trusted: bool,
+    /// Publish this server's tools at `/mcp` to `agent` identities (DESIGN §11).
+    #[serde(default)]
+    pub expose: bool,
     #[serde(default)]
     pub tools: BTreeMap<String, McpToolOverride>,
 }

@@ -210,6 +210,35 @@ impl RunnerHandle {
     }
 
     /// Withdraw `who`'s own pending approval: its status becomes `cancelled`.
+    /// An MCP client's `tools/call` through the gateway: the approval, pending or decided
+    /// at once (by the server's `approval` mode, a policy, or a grant of this session).
+    pub async fn submit_mcp_call(&self, who: &str, call: McpCall) -> Result<Approval, RunnerError> {
+        let who = who.to_string();
+        self.ask(|reply| Command::SubmitMcpCall { who, call, reply })
+            .await
+    }
+
+    /// Audit what an approved gateway call returned (`tool.executed`).
+    pub async fn mcp_call_done(
+        &self,
+        id: Uuid,
+        ok: bool,
+        output: String,
+    ) -> Result<(), RunnerError> {
+        self.ask(|reply| Command::McpCallDone {
+            id,
+            ok,
+            output,
+            reply,
+        })
+        .await
+    }
+
+    /// The MCP servers in use (by agents or the gateway), if any.
+    pub fn mcp_servers(&self) -> Option<crate::tools::mcp::McpServers> {
+        self.mcp.clone()
+    }
+
     pub async fn cancel_approval(&self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
         let who = who.to_string();
         self.ask(|reply| Command::CancelApproval { who, id, reply })

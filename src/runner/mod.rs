@@ -97,7 +97,8 @@ impl RunnerConfig {
     /// The runner's settings from a checked config. Errors (a model or tool that cannot be
     /// built) are one line naming the part.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, String> {
-        let agents = if cfg.agents.is_empty() {
+        // Exposed MCP servers live with the agents' (the gateway gates them the same way).
+        let agents = if cfg.agents.is_empty() && !cfg.mcp_servers.iter().any(|s| s.expose) {
             None
         } else {
             Some(std::sync::Arc::new(crate::agent::Agents::from_config(cfg)?))
@@ -178,6 +179,19 @@ pub struct SubmitRequest {
     pub editable: bool,
     /// A reviewer decides whether a call cut short by a restart runs again.
     pub outcome_unknown: bool,
+}
+
+/// A call of an exposed MCP server's tool by an MCP client (DESIGN §11).
+#[derive(Clone, Debug)]
+pub struct McpCall {
+    pub server: String,
+    /// The server's own name of the tool.
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    /// The MCP session: grants made with `A` hold for the rest of it.
+    pub session: String,
+    /// `client` (the client's name and version) and `via`.
+    pub context: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -356,6 +370,19 @@ pub enum Command {
         who: String,
         id: Uuid,
         reply: Reply<RunSummary>,
+    },
+    /// A `tools/call` of an MCP client through the gateway, gated as an agent run's MCP call.
+    SubmitMcpCall {
+        who: String,
+        call: McpCall,
+        reply: Reply<Approval>,
+    },
+    /// An approved gateway call came back from its MCP server: audit the execution.
+    McpCallDone {
+        id: Uuid,
+        ok: bool,
+        output: String,
+        reply: Reply<()>,
     },
     /// The submitter withdraws its own pending approval (nobody waits for it any more).
     CancelApproval {

@@ -2,6 +2,7 @@
 
 mod cancel;
 mod deadlines;
+mod gateway;
 mod grants;
 mod runs;
 
@@ -411,6 +412,8 @@ impl Runner {
                 Command::ListRuns { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelRun { reply, .. } => drop(reply.send(Err(err))),
                 Command::CancelApproval { reply, .. } => drop(reply.send(Err(err))),
+                Command::SubmitMcpCall { reply, .. } => drop(reply.send(Err(err))),
+                Command::McpCallDone { reply, .. } => drop(reply.send(Err(err))),
                 Command::RecordRefusal { .. } | Command::CountUnauthenticated { .. } => {}
                 Command::Shutdown { reply } => drop(reply.send(())),
             }
@@ -501,6 +504,19 @@ impl Runner {
             }
             Command::CancelApproval { who, id, reply } => {
                 let r = self.withdraw(&who, id);
+                self.reply(reply, r);
+            }
+            Command::SubmitMcpCall { who, call, reply } => {
+                let r = self.submit_mcp_call(&who, call);
+                self.reply(reply, r);
+            }
+            Command::McpCallDone {
+                id,
+                ok,
+                output,
+                reply,
+            } => {
+                let r = self.mcp_call_done(id, ok, &output);
                 self.reply(reply, r);
             }
             Command::CancelRun { who, id, reply } => {

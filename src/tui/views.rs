@@ -388,6 +388,7 @@ impl EditPrompt {
 pub enum Layer {
     Runs(RunsView),
     Servers(ServersView),
+    /// Boxed: a run in full is far larger than the other views.
     Transcript(Box<TranscriptView>),
     Full(FullView),
     Help(HelpView),

@@ -19,7 +19,7 @@ use crate::policy::PolicyOutcome;
 use crate::tools::ToolOutput;
 
 /// Tool output kept in a `tool.executed` audit record (the run keeps all of it).
-const AUDIT_OUTPUT_CHARS: usize = 2000;
+pub(super) const AUDIT_OUTPUT_CHARS: usize = 2000;
 /// Finished runs kept at hand for consoles.
 const RECENT_RUNS: usize = 200;
 
@@ -286,10 +286,20 @@ impl Runner {
         if !self.model_calls.insert(id) {
             return;
         }
-        let specs = agents.specs(agent);
         let messages = run.messages;
         let tx = self.internal.clone();
+        let (agents, name) = (agents.clone(), agent.name.clone());
         tokio::spawn(async move {
+            // A server still starting (the first seconds after `serve`) is waited for, so
+            // the model is offered its tools instead of none (DESIGN §11).
+            let servers = agents.get(&name).map(|a| a.mcp_servers.clone());
+            if let (Some(mcp), Some(servers)) = (&agents.mcp, &servers) {
+                mcp.settled(servers).await;
+            }
+            let specs = agents
+                .get(&name)
+                .map(|a| agents.specs(a))
+                .unwrap_or_default();
             let result = model.complete(&messages, &specs).await;
             let _ = tx.send(Internal::ModelDone { run: id, result });
         });

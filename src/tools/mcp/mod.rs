@@ -7,6 +7,7 @@
 //! takes the others (or gatehouse) down. Callers only see [`McpServers`]: a cheap, cloneable
 //! handle whose calls never fail with anything but a [`ToolOutput::Error`].
 
+pub mod gateway;
 mod names;
 mod server;
 
@@ -170,6 +171,44 @@ impl McpServers {
         let _ = tokio::time::timeout(timeout, all_tried).await;
     }
 
+    /// Wait until each of `servers` has finished its first start attempt (ready or failed),
+    /// for at most the start timeout. Whoever offers a server's tools (an agent run's first
+    /// turn, the gateway's `tools/list`) waits here, so that a server still starting is not
+    /// mistaken for a server without tools. Unknown names are not waited for.
+    pub async fn settled(&self, servers: &[String]) {
+        let wanted: Vec<&Arc<Server>> = servers.iter().filter_map(|n| self.find(n)).collect();
+        let mut changes = self.changes();
+        let all_tried = async {
+            while !wanted.iter().all(|s| s.tried()) {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.inner.options.start_timeout, all_tried).await;
+    }
+
+    /// Names of the servers with `expose = true`, in config order.
+    pub fn exposed(&self) -> Vec<String> {
+        self.inner
+            .servers
+            .iter()
+            .filter(|s| s.config.expose)
+            .map(|s| s.name().to_owned())
+            .collect()
+    }
+
+    /// The configuration of `server`.
+    pub fn config(&self, server: &str) -> Option<&McpServerConfig> {
+        self.find(server).map(|s| &s.config)
+    }
+
+    /// The tools of `server` exactly as it listed them, with a version that changes whenever
+    /// the list is replaced.
+    fn listed(&self, server: &str) -> (Vec<rmcp::model::Tool>, u64) {
+        self.find(server).map(|s| s.listed()).unwrap_or_default()
+    }
+
     /// Tools of `server` as last listed; none for an unknown server or one never started.
     pub fn tools(&self, server: &str) -> Vec<McpTool> {
         self.find(server).map(|s| s.tools()).unwrap_or_default()
@@ -191,31 +230,45 @@ impl McpServers {
     /// [`ToolOutput::Error`] naming the server. A server still starting is waited for,
     /// within the call timeout.
     pub async fn call(&self, server: &str, tool: &str, args: Map<String, Value>) -> ToolOutput {
+        match self.call_result(server, tool, args).await {
+            Ok(result) => tool_output(server, tool, result),
+            Err(e) => ToolOutput::Error(e),
+        }
+    }
+
+    /// Call `tool` of `server` and return its result as the server sent it. The error is a
+    /// one-line message naming the server (not configured, not running, timed out, exited).
+    async fn call_result(
+        &self,
+        server: &str,
+        tool: &str,
+        args: Map<String, Value>,
+    ) -> Result<CallToolResult, String> {
         let Some(s) = self.find(server) else {
-            return ToolOutput::Error(format!("mcp server {server:?} is not configured"));
+            return Err(format!("mcp server {server:?} is not configured"));
         };
         let timeout = self.inner.options.call_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let peer = match s.peer_by(deadline).await {
-            Ok(peer) => peer,
-            Err(e) => return ToolOutput::Error(format!("mcp server {server:?} {e}")),
-        };
+        let peer = s
+            .peer_by(deadline)
+            .await
+            .map_err(|e| format!("mcp server {server:?} {e}"))?;
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
         // Dropping the call on timeout makes rmcp send the server a cancellation.
         match tokio::time::timeout_at(deadline, peer.call_tool(params)).await {
-            Err(_) => ToolOutput::Error(format!(
+            Err(_) => Err(format!(
                 "mcp server {server:?}: tool {tool:?} did not answer within {}",
                 humantime::format_duration(timeout)
             )),
             // The supervisor notices the exit too, and restarts the server.
-            Ok(Err(rmcp::ServiceError::TransportClosed)) => ToolOutput::Error(format!(
+            Ok(Err(rmcp::ServiceError::TransportClosed)) => Err(format!(
                 "mcp server {server:?} exited during the call of tool {tool:?}"
             )),
-            Ok(Err(e)) => ToolOutput::Error(format!(
+            Ok(Err(e)) => Err(format!(
                 "mcp server {server:?}: tool {tool:?} failed: {}",
                 server::one_line(&crate::text::error_chain(&e))
             )),
-            Ok(Ok(result)) => tool_output(server, tool, result),
+            Ok(Ok(result)) => Ok(result),
         }
     }
 

@@ -49,10 +49,14 @@ impl ClientHandler for Client {
             return;
         };
         match context.peer.list_all_tools().await {
-            Ok(tools) => {
-                let tools: Vec<McpTool> = tools.into_iter().map(McpTool::from_rmcp).collect();
+            Ok(listed) => {
+                let tools: Vec<McpTool> = listed.iter().cloned().map(McpTool::from_rmcp).collect();
                 tracing::info!(server = %server.name(), tools = tools.len(), "mcp tools changed");
-                server.update(|s| s.tools = tools);
+                server.update(|s| {
+                    s.tools = tools;
+                    s.listed = listed;
+                    s.tools_version = s.tools_version.wrapping_add(1);
+                });
             }
             Err(e) => {
                 tracing::warn!(server = %server.name(), error = %e, "cannot list changed mcp tools")
@@ -72,6 +76,10 @@ struct State {
     /// The connection while ready; calls clone it.
     peer: Option<Peer<RoleClient>>,
     tools: Vec<McpTool>,
+    /// The tools exactly as the server listed them, for the gateway to pass on unchanged.
+    listed: Vec<rmcp::model::Tool>,
+    /// Bumped whenever the tool list is replaced, so the gateway can tell its clients.
+    tools_version: u64,
     pid: Option<u32>,
     restarts: u32,
     /// The first start attempt has ended (either way).
@@ -86,6 +94,8 @@ impl Server {
                 phase: Phase::Starting,
                 peer: None,
                 tools: Vec::new(),
+                listed: Vec::new(),
+                tools_version: 0,
                 pid: None,
                 restarts: 0,
                 tried: false,
@@ -116,6 +126,12 @@ impl Server {
 
     pub(super) fn tools(&self) -> Vec<McpTool> {
         self.state().tools.clone()
+    }
+
+    /// The tools as the server listed them, and the version of that list.
+    pub(super) fn listed(&self) -> (Vec<rmcp::model::Tool>, u64) {
+        let s = self.state();
+        (s.listed.clone(), s.tools_version)
     }
 
     pub(super) fn status(&self) -> McpServerStatus {
@@ -160,7 +176,7 @@ impl Server {
 /// A started server.
 struct Connection {
     running: RunningService<RoleClient, Client>,
-    tools: Vec<McpTool>,
+    listed: Vec<rmcp::model::Tool>,
     pid: Option<u32>,
     /// Logs the server's standard error; ends with its last line.
     stderr: Option<JoinHandle<Option<String>>>,
@@ -185,15 +201,20 @@ pub(super) async fn supervise(
             Ok(conn) => {
                 let Connection {
                     running,
-                    tools,
+                    listed,
                     pid,
                     stderr,
                 } = conn;
+                let tools: Vec<McpTool> = listed.iter().cloned().map(McpTool::from_rmcp).collect();
                 tracing::info!(server = %name, tools = tools.len(), ?pid, "mcp server ready");
                 server.update(|s| {
                     s.phase = Phase::Ready;
                     s.peer = Some(running.peer().clone());
+                    if s.listed != listed {
+                        s.tools_version = s.tools_version.wrapping_add(1);
+                    }
                     s.tools = tools;
+                    s.listed = listed;
                     s.pid = pid;
                     s.tried = true;
                 });
@@ -292,9 +313,9 @@ async fn connect(server: &Arc<Server>, timeout: Duration) -> Result<Connection, 
             let pid = transport.id();
             let stderr = stderr.map(|e| tokio::spawn(log_stderr(server.name().to_owned(), e)));
             match handshake(client, transport, timeout).await {
-                Ok((running, tools)) => Ok(Connection {
+                Ok((running, listed)) => Ok(Connection {
                     running,
-                    tools,
+                    listed,
                     pid,
                     stderr,
                 }),
@@ -306,10 +327,10 @@ async fn connect(server: &Arc<Server>, timeout: Duration) -> Result<Connection, 
         }
         (None, Some(url)) => {
             let transport = StreamableHttpClientTransport::from_uri(url.as_str());
-            let (running, tools) = handshake(client, transport, timeout).await?;
+            let (running, listed) = handshake(client, transport, timeout).await?;
             Ok(Connection {
                 running,
-                tools,
+                listed,
                 pid: None,
                 stderr: None,
             })
@@ -324,7 +345,7 @@ async fn handshake<T, E, A>(
     client: Client,
     transport: T,
     timeout: Duration,
-) -> Result<(RunningService<RoleClient, Client>, Vec<McpTool>), String>
+) -> Result<(RunningService<RoleClient, Client>, Vec<rmcp::model::Tool>), String>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
@@ -364,7 +385,7 @@ where
             .list_all_tools()
             .await
             .map_err(|e| format!("listing tools failed: {}", crate::text::error_chain(&e)))?;
-        Ok((running, tools.into_iter().map(McpTool::from_rmcp).collect()))
+        Ok((running, tools))
     };
     tokio::time::timeout(timeout, start)
         .await
