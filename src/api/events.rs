@@ -45,6 +45,8 @@ pub async fn stream(
             ApiError::unprocessable(format!("Last-Event-ID: {s:?} is not a sequence number"))
         })?),
     };
+    // The stream holds one of the identity's wait slots for as long as it is open.
+    let slot = state.inner.wait_permit(&who.name)?;
     let runner = state.inner.runner.clone();
     // Subscribe first: anything published from now on is either replayed or received live.
     let mut live = runner.subscribe();
@@ -64,6 +66,7 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(256);
     let drain = state.inner.drain.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         if after.is_some() && replay(&runner, &tx, &mut last).await.is_err() {
             return;
         }

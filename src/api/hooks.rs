@@ -79,6 +79,10 @@ pub async fn claude_code(
     };
     let runner = &state.inner.runner;
     // Subscribe before submitting, so a decision in between is not missed.
+    let _slot = match state.inner.wait_permit(&who.name) {
+        Ok(slot) => slot,
+        Err(e) => return Ok(deny(format!("gatehouse refused this call: {}", e.message))),
+    };
     let mut events = runner.subscribe();
     let submitted = match runner.submit(&who.name, req).await {
         Ok(s) => s.approval,

@@ -10,6 +10,7 @@ mod metrics;
 mod routes;
 mod runs;
 pub mod server;
+mod waits;
 
 pub use auth::{Identity, Role, TokenTable};
 pub use error::ApiError;
@@ -71,6 +72,8 @@ pub struct ApiOptions {
     pub metric_queues: HashSet<String>,
     /// Started when the daemon drains; long polls and event streams then end.
     pub drain: Drain,
+    /// `[server] max_waits_per_identity`.
+    pub max_waits_per_identity: usize,
 }
 
 impl ApiOptions {
@@ -85,6 +88,7 @@ impl ApiOptions {
             public_metrics: cfg.server.public_metrics,
             metric_queues: metrics::configured_queues(cfg),
             drain: Drain::default(),
+            max_waits_per_identity: cfg.server.max_waits_per_identity,
         }
     }
 }
@@ -123,6 +127,15 @@ pub(crate) struct Inner {
     pub drain: Drain,
     /// `/mcp`, when some MCP server is exposed (DESIGN §11).
     pub gateway: Option<crate::tools::mcp::gateway::Gateway>,
+    pub waits: Arc<waits::Waits>,
+    pub max_waits_per_identity: usize,
+}
+
+impl Inner {
+    /// A slot for one more long poll or event stream of `who` (429 past the cap).
+    pub(crate) fn wait_permit(&self, who: &str) -> Result<waits::WaitPermit, ApiError> {
+        self.waits.acquire(who, self.max_waits_per_identity)
+    }
 }
 
 #[derive(Clone)]
@@ -157,6 +170,8 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             metric_queues: opts.metric_queues,
             counters: Counters::default(),
             drain: opts.drain,
+            waits: Arc::new(waits::Waits::default()),
+            max_waits_per_identity: opts.max_waits_per_identity,
         }),
     };
     Router::new()

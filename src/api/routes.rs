@@ -338,6 +338,11 @@ pub async fn get_one(
     let runner = &state.inner.runner;
     // A long poll subscribes before reading, so a decision between the two is not missed;
     // a plain read does not subscribe (a subscriber makes the runner copy every event).
+    // A long poll holds one of the identity's wait slots until it returns.
+    let _slot = match wait {
+        Some(_) => Some(state.inner.wait_permit(&who.name)?),
+        None => None,
+    };
     let mut events = wait.map(|_| runner.subscribe());
     let visible = |a: &Approval| who.has(Role::Reviewer) || a.requested_by == who.name;
     let mut current = runner

@@ -105,6 +105,11 @@ pub async fn get_one(
         }
     }
     let runner = &state.inner.runner;
+    // A long poll holds one of the identity's wait slots until it returns.
+    let _slot = match wait {
+        Some(_) => Some(state.inner.wait_permit(&who.name)?),
+        None => None,
+    };
     let mut events = wait.map(|_| runner.subscribe());
     let not_found = || ApiError::not_found(format!("no run {id}"));
     let mut run = runner

@@ -205,6 +205,20 @@ impl Checker<'_> {
                 ),
             );
         }
+        if s.max_waits_per_identity == 0 {
+            self.report(
+                &p.key("max_waits_per_identity"),
+                "max_waits_per_identity must be at least 1 (every long poll and event stream needs one)",
+            );
+        } else if s.max_waits_per_identity >= s.max_connections {
+            self.report(
+                &p.key("max_waits_per_identity"),
+                format!(
+                    "max_waits_per_identity ({}) must be below max_connections ({}), or one identity can hold every connection",
+                    s.max_waits_per_identity, s.max_connections
+                ),
+            );
+        }
         if s.max_body_bytes == 0 {
             self.report(
                 &p.key("max_body_bytes"),

@@ -101,6 +101,9 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (by default it needs the token of any identity).
     #[serde(default)]
     pub public_metrics: bool,
+    /// Long polls and event streams one identity may hold open at once (DESIGN §9).
+    #[serde(default = "default_max_waits_per_identity")]
+    pub max_waits_per_identity: usize,
     /// How long a grant (`A`, `"scope": "run"`) lasts in a run gatehouse does not drive
     /// (an external `run_id`); grants in gatehouse's own runs end with the run.
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             header_timeout: default_io_timeout(),
             body_timeout: default_io_timeout(),
             public_metrics: false,
+            max_waits_per_identity: default_max_waits_per_identity(),
             grant_ttl: default_timeout(),
         }
     }
@@ -129,6 +133,9 @@ fn default_listen() -> String {
 }
 fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+fn default_max_waits_per_identity() -> usize {
+    256
 }
 fn default_max_connections() -> usize {
     4096

@@ -63,11 +63,11 @@ pub struct ServerView {
 }
 
 impl ServerView {
-    pub fn from_status(s: &crate::tools::mcp::McpServerStatus) -> ServerView {
+    pub fn from_status(s: &crate::domain::McpServerStatus) -> ServerView {
         ServerView {
             name: s.name.clone(),
             state: s.state.to_string(),
-            ready: s.state == crate::tools::mcp::McpServerState::Ready,
+            ready: s.state == crate::domain::McpServerState::Ready,
             tools: s.tools,
             restarts: s.restarts,
         }

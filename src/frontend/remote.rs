@@ -609,7 +609,7 @@ mod tests {
 
     #[test]
     fn local_status_becomes_the_same_view() {
-        use crate::tools::mcp::{McpServerState, McpServerStatus};
+        use crate::domain::{McpServerState, McpServerStatus};
         let st = McpServerStatus {
             name: "postgres".into(),
             state: McpServerState::Failed {

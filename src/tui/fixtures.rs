@@ -396,8 +396,8 @@ pub fn run_approvals() -> Vec<Approval> {
 /// The full run 1: instructions, the customer's request, a look-up, and a refund waiting for
 /// a reviewer beside calls in the other states a turn can hold.
 pub fn transcript_run() -> Run {
-    use crate::model::{Message, ToolCall};
-    use crate::tools::ToolOutput;
+    use crate::domain::ToolOutput;
+    use crate::domain::{Message, ToolCall};
     let now = fixed_now();
     let s = &runs_scene()[0];
     let approvals = run_approvals();

@@ -3,8 +3,8 @@
 //! conversation).
 
 use super::sanitize::{has_escapes, sanitize};
+use crate::domain::Message;
 use crate::domain::{CallState, Run, RunSummary, Timestamp};
-use crate::model::Message;
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
