@@ -28,6 +28,8 @@ pub const BUILTIN_TOOLS: &[&str] = &["get_order_details", "issue_refund", "delet
 /// Themes shipped in `themes/` (DESIGN §6); any other theme is a path to a `.toml` file.
 pub const THEMES: &[&str] = &["default", "light", "high-contrast", "mono"];
 /// The security contract (DESIGN §4a) requires a connection cap of at least this.
+/// The largest two-person rule (`approvals = N`): more reviewers than that is a typo.
+pub const MAX_APPROVALS: u32 = 16;
 pub const MIN_MAX_CONNECTIONS: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -462,6 +464,22 @@ impl Checker<'_> {
                             format!("timeout only applies when a rule asks (this rule's action is {action_name:?})"),
                         );
                     }
+                    if rule.approvals.is_some() {
+                        self.report(
+                            &rp.key("approvals"),
+                            format!("approvals only applies when a rule asks (this rule's action is {action_name:?})"),
+                        );
+                    }
+                }
+                if let Some(n) = rule.approvals
+                    && !(2..=i64::from(MAX_APPROVALS)).contains(&n)
+                {
+                    self.report(
+                        &rp.key("approvals"),
+                        format!(
+                            "approvals must be an integer from 2 to {MAX_APPROVALS} (distinct reviewers who must approve; leave it out for one), not {n}"
+                        ),
+                    );
                 }
                 if let Some(q) = &rule.queue
                     && q.trim().is_empty()

@@ -405,6 +405,9 @@ pub struct RuleConfig {
     /// At most this many auto-approvals per hour by this rule; past it the rule asks.
     #[serde(default)]
     pub max_per_hour: Option<u32>,
+    /// Two-person rule: this many distinct reviewers (≥ 2) must approve when the rule asks.
+    #[serde(default)]
+    pub approvals: Option<i64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
