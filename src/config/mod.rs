@@ -436,6 +436,13 @@ pub struct UiConfig {
     pub theme: Option<String>,
     #[serde(default)]
     pub keys: BTreeMap<String, toml::Value>,
+    /// When the console rings the terminal bell: `off`, `new` (arrivals and escalations) or
+    /// `escalated` (escalations only). Default `off`.
+    #[serde(default)]
+    pub bell: Option<String>,
+    /// Desktop notifications through the terminal: `off`, `osc9` or `osc777`. Default `off`.
+    #[serde(default)]
+    pub desktop: Option<String>,
 }
 
 impl Config {
