@@ -151,7 +151,11 @@ impl Attention {
         let agent = a
             .agent
             .as_deref()
-            .map(|g| format!(" by {}", field(g)))
+            .map(|g| {
+                // a claim the submitter may not make is marked, as on screen (DESIGN §9)
+                let mark = if a.agent_verified { "" } else { " (claimed)" };
+                format!(" by {}{mark}", field(g))
+            })
             .unwrap_or_default();
         let body = format!(
             "{what}: {}{agent} in queue {}",
