@@ -60,6 +60,13 @@ fn the_console_counts_approvals_and_says_it_awaits_a_second_reviewer() {
         json!({"to": "acct-9", "amount": 5000}),
         "monthly payout",
     );
+    // a second payout, approved by bob alone: the console follows his partial approval
+    let other = submit(
+        &base,
+        "payout",
+        json!({"to": "acct-7", "amount": 7000}),
+        "bonus",
+    );
     let mut c = Console::start(
         &["console", "--connect", &base],
         &[("GATEHOUSE_TOKEN", "alice-token-1234")],
@@ -69,6 +76,18 @@ fn the_console_counts_approvals_and_says_it_awaits_a_second_reviewer() {
     c.wait_for("the payout with its count", |s| {
         s.contains("payout") && s.contains("0 of 2")
     });
+    let (code, v) = http(
+        "POST",
+        &format!("{base}/v1/approvals/{other}/decision"),
+        "bob-token-1234",
+        Some(json!({"decision": "approve"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "pending", "{v}");
+    c.wait_for("bob's partial approval", |s| {
+        s.contains("1 of 2 (bob)") && s.contains("0 of 2")
+    });
+    // the selection is on the oldest, the first payout
     press_until(&mut c, "a", "the partial approval", |s| {
         s.contains("awaits a second reviewer") && s.contains("1 of 2 (alice)")
     });
@@ -91,7 +110,7 @@ fn the_console_counts_approvals_and_says_it_awaits_a_second_reviewer() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"], "approved", "{v}");
     c.wait_for("the approval to leave the list", |s| {
-        s.contains("No pending approvals.") && s.contains("approved by bob")
+        s.contains("approved by bob") && !s.contains("1 of 2 (alice)") && s.contains("1 of 2 (bob)")
     });
     c.send("q");
     assert!(c.wait_exit().success());
