@@ -28,6 +28,10 @@ token = "{DAVE}"
 name = "payouts"
 tools = ["payout"]
 [[policies.rules]]
+when = "args.amount < 100"
+action = "ask"
+reason = "small payouts need one reviewer"
+[[policies.rules]]
 action = "ask"
 reason = "payouts need two people"
 approvals = 2
@@ -162,28 +166,31 @@ async fn a_third_reviewer_denying_denies_at_once_and_grants_never_stand_in() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["status"], "denied", "{r:?}");
     assert_eq!(r.body["decision"]["by"], "dave", "{r:?}");
-    // A grant for the same identity, run and tool (made on another rule's approval) does not
-    // approve a call under the two-person rule.
-    let refund = api
-        .submit(
-            BOT,
-            &json!({"tool": "issue_refund", "arguments": {"amount": 500}, "run_id": "r-1"}),
-        )
-        .await;
-    assert_eq!(refund.status, 201, "{refund:?}");
+    // A grant for the same identity, run and tool, made on a small payout (one reviewer),
+    // approves later small payouts but never a call under the two-person rule.
+    let small =
+        json!({"tool": "payout", "arguments": {"to": "acct-9", "amount": 5}, "run_id": "r-1"});
+    let first = api.submit(BOT, &small).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert!(first.body.get("approvals_needed").is_none(), "{first:?}");
     let r = api
         .post(
             Some(ALICE),
-            &format!("/v1/approvals/{}/decision", refund.id()),
+            &format!("/v1/approvals/{}/decision", first.id()),
             &json!({"decision": "approve", "scope": "run"}),
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let again = payout(&api, BOT).await;
-    assert!(
-        again.get("decision").is_none_or(Value::is_null),
-        "{again:#}"
+    assert_eq!(r.body["status"], "approved", "{r:?}");
+    let granted = api.submit(BOT, &small).await;
+    assert_eq!(
+        granted.status, 200,
+        "the grant approves small payouts: {granted:?}"
     );
+    assert_eq!(granted.body["decision"]["by"], "grant:alice", "{granted:?}");
+    let big = payout(&api, BOT).await;
+    assert_eq!(big["status"], "pending", "{big:#}");
+    assert!(big["decision"].is_null(), "{big:#}");
 }
 
 #[tokio::test]
@@ -394,4 +401,30 @@ async fn an_agent_run_resumes_only_after_the_second_approval() {
     run_status(&api, &run_id, "completed").await;
     let paid = std::fs::read_to_string(ws.dir.path().join("payouts.log")).expect("paid");
     assert_eq!(paid.lines().count(), 1, "{paid}");
+}
+
+#[tokio::test]
+async fn an_approve_rule_past_its_hourly_limit_asks_two_reviewers() {
+    let extra = r#"
+[[policies]]
+name = "transfers"
+tools = ["transfer"]
+[[policies.rules]]
+action = "approve"
+max_per_hour = 1
+approvals = 2
+"#;
+    let (_ws, d) = start(extra);
+    let api = d.api();
+    let body = json!({"tool": "transfer", "arguments": {"amount": 1}});
+    let first = api.submit(BOT, &body).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["status"], "approved", "{first:?}");
+    assert!(first.body.get("approvals_needed").is_none(), "{first:?}");
+    let second = api.submit(BOT, &body).await;
+    assert_eq!(second.status, 201, "{second:?}");
+    assert_eq!(second.body["approvals_needed"], 2, "{second:?}");
+    let id = second.id();
+    assert_eq!(approve(&api, ALICE, &id).await.body["status"], "pending");
+    assert_eq!(approve(&api, BOB, &id).await.body["status"], "approved");
 }
