@@ -358,6 +358,18 @@ async fn decide(
             .await
             .map_err(runner_failure)?,
     };
+    // Under a two-person rule an approval that is not the last leaves the call pending.
+    if a.is_pending()
+        && let (Some(count), Some(awaits)) = (a.quorum_summary(), a.quorum_awaits())
+    {
+        println!(
+            "approved partially {} ({}): {}, {awaits}",
+            a.id,
+            escape(&a.tool).0,
+            escape(&count).0
+        );
+        return Ok(());
+    }
     let by = a.decision.as_ref().map(|d| d.by.as_str()).unwrap_or("?");
     println!(
         "{} {} ({}) by {}",

@@ -5,6 +5,7 @@ use super::serve::{BoundApi, Local, start_local};
 use super::{CommonArgs, Failure, data_dir};
 use crate::config::Config;
 use crate::frontend::{self, FrontendLink};
+use crate::tui::attention::AttentionConfig;
 use crate::tui::{ConsoleOptions, Keymap, Theme, run_console};
 use clap::Args;
 use std::path::Path;
@@ -41,10 +42,13 @@ pub fn console_options(
         Theme::load(name, Theme::no_color_env()).map_err(|e| Failure::usage(e.to_string()))?;
     let keymap =
         Keymap::with_overrides(&config.ui.keys).map_err(|e| Failure::usage(e.to_string()))?;
+    let attention = AttentionConfig::parse(config.ui.bell.as_deref(), config.ui.desktop.as_deref())
+        .map_err(Failure::usage)?;
     Ok(ConsoleOptions {
         theme,
         keymap,
         title: title.to_string(),
+        attention,
     })
 }
 

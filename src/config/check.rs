@@ -26,8 +26,14 @@ const TOOL_KINDS: &[&str] = &["command", "http", "builtin"];
 /// `builtin` key, else by its `name`). Keep in sync with the builtin tool registry.
 pub const BUILTIN_TOOLS: &[&str] = &["get_order_details", "issue_refund", "delete_user_account"];
 /// Themes shipped in `themes/` (DESIGN §6); any other theme is a path to a `.toml` file.
+/// `[ui] bell` values (what rings the terminal bell).
+pub const BELL_MODES: &[&str] = &["off", "new", "escalated"];
+/// `[ui] desktop` values (how a desktop notification is sent).
+pub const DESKTOP_MODES: &[&str] = &["off", "osc9", "osc777"];
 pub const THEMES: &[&str] = &["default", "light", "high-contrast", "mono"];
 /// The security contract (DESIGN §4a) requires a connection cap of at least this.
+/// The largest two-person rule (`approvals = N`): more reviewers than that is a typo.
+pub const MAX_APPROVALS: u32 = 16;
 pub const MIN_MAX_CONNECTIONS: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -476,6 +482,22 @@ impl Checker<'_> {
                             format!("timeout only applies when a rule asks (this rule's action is {action_name:?})"),
                         );
                     }
+                    if rule.approvals.is_some() {
+                        self.report(
+                            &rp.key("approvals"),
+                            format!("approvals only applies when a rule asks (this rule's action is {action_name:?})"),
+                        );
+                    }
+                }
+                if let Some(n) = rule.approvals
+                    && !(2..=i64::from(MAX_APPROVALS)).contains(&n)
+                {
+                    self.report(
+                        &rp.key("approvals"),
+                        format!(
+                            "approvals must be an integer from 2 to {MAX_APPROVALS} (distinct reviewers who must approve; leave it out for one), not {n}"
+                        ),
+                    );
                 }
                 if let Some(q) = &rule.queue
                     && q.trim().is_empty()
@@ -858,6 +880,19 @@ impl Checker<'_> {
     }
 
     fn ui(&mut self, ui: &UiConfig) {
+        for (key, value, allowed) in [
+            ("bell", &ui.bell, BELL_MODES),
+            ("desktop", &ui.desktop, DESKTOP_MODES),
+        ] {
+            if let Some(v) = value
+                && !allowed.contains(&v.as_str())
+            {
+                self.report(
+                    &KeyPath::root().key("ui").key(key),
+                    format!("unknown value {v:?} (allowed: {})", allowed.join(", ")),
+                );
+            }
+        }
         if let Some(theme) = &ui.theme
             && !THEMES.contains(&theme.as_str())
             && !(theme.ends_with(".toml") && theme.len() > ".toml".len())

@@ -415,6 +415,9 @@ pub struct RuleConfig {
     /// At most this many auto-approvals per hour by this rule; past it the rule asks.
     #[serde(default)]
     pub max_per_hour: Option<u32>,
+    /// Two-person rule: this many distinct reviewers (≥ 2) must approve when the rule asks.
+    #[serde(default)]
+    pub approvals: Option<i64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -443,6 +446,13 @@ pub struct UiConfig {
     pub theme: Option<String>,
     #[serde(default)]
     pub keys: BTreeMap<String, toml::Value>,
+    /// When the console rings the terminal bell: `off`, `new` (arrivals and escalations) or
+    /// `escalated` (escalations only). Default `off`.
+    #[serde(default)]
+    pub bell: Option<String>,
+    /// Desktop notifications through the terminal: `off`, `osc9` or `osc777`. Default `off`.
+    #[serde(default)]
+    pub desktop: Option<String>,
 }
 
 impl Config {

@@ -195,11 +195,46 @@ pub struct Approval {
     /// failure to the agent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outcome_unknown: bool,
+    /// Approvals a two-person rule (`approvals = N`, N ≥ 2) asks for; `None`: one decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_needed: Option<u32>,
+    /// Reviewers who approved so far, in order. Under a quorum the approval stays `pending`
+    /// until `approvals_needed` distinct reviewers are here; the last one decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
 }
 
 impl Approval {
     pub fn is_pending(&self) -> bool {
         self.status == ApprovalStatus::Pending
+    }
+
+    /// Approvals still missing under a two-person rule (0 once none are, or without one).
+    pub fn approvals_missing(&self) -> u32 {
+        self.approvals_needed
+            .unwrap_or(1)
+            .saturating_sub(self.approved_by.len() as u32)
+    }
+
+    /// `1 of 2 (alice)` while a quorum is partly met; `None` without a quorum.
+    pub fn quorum_summary(&self) -> Option<String> {
+        let needed = self.approvals_needed.filter(|n| *n > 1)?;
+        let mut s = format!("{} of {needed}", self.approved_by.len());
+        if !self.approved_by.is_empty() {
+            s.push_str(&format!(" ({})", self.approved_by.join(", ")));
+        }
+        Some(s)
+    }
+
+    /// What a partly met quorum waits for: `awaits a second reviewer`, `awaits 2 more reviewers`.
+    pub fn quorum_awaits(&self) -> Option<String> {
+        self.approvals_needed?;
+        Some(match (self.approvals_missing(), self.approved_by.len()) {
+            (0, _) => return None,
+            (1, 1) => "awaits a second reviewer".into(),
+            (1, _) => "awaits one more reviewer".into(),
+            (n, _) => format!("awaits {n} more reviewers"),
+        })
     }
 
     /// The next instant the clock acts on this approval: its escalation, else its expiry.
@@ -221,6 +256,10 @@ pub enum AuditKind {
     ApprovalExpired,
     #[serde(rename = "approval.cancelled")]
     ApprovalCancelled,
+    /// A reviewer approved under a two-person rule and more approvals are needed: the
+    /// approval stays pending, with the reviewer added to `approved_by`.
+    #[serde(rename = "approval.approved_partially")]
+    ApprovalApprovedPartially,
     /// A decision attempt that was refused (wrong role, self-approval, mismatched hash).
     #[serde(rename = "decision.refused")]
     DecisionRefused,
@@ -251,6 +290,7 @@ impl AuditKind {
             Self::ApprovalEscalated => "approval.escalated",
             Self::ApprovalExpired => "approval.expired",
             Self::ApprovalCancelled => "approval.cancelled",
+            Self::ApprovalApprovedPartially => "approval.approved_partially",
             Self::DecisionRefused => "decision.refused",
             Self::RequestsRefused => "requests.refused",
             Self::GrantRevoked => "grant.revoked",

@@ -155,6 +155,12 @@ impl PolicySet {
                     queue: r.queue.clone(),
                     timeout: r.timeout,
                     max_per_hour: r.max_per_hour,
+                    // The config checker refuses values below 2 and above u32; a bad value
+                    // that got here anyway means one approval, never none.
+                    approvals: r
+                        .approvals
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n >= 2),
                 });
             }
 

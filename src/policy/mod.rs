@@ -15,7 +15,8 @@
 //! Tried in order; a rule without `when` always matches; the first match decides. A `when`
 //! that fails to evaluate, or gives anything but a bool, stops the policy and asks: an error
 //! never approves or denies. No rule matched: ask. `max_per_hour` on an approve rule asks
-//! once that rule auto-approved that many calls in the hour before `now`.
+//! once that rule auto-approved that many calls in the hour before `now`. `approvals = N` on a
+//! rule that asks (or may ask) puts a two-person rule on the approval it creates.
 //!
 //! # CEL variables
 //! - `tool`: map `{name: string, read_only: bool, destructive: bool, idempotent: bool,
@@ -69,6 +70,8 @@ pub struct PolicyOutcome {
     pub queue: Option<String>,
     /// Timeout named by the rule, if any.
     pub timeout: Option<Duration>,
+    /// Distinct reviewers who must approve when the rule asks (`approvals = N`, N ≥ 2).
+    pub approvals: Option<u32>,
 }
 
 impl PolicyOutcome {
@@ -152,6 +155,7 @@ struct Rule {
     queue: Option<String>,
     timeout: Option<Duration>,
     max_per_hour: Option<u32>,
+    approvals: Option<u32>,
 }
 
 struct Condition {
@@ -306,6 +310,8 @@ impl Policy {
                 },
                 queue: rule.queue.clone(),
                 timeout: rule.timeout,
+                // Only an asking outcome waits for reviewers; the quorum is theirs.
+                approvals: rule.approvals.filter(|_| action == RuleAction::Ask),
             };
         }
         ask(
@@ -337,6 +343,7 @@ fn ask(policy: Option<&str>, rule: Option<usize>, reason: String) -> PolicyOutco
         },
         queue: None,
         timeout: None,
+        approvals: None,
     }
 }
 

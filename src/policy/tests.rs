@@ -278,6 +278,7 @@ fn no_policy_asks() {
             },
             queue: None,
             timeout: None,
+            approvals: None,
         }
     );
     let out = eval(&PolicySet::empty(), &call("issue_refund", &a));

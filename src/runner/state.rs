@@ -4,6 +4,7 @@ mod cancel;
 mod deadlines;
 mod gateway;
 mod grants;
+mod quorum;
 mod runs;
 
 use super::commit::{Deferred, GroupCommit};
@@ -855,6 +856,8 @@ impl Runner {
             decision: None,
             editable: req.editable,
             outcome_unknown: req.outcome_unknown,
+            approvals_needed: outcome.approvals.filter(|n| *n > 1),
+            approved_by: Vec::new(),
         };
         // `record` puts the key in the audit record (the write-ahead record), so a crash
         // between the record and the key's own entry is redone at start and a retry with
@@ -862,7 +865,10 @@ impl Runner {
         // A sticky grant answers what a policy would have asked a reviewer (never a deny),
         // but never whether a call cut short by a restart runs again.
         let granted = match outcome.action {
-            RuleAction::Ask if !approval.outcome_unknown => self.grant_for(&approval),
+            // Nor a two-person rule: a grant made by one reviewer is not N approvals.
+            RuleAction::Ask if !approval.outcome_unknown && approval.approvals_needed.is_none() => {
+                self.grant_for(&approval)
+            }
             _ => None,
         };
         match (outcome.action, granted) {
@@ -1000,6 +1006,9 @@ impl Runner {
                 approval: Box::new(current),
             });
         }
+        if let Some(still_pending) = self.approve_partially(who, &current, &req)? {
+            return Ok(still_pending);
+        }
         if req.edited_arguments.is_some() {
             if req.verdict != Verdict::Approve {
                 return Err(RunnerError::Invalid(
@@ -1050,6 +1059,9 @@ impl Runner {
             let requested = std::mem::replace(&mut a.arguments, edited.clone());
             a.requested_arguments = Some(requested);
             a.arguments_sha256 = approved_sha.clone();
+        }
+        if a.approvals_needed.is_some() && req.verdict == Verdict::Approve {
+            a.approved_by.push(who.to_string());
         }
         a.escalates_at = None;
         a.status = match req.verdict {

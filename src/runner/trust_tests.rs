@@ -398,6 +398,8 @@ fn a_grant_stored_without_an_identity_is_dropped_at_start() {
             decision: None,
             editable: false,
             outcome_unknown: false,
+            approvals_needed: None,
+            approved_by: Vec::new(),
         };
         let old: Grant = serde_json::from_value(json!({
             "run_id": "run-42", "tool": "issue_refund", "server": null, "by": "alice",

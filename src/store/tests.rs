@@ -35,6 +35,8 @@ fn approval(queue: &str) -> Approval {
         decision: None,
         editable: false,
         outcome_unknown: false,
+        approvals_needed: None,
+        approved_by: Vec::new(),
     }
 }
 

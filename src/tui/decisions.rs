@@ -252,6 +252,17 @@ impl ConsoleState {
         let what = format!("{} ({})", self.inbox.tool_of(&id), short_id(&id));
         match outcome {
             DecisionOutcome::Applied(a) => {
+                // Under a two-person rule our approval may not be the last: the call stays
+                // pending, and the status line says what it still waits for.
+                if a.is_pending()
+                    && let (Some(count), Some(awaits)) = (a.quorum_summary(), a.quorum_awaits())
+                {
+                    let text = format!("{what} approved {}: {awaits}", sanitize(&count).0);
+                    self.notify(NoticeKind::Ok, text, mono);
+                    let ch = self.inbox.apply_decided_elsewhere(a, mono);
+                    self.follow(ch, old_index, history_before, mono);
+                    return;
+                }
                 let verb = a.status.as_str();
                 self.notify(NoticeKind::Ok, format!("{what} {verb}"), mono);
                 if !a.is_pending() {

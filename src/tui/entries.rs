@@ -34,6 +34,8 @@ pub struct Entry {
     pub summary: String,
     /// Some text of this approval needed escaping: show the warning badge.
     pub escaped: bool,
+    /// `1 of 2 (alice)` under a two-person rule (sanitised).
+    pub quorum: Option<String>,
     /// Lower-case text the filter matches against.
     haystack: String,
 }
@@ -59,6 +61,9 @@ impl Entry {
             .unwrap_or_else(|| "default".into());
         let escaped = approval_has_escapes(&approval);
         let summary = sanitize(&args_summary(&approval.arguments)).0.into_owned();
+        let quorum = approval
+            .quorum_summary()
+            .map(|q| sanitize(&q).0.into_owned());
         // the filter matches argument text too: keys and values as the reviewer reads them
         let haystack = format!(
             "{} {} {} {} {} {} {}\n{}",
@@ -80,6 +85,7 @@ impl Entry {
             policy,
             summary,
             escaped,
+            quorum,
             haystack,
         }
     }

@@ -64,6 +64,8 @@ pub fn approval(
         decision: None,
         editable: false,
         outcome_unknown: false,
+        approvals_needed: None,
+        approved_by: Vec::new(),
     }
 }
 

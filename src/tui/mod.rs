@@ -14,6 +14,7 @@
 //! - `keymap`, `theme`, `sanitize`, `json`: the rest, each on its own.
 //! - `term`: the event loop and terminal handling.
 
+pub mod attention;
 pub mod decisions;
 pub mod entries;
 pub mod fixtures;
@@ -54,6 +55,8 @@ pub struct ConsoleOptions {
     pub keymap: Keymap,
     /// Shown at the left of the status line, e.g. "gatehouse demo".
     pub title: String,
+    /// Bell and desktop notifications (`[ui] bell`, `[ui] desktop`).
+    pub attention: attention::AttentionConfig,
 }
 
 impl Default for ConsoleOptions {
@@ -62,6 +65,7 @@ impl Default for ConsoleOptions {
             theme: Theme::default_theme(),
             keymap: Keymap::default(),
             title: "gatehouse".into(),
+            attention: attention::AttentionConfig::default(),
         }
     }
 }

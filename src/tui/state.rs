@@ -88,6 +88,11 @@ impl ConsoleState {
         self.inbox.notice.as_ref()
     }
 
+    /// The reviewer is typing in a prompt (deny reason, edit, filter): the console stays quiet.
+    pub fn is_typing(&self) -> bool {
+        self.top().is_some_and(Layer::is_prompt)
+    }
+
     pub fn top(&self) -> Option<&Layer> {
         self.stack.last()
     }

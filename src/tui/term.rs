@@ -1,6 +1,7 @@
 //! The event loop: terminal in, channels in and out, frames out — only when something changed.
 
 use super::ConsoleOptions;
+use super::attention::Attention;
 use super::panes;
 use super::state::{ConsoleState, Effect};
 use super::theme::Theme;
@@ -40,6 +41,8 @@ fn restore_terminal() {
             LeaveAlternateScreen,
             cursor::Show
         );
+        // the title we set goes with us: the one from before the console comes back
+        let _ = out.write_all(super::attention::POP_TITLE);
         let _ = disable_raw_mode();
         let _ = out.flush();
     }
@@ -61,7 +64,9 @@ fn enter_modes() -> io::Result<()> {
         EnterAlternateScreen,
         EnableBracketedPaste,
         cursor::Hide
-    )
+    )?;
+    io::stdout().write_all(super::attention::PUSH_TITLE)?;
+    io::stdout().flush()
 }
 
 impl TerminalGuard {
@@ -91,6 +96,16 @@ impl Drop for TerminalGuard {
             std::panic::set_hook(Box::new(move |info| prev(info)));
         }
     }
+}
+
+/// Bytes outside the frame (bell, notifications, title): they move no cursor.
+fn write_raw(bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mut out = io::stdout();
+    out.write_all(bytes)?;
+    out.flush()
 }
 
 fn draw(
@@ -222,7 +237,9 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
         theme,
         keymap,
         title,
+        attention,
     } = opts;
+    let mut attention = Attention::new(attention);
     let mut st = ConsoleState::new(title, reviewer, keymap);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -259,6 +276,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             let size = term.size()?;
             st.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height));
             draw(&mut term, &st, &theme)?;
+            write_raw(&attention.title(st.pending_count(), st.is_typing()))?;
             let drawn = Instant::now();
             st.mark_drawn(drawn);
             last_draw = Some(drawn);
@@ -306,13 +324,18 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
                 match ev {
                     Some(ev) => {
                         let mono = Instant::now();
+                        let mut signal = attention.on_event(&ev, st.is_typing(), mono);
                         st.apply(ev, mono);
                         for _ in 0..DRAIN {
                             match events.try_recv() {
-                                Ok(ev) => st.apply(ev, mono),
+                                Ok(ev) => {
+                                    signal.extend(attention.on_event(&ev, st.is_typing(), mono));
+                                    st.apply(ev, mono);
+                                }
                                 Err(_) => break,
                             }
                         }
+                        write_raw(&signal)?;
                     }
                     None => {
                         events_open = false;

@@ -27,6 +27,8 @@ token = "bot-token-1234"
 
 pub struct Console {
     pub screen: Arc<Mutex<vt100::Parser>>,
+    /// Every byte the console wrote, for what the screen does not keep (bell, OSC, title).
+    pub raw: Arc<Mutex<Vec<u8>>>,
     pub writer: Box<dyn Write + Send>,
     pub child: Box<dyn portable_pty::Child + Send + Sync>,
     _master: Box<dyn portable_pty::MasterPty + Send>,
@@ -58,18 +60,22 @@ impl Console {
         )));
         let mut reader = pty.master.try_clone_reader().unwrap();
         let s = screen.clone();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let r = raw.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
+                r.lock().unwrap().extend_from_slice(&buf[..n]);
                 s.lock().unwrap().process(&buf[..n]);
             }
         });
         let writer = pty.master.take_writer().unwrap();
         Console {
             screen,
+            raw,
             writer,
             child,
             _master: pty.master,

@@ -313,6 +313,17 @@ pub fn detail_lines(st: &ConsoleState, a: &Approval, theme: &Theme, width: usize
             None => Span::styled("no deadline", muted),
         });
         o.field("Queue", queue);
+        if let Some(count) = a.quorum_summary() {
+            let mut q = vec![Span::styled(
+                crate::tui::sanitize(&count).0.into_owned(),
+                theme.style(Role::Badge),
+            )];
+            if let Some(awaits) = a.quorum_awaits() {
+                q.push(sep());
+                q.push(Span::styled(awaits, muted));
+            }
+            o.field("Quorum", q);
+        }
     } else {
         o.field("Queue", untrusted(&a.queue, text, theme, false));
     }

@@ -266,13 +266,20 @@ pub(super) fn render_pending(st: &ConsoleState, theme: &Theme, area: Rect, buf: 
             spans.push(Span::styled(col(&e.policy, c.policy), base(Role::Badge)));
         }
         // the call itself, or what is happening to it
-        spans.push(if let Some(f) = st.inflight(&a.id) {
+        let call = if let Some(f) = st.inflight(&a.id) {
             Span::styled(fit(&format!("{}…", f.label), c.args), base(Role::Sending))
         } else if a.outcome_unknown {
             Span::styled(fit("OUTCOME UNKNOWN", c.args), base(Role::Danger))
+        } else if let Some(q) = &e.quorum {
+            // the two-person count leads the call: it is what a second reviewer looks for
+            let q = format!("{q} ");
+            let qw = q.width().min(c.args);
+            spans.push(Span::styled(fit(&q, qw), base(Role::Badge)));
+            Span::styled(fit(&e.summary, c.args.saturating_sub(qw)), base(Role::Text))
         } else {
             Span::styled(fit(&e.summary, c.args), base(Role::Text))
-        });
+        };
+        spans.push(call);
         buf.set_line(inner.x, y, &Line::from(spans), inner.width);
     }
     // a scroll indicator when the list is longer than the pane

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 mod claims;
 mod flows;
 mod live;
+mod quorum;
 mod runs;
 
 pub(super) fn key(code: KeyCode) -> KeyEvent {
