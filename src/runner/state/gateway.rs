@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::agent::{Gate, ToolRef};
-use crate::domain::PolicyRef;
 use crate::policy::PolicyOutcome;
 
 impl Runner {
@@ -22,16 +21,7 @@ impl Runner {
         };
         let outcome = match agents.gate(&target) {
             // Still recorded, decided at once: the audit shows every call that went through.
-            Gate::Approve(reason) => PolicyOutcome {
-                action: RuleAction::Approve,
-                policy: PolicyRef {
-                    name: None,
-                    rule: None,
-                    reason,
-                },
-                queue: None,
-                timeout: None,
-            },
+            Gate::Approve(reason) => PolicyOutcome::approve(reason),
             Gate::Ask(reason) => PolicyOutcome::ask(reason),
             Gate::Policy(name) => {
                 let roles = self.cfg.identities.get(who).cloned().unwrap_or_default();
