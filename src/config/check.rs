@@ -216,7 +216,9 @@ impl Checker<'_> {
                 &p.key("max_waits_per_identity"),
                 "max_waits_per_identity must be at least 1 (every long poll and event stream needs one)",
             );
-        } else if s.max_waits_per_identity >= s.max_connections {
+        } else if s.max_connections >= MIN_MAX_CONNECTIONS
+            && s.max_waits_per_identity >= s.max_connections
+        {
             self.report(
                 &p.key("max_waits_per_identity"),
                 format!(
