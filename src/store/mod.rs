@@ -20,12 +20,15 @@
 mod envelope;
 mod lock;
 mod perms;
+mod postgres;
 mod sled_store;
 
 pub use envelope::SCHEMA_VERSION;
 pub use perms::umask_for_children;
 
+use crate::config::{StoreConfig, StoreKind};
 use crate::domain::{Approval, AuditRecord, Grant, Run};
+use postgres::{PgStore, PgSyncer};
 use sled_store::{SledStore, SledSyncer};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -76,6 +79,7 @@ pub struct Store {
 
 enum Backend {
     Sled(SledStore),
+    Postgres(PgStore),
 }
 
 /// Makes everything written so far durable; cheap to clone into the commit task.
@@ -87,6 +91,7 @@ pub struct Syncer {
 #[derive(Clone)]
 enum SyncerBackend {
     Sled(SledSyncer),
+    Postgres(PgSyncer),
 }
 
 impl Syncer {
@@ -98,6 +103,7 @@ impl Syncer {
                 let s = s.clone();
                 tokio::task::spawn_blocking(move || s.sync())
             }
+            SyncerBackend::Postgres(s) => tokio::spawn(s.clone().commit()),
         }
     }
 
@@ -107,6 +113,8 @@ impl Syncer {
             // sled's flush and fsync are safe from several threads, and a device serves two
             // syncs better than one after another.
             SyncerBackend::Sled(_) => 2,
+            // Each transaction checks that it follows the head row: they go one at a time.
+            SyncerBackend::Postgres(_) => 1,
         }
     }
 }
@@ -116,6 +124,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
         match &$self.backend {
             Backend::Sled($s) => $e,
+            Backend::Postgres($s) => $e,
         }
     };
 }
@@ -128,13 +137,42 @@ impl Store {
         })
     }
 
+    /// Open the store the config names: sled in `dir`, or the PostgreSQL database whose URL
+    /// is in the environment variable `url_env`.
+    pub fn open_configured(cfg: &StoreConfig, dir: &Path) -> Result<Store> {
+        match cfg.kind {
+            StoreKind::Sled => Store::open(dir),
+            StoreKind::Postgres => {
+                let var = cfg.url_env();
+                let label = PathBuf::from(format!("postgres (${var})"));
+                let url = std::env::var(var).map_err(|_| StoreError::Io {
+                    dir: label.clone(),
+                    source: io::Error::other(format!(
+                        "[store] kind = \"postgres\" reads the database URL from ${var}, which is not set"
+                    )),
+                })?;
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Io {
+                    dir: label.clone(),
+                    source: io::Error::other("the PostgreSQL store needs a tokio runtime"),
+                })?;
+                let pg = tokio::task::block_in_place(|| handle.block_on(PgStore::open(&url, var)))?;
+                Ok(Store {
+                    backend: Backend::Postgres(pg),
+                })
+            }
+        }
+    }
+
     /// Where the store lives, for messages.
     pub fn dir(&self) -> &Path {
         each!(self, s => s.dir())
     }
 
     pub fn syncer(&self) -> Syncer {
-        let backend = each!(self, s => SyncerBackend::Sled(s.syncer()));
+        let backend = match &self.backend {
+            Backend::Sled(s) => SyncerBackend::Sled(s.syncer()),
+            Backend::Postgres(s) => SyncerBackend::Postgres(s.syncer()),
+        };
         Syncer { backend }
     }
 
