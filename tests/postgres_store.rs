@@ -84,6 +84,52 @@ async fn submissions_and_decisions_survive_kill_9_on_postgres() {
     let last = api.audit_all().await;
     assert!(last.len() > after.len());
     assert_chain(&last);
+
+    // It all lives in PostgreSQL: the head row follows the newest record, and sled never
+    // made a store in the data directory.
+    let (db, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    let head = db
+        .query_one("SELECT seq, head_hash FROM gatehouse_head", &[])
+        .await
+        .expect("the head row");
+    let newest = last.last().expect("records");
+    assert_eq!(
+        head.get::<_, i64>(0) as u64,
+        newest["seq"].as_u64().unwrap_or(0)
+    );
+    assert_eq!(
+        head.get::<_, String>(1),
+        newest["hash"].as_str().unwrap_or("")
+    );
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM gatehouse_audit", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows as usize, last.len());
+    assert!(!ws.data().join("store").exists());
+}
+
+/// A second writer on the same database is detected at its first commit (the head row no
+/// longer matches), and its write is refused instead of forking the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_database_cannot_fork_the_chain() {
+    let pg = Postgres::start();
+    let ws = postgres_workspace();
+    let env = [(URL_ENV, pg.url.as_str())];
+    let a = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
+    let b = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
+    let r = a.api().submit(BOT, &submission(1)).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // b loaded the head before a wrote: its record 1 collides with a's.
+    let r = b.api().submit(BOT, &submission(2)).await;
+    assert!(r.status >= 500, "{r:?}");
+    let records = a.api().audit_all().await;
+    assert_chain(&records);
+    assert_eq!(records.len(), 1, "{records:?}");
 }
 
 #[test]
