@@ -168,3 +168,66 @@ fn unreachable_postgres_is_a_clear_error() {
     assert_ne!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
 }
+
+fn store_copy(data: &std::path::Path, url: &str) -> Finished {
+    let mut c = command();
+    c.env(URL_ENV, url)
+        .args(["store", "copy", "--data"])
+        .arg(data)
+        .args(["--to-url-env", URL_ENV]);
+    run(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_sled_store_into_postgres() {
+    let pg = Postgres::start();
+    let ws = Workspace::new();
+    let mut daemon = ws.start();
+    let api = daemon.api();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let r = api.submit(BOT, &submission(n)).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        ids.push(r.id());
+    }
+    let r = api.decide(ALICE, &ids[0], "approve", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let records = api.audit_all().await;
+    assert!(daemon.stop().success());
+
+    // A directory that is not a data directory is refused, and nothing is written.
+    let empty = tempfile::tempdir().expect("a temp dir");
+    let out = store_copy(&empty.path().join("typo"), &pg.url);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("not a gatehouse data directory"),
+        "{out:?}"
+    );
+
+    let out = store_copy(&ws.data(), &pg.url);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "copied {} audit records, 4 approvals",
+            records.len()
+        )),
+        "{out:?}"
+    );
+    // Copying again would mix two stores: refused.
+    let out = store_copy(&ws.data(), &pg.url);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("already holds"), "{out:?}");
+
+    let pws = postgres_workspace();
+    let daemon = Daemon::start_with_env(&pws.config(), &pws.data(), &[(URL_ENV, &pg.url)]);
+    let api = daemon.api();
+    assert_eq!(api.audit_all().await, records);
+    assert_eq!(api.approval(&ids[0]).await["status"], "approved");
+    assert_eq!(api.list_all("pending").await.len(), 3);
+    // Idempotency keys came along, and the chain goes on from the copied head.
+    let again = api.submit(BOT, &submission(2)).await;
+    assert_eq!(again.id(), ids[2], "{again:?}");
+    let r = api.decide(BOB, &ids[1], "deny", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_chain(&api.audit_all().await);
+}

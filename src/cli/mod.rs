@@ -10,6 +10,7 @@ pub mod remote;
 mod run;
 mod serve;
 mod short_id;
+mod store;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +69,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         action: policy::Action,
+    },
+    /// Move a data directory's contents into PostgreSQL (`store copy`).
+    Store {
+        #[command(subcommand)]
+        action: store::Action,
     },
     /// Load generators that measure a running daemon.
     Bench {
@@ -178,6 +184,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench { action } => runtime()?.block_on(bench::run(action)),
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
         Command::Policy { action } => runtime()?.block_on(policy::run(action)),
+        Command::Store { action } => runtime()?.block_on(store::run(action)),
     }
 }
 

@@ -25,6 +25,7 @@ mod sled_store;
 
 pub use envelope::SCHEMA_VERSION;
 pub use perms::umask_for_children;
+pub use postgres::Copied;
 
 use crate::config::{StoreConfig, StoreKind};
 use crate::domain::{Approval, AuditRecord, Grant, Run};
@@ -255,4 +256,23 @@ impl Store {
     pub fn audit_rev(&self) -> Box<dyn Iterator<Item = Result<AuditRecord>> + '_> {
         each!(self, s => Box::new(s.audit_rev()))
     }
+}
+
+/// `gatehouse store copy`: everything in the sled data directory `dir` into the empty
+/// PostgreSQL database whose URL is in `$url_env`.
+pub async fn copy_to_postgres(dir: &Path, url_env: &str) -> Result<Copied> {
+    let url = std::env::var(url_env).map_err(|_| StoreError::Io {
+        dir: PathBuf::from(format!("postgres (${url_env})")),
+        source: io::Error::other(format!("${url_env} (the database URL) is not set")),
+    })?;
+    // Opening would initialise a new store: a mistyped --data must not copy an empty one.
+    if !sled_store::is_data_dir(dir) {
+        return Err(StoreError::Foreign {
+            dir: dir.to_path_buf(),
+            why: "no gatehouse data directory there".into(),
+        });
+    }
+    let from = SledStore::open(dir)?;
+    let to = PgStore::open(&url, url_env).await?;
+    to.copy_from(&from).await
 }

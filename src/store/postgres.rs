@@ -14,6 +14,10 @@
 //! JSON is kept as `text`, byte for byte as written: `jsonb` would reorder keys and rewrite
 //! numbers, and records are read back to check their hashes.
 
+mod copy;
+
+pub use copy::Copied;
+
 use super::{ApprovalWrite, Result, StoreError};
 use crate::domain::{Approval, AuditKind, AuditRecord, GENESIS_HASH, Grant, Run};
 use deadpool_postgres::{Pool, Runtime};

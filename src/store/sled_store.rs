@@ -643,6 +643,11 @@ fn show_key(k: &[u8]) -> String {
     String::from_utf8_lossy(k).into_owned()
 }
 
+/// Whether `dir` holds an initialised gatehouse data directory (its marker).
+pub fn is_data_dir(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+}
+
 fn check_marker(dir: &Path, text: &str) -> Result<()> {
     let mut lines = text.lines();
     if lines.next() != Some("gatehouse data directory") {
