@@ -111,6 +111,31 @@ async fn submissions_and_decisions_survive_kill_9_on_postgres() {
         .get(0);
     assert_eq!(rows as usize, last.len());
     assert!(!ws.data().join("store").exists());
+
+    // `audit export` from the daemon verifies as one chain.
+    let url = daemon.url.clone();
+    let dir = ws.dir.path().to_path_buf();
+    let verified = tokio::task::spawn_blocking(move || {
+        let mut c = command();
+        c.env("GATEHOUSE_TOKEN", ALICE)
+            .args(["audit", "export", "--connect", &url]);
+        let export = run(c);
+        assert_eq!(export.code, Some(0), "{export:?}");
+        let file = dir.join("export.jsonl");
+        std::fs::write(&file, &export.stdout).expect("write the export");
+        let mut c = command();
+        c.args(["audit", "verify", "--file"]).arg(&file);
+        run(c)
+    })
+    .await
+    .expect("export and verify");
+    assert_eq!(verified.code, Some(0), "{verified:?}");
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("ok, {} records", last.len())),
+        "{verified:?}"
+    );
 }
 
 /// A second writer on the same database is detected at its first commit (the head row no
