@@ -256,3 +256,53 @@ async fn store_copy_moves_a_sled_store_into_postgres() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_chain(&api.audit_all().await);
 }
+
+/// The database restarts while a submission waits for its commit: the commit is retried, the
+/// submission is acknowledged once the database is back, and it is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_waits_out_a_database_restart() {
+    let pg = Postgres::start();
+    let ws = postgres_workspace();
+    let env = [(URL_ENV, pg.url.as_str())];
+    let mut daemon = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
+    let api = daemon.api();
+    let first = api
+        .submit(BOT, &json!({"tool": "transfer", "arguments": {"n": 1}}))
+        .await;
+    assert_eq!(first.status, 201, "{first:?}");
+
+    pg.stop_server();
+    let waiting = {
+        let api = daemon.api();
+        tokio::spawn(async move {
+            api.submit(BOT, &json!({"tool": "transfer", "arguments": {"n": 2}}))
+                .await
+        })
+    };
+    // The daemon says it is retrying: the submission is staged and its commit failed once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !daemon.stderr().contains("retrying the commit") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry logged:\n{}",
+            daemon.stderr()
+        );
+        tokio::task::yield_now().await;
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !waiting.is_finished(),
+        "acknowledged while the database was down"
+    );
+    pg.start_server();
+    let second = waiting.await.expect("the submission task");
+    assert_eq!(second.status, 201, "{second:?}");
+
+    daemon.kill();
+    let daemon = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
+    let api = daemon.api();
+    assert_eq!(api.approval(&second.id()).await["status"], "pending");
+    let records = api.audit_all().await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_chain(&records);
+}
