@@ -17,12 +17,17 @@ use super::envelope::{self, SCHEMA_VERSION};
 use super::{ApprovalWrite, Result, StoreError, lock, perms};
 use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
 use std::collections::HashSet;
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
+
+mod keys;
+mod sync;
+
+use keys::{grant_key, idempotency_key, key, show_key};
+pub use sync::SledSyncer;
 
 const MARKER: &str = "GATEHOUSE";
 const LOCK: &str = "gatehouse.lock";
@@ -44,66 +49,6 @@ pub struct SledStore {
     dir: PathBuf,
     syncer: SledSyncer,
     _lock: lock::DirLock,
-}
-
-/// Makes everything written so far durable. Runs on a blocking thread during group commit.
-#[derive(Clone)]
-pub struct SledSyncer {
-    db: sled::Db,
-    log_file: Arc<File>,
-    blob_dir: PathBuf,
-    synced_blobs: Arc<Mutex<HashSet<OsString>>>,
-    /// The blob directory's mtime at the last full scan, kept only once it is older than
-    /// any clock tick: adding a blob changes it, so an unchanged old mtime (one `stat`)
-    /// spares the directory listing. (File times come from the kernel's coarse clock, so a
-    /// blob made in the same tick as a scan would leave a recent mtime unchanged.)
-    blob_dir_mtime: Arc<Mutex<Option<std::time::SystemTime>>>,
-}
-
-impl SledSyncer {
-    pub fn sync(&self) -> io::Result<()> {
-        self.db.flush().map_err(sled_io)?;
-        self.log_file.sync_all()?;
-        self.sync_new_blobs()
-    }
-
-    fn sync_new_blobs(&self) -> io::Result<()> {
-        let mtime = fs::metadata(&self.blob_dir)?.modified()?;
-        let mut last = self
-            .blob_dir_mtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *last == Some(mtime) {
-            return Ok(());
-        }
-        let mut seen = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut any = false;
-        for entry in fs::read_dir(&self.blob_dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if seen.contains(&name) {
-                continue;
-            }
-            File::open(entry.path())?.sync_all()?;
-            seen.insert(name);
-            any = true;
-        }
-        if any {
-            File::open(&self.blob_dir)?.sync_all()?;
-        }
-        let settled = std::time::SystemTime::now()
-            .duration_since(mtime)
-            .is_ok_and(|age| age > std::time::Duration::from_millis(100));
-        *last = settled.then_some(mtime);
-        Ok(())
-    }
-}
-
-fn sled_io(e: sled::Error) -> io::Error {
-    match e {
-        sled::Error::Io(e) => e,
-        other => io::Error::other(other.to_string()),
-    }
 }
 
 impl SledStore {
@@ -591,56 +536,6 @@ impl SledStore {
             self.decode(&k, &v)
         })
     }
-}
-
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + rest.len());
-    k.push(prefix);
-    k.push(b'/');
-    k.extend_from_slice(rest);
-    k
-}
-
-/// Grants are keyed by identity, run, tool and server. Grants stored by older versions had
-/// no identity: their key (run, tool, server) is kept so they can still be found and dropped.
-fn grant_key(g: &Grant) -> Vec<u8> {
-    let (run, tool, server) = (&g.run_id, &g.tool, g.server.as_deref());
-    let mut out = match &g.identity {
-        Some(identity) => {
-            let mut k = key(P_GRANT, identity.as_bytes());
-            k.push(0);
-            k.push(b'@');
-            k.extend_from_slice(run.as_bytes());
-            k
-        }
-        None => key(P_GRANT, run.as_bytes()),
-    };
-    out.push(0);
-    out.extend_from_slice(tool.as_bytes());
-    out.push(0);
-    out.extend_from_slice(server.unwrap_or("").as_bytes());
-    out
-}
-
-fn idempotency_key(identity: &str, k: &str) -> Vec<u8> {
-    let mut out = key(P_IDEMPOTENCY, identity.as_bytes());
-    out.push(0);
-    out.extend_from_slice(k.as_bytes());
-    out
-}
-
-fn show_key(k: &[u8]) -> String {
-    if k.len() == 18
-        && let Ok(id) = Uuid::from_slice(&k[2..])
-    {
-        return format!("{}/{}", k[0] as char, id);
-    }
-    if k.len() == 10 && k[0] == P_AUDIT {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&k[2..]);
-        return format!("audit seq {}", u64::from_be_bytes(b));
-    }
-    String::from_utf8_lossy(k).into_owned()
 }
 
 /// Whether `dir` holds an initialised gatehouse data directory (its marker).
