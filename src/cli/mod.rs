@@ -12,6 +12,7 @@ pub mod remote;
 mod run;
 mod serve;
 mod short_id;
+mod store;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,11 @@ enum Command {
     },
     /// A pre-tool hook for Claude Code, Codex, Gemini CLI or Cursor: asks a reviewer.
     Hook(hook::HookArgs),
+    /// Move a data directory's contents into PostgreSQL (`store copy`).
+    Store {
+        #[command(subcommand)]
+        action: store::Action,
+    },
     /// Load generators that measure a running daemon.
     Bench {
         #[command(subcommand)]
@@ -186,6 +192,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit { action } => runtime()?.block_on(audit::run(action)),
         Command::Policy { action } => runtime()?.block_on(policy::run(action)),
         Command::Mcp(args) => runtime()?.block_on(mcp::mcp(args)),
+        Command::Store { action } => runtime()?.block_on(store::run(action)),
     }
 }
 

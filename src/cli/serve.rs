@@ -31,7 +31,7 @@ pub fn start_local_hinted(common: &CommonArgs, in_use_hint: &str) -> Result<Loca
         ))
     })?;
     let runner_cfg = RunnerConfig::from_config(&config).map_err(Failure::usage)?;
-    let store = Store::open(&dir).map_err(|e| match e {
+    let store = Store::open_configured(&config.store, &dir).map_err(|e| match e {
         StoreError::InUse { .. } => Failure::runtime(format!("{e}{in_use_hint}")),
         e => Failure::runtime(e.to_string()),
     })?;

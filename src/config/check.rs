@@ -8,6 +8,8 @@
 //! `Spanned` wrappers for the sake of diagnostics. A problem about a missing key points at the
 //! table that lacks it.
 
+mod store;
+
 use super::shape::{KeyPath, Locator, Parsed, Seg, finish};
 use super::{
     Config, ConfigProblem, EscalationTierConfig, IdentityConfig, ModelConfig, NeedsApproval,
@@ -59,6 +61,7 @@ pub fn check(parsed: &Parsed, text: &str) -> Vec<ConfigProblem> {
     c.escalation(cfg);
     c.notify(&cfg.notify);
     c.ui(&cfg.ui);
+    c.store(&cfg.store);
     finish(c.problems)
 }
 

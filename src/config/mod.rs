@@ -73,6 +73,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub ui: UiConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -453,6 +455,37 @@ pub struct UiConfig {
     /// Desktop notifications through the terminal: `off`, `osc9` or `osc777`. Default `off`.
     #[serde(default)]
     pub desktop: Option<String>,
+}
+
+/// `[store]`: where approvals, runs and the audit log are kept (DESIGN §3, §12).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// The environment variable holding the PostgreSQL URL: the URL carries a password, so
+    /// it is never written in the config file. Default [`DEFAULT_DATABASE_URL_ENV`].
+    #[serde(default)]
+    pub url_env: Option<String>,
+}
+
+pub const DEFAULT_DATABASE_URL_ENV: &str = "GATEHOUSE_DATABASE_URL";
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded default: one data directory (`--data DIR`), one daemon.
+    #[default]
+    Sled,
+    /// A PostgreSQL database named by `url_env`.
+    Postgres,
+}
+
+impl StoreConfig {
+    /// The environment variable naming the database, for `kind = "postgres"`.
+    pub fn url_env(&self) -> &str {
+        self.url_env.as_deref().unwrap_or(DEFAULT_DATABASE_URL_ENV)
+    }
 }
 
 impl Config {

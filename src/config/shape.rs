@@ -26,6 +26,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "escalation",
     "notify",
     "ui",
+    "store",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -281,6 +282,10 @@ fn sections(text: &str) -> Parsed {
                 one(text, value, &path, &mut o.problems),
             ),
             "ui" => set(&mut o.config.ui, one(text, value, &path, &mut o.problems)),
+            "store" => set(
+                &mut o.config.store,
+                one(text, value, &path, &mut o.problems),
+            ),
             "identities" => o.config.identities = each(text, value, &path, o),
             "agents" => o.config.agents = each(text, value, &path, o),
             "tools" => {

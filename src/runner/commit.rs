@@ -65,7 +65,9 @@ impl GroupCommit {
 
     /// Start a flush when there is something to flush and a slot is free.
     pub fn maybe_start(&mut self, syncer: &Syncer) {
-        if self.in_flight.len() >= MAX_IN_FLIGHT || self.open.writes == 0 {
+        if self.in_flight.len() >= MAX_IN_FLIGHT.min(syncer.max_in_flight())
+            || self.open.writes == 0
+        {
             return;
         }
         // Overlap only a batch worth a flush of its own; a small one waits for the running
@@ -74,8 +76,7 @@ impl GroupCommit {
             return;
         }
         let batch = std::mem::take(&mut self.open);
-        let syncer = syncer.clone();
-        let task = tokio::task::spawn_blocking(move || syncer.sync());
+        let task = syncer.commit();
         self.in_flight.push_back(InFlight {
             batch,
             task,

@@ -324,7 +324,7 @@ impl Runner {
         if self.commit.open.writes > 0 && self.failed.is_none() {
             let batch = std::mem::take(&mut self.commit.open);
             let syncer = self.store.syncer();
-            let r = tokio::task::spawn_blocking(move || syncer.sync()).await;
+            let r = syncer.commit().await;
             self.finish_flush(batch, std::time::Instant::now(), r);
         }
         if let Some(reply) = stop {

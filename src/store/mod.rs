@@ -1,48 +1,39 @@
-//! The store: every sled call in gatehouse lives behind this module.
+//! The store: everything gatehouse persists goes through [`Store`], and only this module knows
+//! which database is behind it.
 //!
-//! Layout of a data directory:
-//! - `gatehouse.lock` — held with an exclusive lock while a process uses the directory; holds its PID.
-//! - `GATEHOUSE`      — marker with the schema version, written only after the store is initialised.
-//! - `store/`         — the sled database, one tree with prefixed keys, so that one
-//!   `apply_batch` writes an approval, its pending-index entry, its audit record and its
-//!   idempotency key atomically.
+//! Why an enum and not a trait object: the set of stores is closed and known at build time,
+//! the hot path (one write per submission) keeps static dispatch, iterators that borrow the
+//! store (`audit_rev`, `approvals_after`) need no object-safe contortions, and every store
+//! reports the same [`StoreError`].
 //!
-//! Every value is an envelope `[b'G', schema version, crc32 (LE, 4 bytes), JSON body]`.
-//! Durability: sled 0.34's `flush()` ends in `sync_file_range`, which neither syncs file
-//! metadata nor the device cache, and it writes large values ("blobs") to their own files
-//! without any sync; so [`Syncer::sync`] follows the flush with an fsync of the log file and
-//! of every blob file not yet synced, then the blob directory.
+//! The shape every store follows (what the runner relies on):
+//! - writes (`write_approval`, `write_audit`, `write_run`, `revoke_grant`, `remove_grant`) are
+//!   applied in the runner's order and return at once; they are **not durable** until a
+//!   commit that started after them has finished;
+//! - [`Syncer::commit`] starts that commit without blocking the runner task and hands back a
+//!   task to await: sled flushes and fsyncs on a blocking thread; a networked store would send
+//!   its buffered writes in one transaction there (its own commit instead of flush + fsync);
+//! - the audit record of each write is the write-ahead record: it carries everything needed to
+//!   redo the write, and [`Store::redo_last`] re-applies the newest one at start;
+//! - reads see every write applied before them, committed or not.
 
 mod envelope;
 mod lock;
 mod perms;
-
-pub use perms::umask_for_children;
-
-use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
-use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use uuid::Uuid;
+mod postgres;
+mod sled_store;
 
 pub use envelope::SCHEMA_VERSION;
+pub use perms::umask_for_children;
+pub use postgres::Copied;
 
-const MARKER: &str = "GATEHOUSE";
-const LOCK: &str = "gatehouse.lock";
-const SLED_DIR: &str = "store";
-
-const META_SCHEMA: &[u8] = b"m/schema";
-const P_APPROVAL: u8 = b'a';
-const P_PENDING: u8 = b'p';
-const P_AUDIT: u8 = b'l';
-const P_IDEMPOTENCY: u8 = b'i';
-const P_GRANT: u8 = b'g';
-const P_RUN: u8 = b'r';
-/// Index of runs not yet finished (completed, failed, cancelled), loaded at start.
-const P_ACTIVE_RUN: u8 = b'u';
+use crate::config::{StoreConfig, StoreKind};
+use crate::domain::{Approval, AuditRecord, Grant, Run};
+use postgres::{PgStore, PgSyncer};
+use sled_store::{SledStore, SledSyncer};
+use std::io;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,74 +63,6 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The open store. Cheap to share: the runner owns the only instance that writes.
-pub struct Store {
-    db: sled::Db,
-    dir: PathBuf,
-    syncer: Syncer,
-    _lock: lock::DirLock,
-}
-
-/// Makes everything written so far durable. Runs on a blocking thread during group commit.
-#[derive(Clone)]
-pub struct Syncer {
-    db: sled::Db,
-    log_file: Arc<File>,
-    blob_dir: PathBuf,
-    synced_blobs: Arc<Mutex<HashSet<OsString>>>,
-    /// The blob directory's mtime at the last full scan, kept only once it is older than
-    /// any clock tick: adding a blob changes it, so an unchanged old mtime (one `stat`)
-    /// spares the directory listing. (File times come from the kernel's coarse clock, so a
-    /// blob made in the same tick as a scan would leave a recent mtime unchanged.)
-    blob_dir_mtime: Arc<Mutex<Option<std::time::SystemTime>>>,
-}
-
-impl Syncer {
-    pub fn sync(&self) -> io::Result<()> {
-        self.db.flush().map_err(sled_io)?;
-        self.log_file.sync_all()?;
-        self.sync_new_blobs()
-    }
-
-    fn sync_new_blobs(&self) -> io::Result<()> {
-        let mtime = fs::metadata(&self.blob_dir)?.modified()?;
-        let mut last = self
-            .blob_dir_mtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *last == Some(mtime) {
-            return Ok(());
-        }
-        let mut seen = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut any = false;
-        for entry in fs::read_dir(&self.blob_dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if seen.contains(&name) {
-                continue;
-            }
-            File::open(entry.path())?.sync_all()?;
-            seen.insert(name);
-            any = true;
-        }
-        if any {
-            File::open(&self.blob_dir)?.sync_all()?;
-        }
-        let settled = std::time::SystemTime::now()
-            .duration_since(mtime)
-            .is_ok_and(|age| age > std::time::Duration::from_millis(100));
-        *last = settled.then_some(mtime);
-        Ok(())
-    }
-}
-
-fn sled_io(e: sled::Error) -> io::Error {
-    match e {
-        sled::Error::Io(e) => e,
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 /// A write of one approval change, applied atomically.
 pub struct ApprovalWrite<'a> {
     pub approval: &'a Approval,
@@ -150,604 +73,206 @@ pub struct ApprovalWrite<'a> {
     pub grant: Option<&'a Grant>,
 }
 
-impl Store {
-    /// Open (or initialise) the data directory. Never resets anything silently.
-    pub fn open(dir: &Path) -> Result<Store> {
-        let io_err = |source| StoreError::Io {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        // Before the first file is made: everything in the directory is private from birth.
-        perms::private_umask();
-        fs::create_dir_all(dir).map_err(io_err)?;
-        let lock_path = dir.join(LOCK);
-        let lock_was_there = lock_path.exists();
-        let lock = lock::DirLock::acquire(&lock_path).map_err(|e| match e {
-            lock::LockError::Held(pid) => StoreError::InUse {
-                dir: dir.to_path_buf(),
-                pid,
-            },
-            lock::LockError::Io(e) => io_err(e),
-        })?;
+/// The open store. The runner owns the only instance that writes.
+pub struct Store {
+    backend: Backend,
+}
 
-        // A directory that is not ours is refused as it was found: take our lock file back.
-        let foreign = |why: String| {
-            if !lock_was_there {
-                let _ = fs::remove_file(&lock_path);
-            }
-            StoreError::Foreign {
-                dir: dir.to_path_buf(),
-                why,
-            }
-        };
-        let marker = dir.join(MARKER);
-        let fresh = match fs::read_to_string(&marker) {
-            Ok(text) => {
-                check_marker(dir, &text).map_err(|e| match e {
-                    StoreError::Foreign { why, .. } => foreign(why),
-                    other => other,
-                })?;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let others: Vec<String> = fs::read_dir(dir)
-                    .map_err(io_err)?
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != LOCK && n != SLED_DIR)
-                    .collect();
-                if !others.is_empty() {
-                    let mut shown = others.clone();
-                    shown.sort();
-                    shown.truncate(5);
-                    return Err(foreign(format!(
-                        "no {MARKER} marker, and it holds {}",
-                        shown.join(", ")
-                    )));
-                }
-                if dir.join(SLED_DIR).exists() {
-                    // The marker is written only after the store's metadata is durable and
-                    // before anything is acknowledged, so an initialisation that was cut short
-                    // leaves at most that metadata. A store holding more lost its marker some
-                    // other way (deleted, not copied): refuse instead of wiping it.
-                    let holds_records = {
-                        let db =
-                            open_sled(&dir.join(SLED_DIR)).map_err(|what| StoreError::Corrupt {
-                                dir: dir.to_path_buf(),
-                                what: format!("no {MARKER} marker, and {what}"),
-                            })?;
-                        db.iter()
-                            .keys()
-                            .any(|k| k.map_or(true, |k| k.as_ref() != META_SCHEMA))
-                    };
-                    if holds_records {
-                        return Err(StoreError::Corrupt {
-                            dir: dir.to_path_buf(),
-                            what: format!(
-                                "the {MARKER} marker is missing but the store holds records; \
-                                 if this is a gatehouse data directory, restore the marker"
-                            ),
-                        });
-                    }
-                    tracing::warn!(dir = %dir.display(), "finishing an interrupted initialisation");
-                    fs::remove_dir_all(dir.join(SLED_DIR)).map_err(io_err)?;
-                }
-                true
-            }
-            Err(e) => return Err(io_err(e)),
-        };
+enum Backend {
+    Sled(SledStore),
+    Postgres(PgStore),
+}
 
-        let sled_path = dir.join(SLED_DIR);
-        if !fresh && !sled_path.join("db").is_file() {
-            return Err(StoreError::Corrupt {
-                dir: dir.to_path_buf(),
-                what: "the store's database file store/db is missing".into(),
-            });
-        }
-        let db = open_sled(&sled_path).map_err(|what| StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            what,
-        })?;
-        let log_file = File::open(sled_path.join("db")).map_err(io_err)?;
-        let blob_dir = sled_path.join("blobs");
-        fs::create_dir_all(&blob_dir).map_err(io_err)?;
-        let syncer = Syncer {
-            db: db.clone(),
-            log_file: Arc::new(log_file),
-            blob_dir,
-            synced_blobs: Arc::new(Mutex::new(HashSet::new())),
-            blob_dir_mtime: Arc::new(Mutex::new(None)),
-        };
-        let store = Store {
-            db,
-            dir: dir.to_path_buf(),
-            syncer,
-            _lock: lock,
-        };
+/// Makes everything written so far durable; cheap to clone into the commit task.
+#[derive(Clone)]
+pub struct Syncer {
+    backend: SyncerBackend,
+}
 
-        if fresh {
-            store
-                .db
-                .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())
-                .map_err(|e| store.corrupt(format!("cannot write metadata: {e}")))?;
-            store.syncer.sync().map_err(io_err)?;
-            File::open(&sled_path)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err)?;
-            write_marker(dir).map_err(io_err)?;
-        } else {
-            store.check_meta()?;
+#[derive(Clone)]
+enum SyncerBackend {
+    Sled(SledSyncer),
+    Postgres(PgSyncer),
+}
+
+impl Syncer {
+    /// Start a commit of every write applied so far. The runner task keeps serving meanwhile;
+    /// the writes are durable once the returned task yields `Ok`.
+    pub fn commit(&self) -> tokio::task::JoinHandle<io::Result<()>> {
+        match &self.backend {
+            SyncerBackend::Sled(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || s.sync())
+            }
+            SyncerBackend::Postgres(s) => tokio::spawn(s.clone().commit()),
         }
-        // The blobs that exist at open were synced by whoever wrote them (or are unacknowledged).
-        if let Ok(rd) = fs::read_dir(&store.syncer.blob_dir) {
-            let mut seen = store
-                .syncer
-                .synced_blobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            seen.extend(rd.filter_map(|e| e.ok()).map(|e| e.file_name()));
-        }
-        // Only now that the directory is known to be ours: a foreign one is left as found.
-        perms::tighten(dir).map_err(io_err)?;
-        Ok(store)
     }
 
+    /// How many commits may run at once. They are released in the order they started.
+    pub fn max_in_flight(&self) -> usize {
+        match &self.backend {
+            // sled's flush and fsync are safe from several threads, and a device serves two
+            // syncs better than one after another.
+            SyncerBackend::Sled(_) => 2,
+            // Each transaction checks that it follows the head row: they go one at a time.
+            SyncerBackend::Postgres(_) => 1,
+        }
+    }
+}
+
+/// Forward a call to the store behind [`Store`].
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sled($s) => $e,
+            Backend::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Open (or initialise) the sled data directory. Never resets anything silently.
+    pub fn open(dir: &Path) -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Sled(SledStore::open(dir)?),
+        })
+    }
+
+    /// Open the store the config names: sled in `dir`, or the PostgreSQL database whose URL
+    /// is in the environment variable `url_env`.
+    pub fn open_configured(cfg: &StoreConfig, dir: &Path) -> Result<Store> {
+        match cfg.kind {
+            StoreKind::Sled => Store::open(dir),
+            StoreKind::Postgres => {
+                let var = cfg.url_env();
+                let label = PathBuf::from(format!("postgres (${var})"));
+                let url = std::env::var(var).map_err(|_| StoreError::Io {
+                    dir: label.clone(),
+                    source: io::Error::other(format!(
+                        "[store] kind = \"postgres\" reads the database URL from ${var}, which is not set"
+                    )),
+                })?;
+                let handle = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Io {
+                    dir: label.clone(),
+                    source: io::Error::other("the PostgreSQL store needs a tokio runtime"),
+                })?;
+                let pg = tokio::task::block_in_place(|| handle.block_on(PgStore::open(&url, var)))?;
+                Ok(Store {
+                    backend: Backend::Postgres(pg),
+                })
+            }
+        }
+    }
+
+    /// Where the store lives, for messages.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        each!(self, s => s.dir())
     }
 
     pub fn syncer(&self) -> Syncer {
-        self.syncer.clone()
+        let backend = match &self.backend {
+            Backend::Sled(s) => SyncerBackend::Sled(s.syncer()),
+            Backend::Postgres(s) => SyncerBackend::Postgres(s.syncer()),
+        };
+        Syncer { backend }
     }
 
-    fn corrupt(&self, what: impl Into<String>) -> StoreError {
-        StoreError::Corrupt {
-            dir: self.dir.clone(),
-            what: what.into(),
-        }
-    }
-
-    fn check_meta(&self) -> Result<()> {
-        let raw = self
-            .db
-            .get(META_SCHEMA)
-            .map_err(|e| self.corrupt(format!("cannot read metadata: {e}")))?
-            .ok_or_else(|| {
-                self.corrupt(
-                    "the store has no metadata (it was replaced, truncated or never finished)",
-                )
-            })?;
-        let found: u32 = std::str::from_utf8(&raw)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| self.corrupt("unreadable schema version in the store's metadata"))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                dir: self.dir.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        Ok(())
-    }
-
-    fn decode<T: serde::de::DeserializeOwned>(&self, key: &[u8], raw: &[u8]) -> Result<T> {
-        envelope::decode(raw).map_err(|e| match e {
-            envelope::DecodeError::Newer(found) => StoreError::NewerSchema {
-                dir: self.dir.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            },
-            envelope::DecodeError::Bad(what) => {
-                self.corrupt(format!("record {}: {what}", show_key(key)))
-            }
-        })
-    }
-
-    fn sled<T>(&self, r: sled::Result<T>) -> Result<T> {
-        r.map_err(|e| match e {
-            sled::Error::Io(source) => StoreError::Io {
-                dir: self.dir.clone(),
-                source,
-            },
-            other => self.corrupt(other.to_string()),
-        })
-    }
-
-    /// Write an audit record and the approval change it describes. Not durable until the next sync.
-    ///
-    /// The audit record goes first and carries everything needed to redo the rest (the
-    /// approval snapshot and the idempotency key), so it is the write-ahead record: sled
-    /// recovers a prefix of the log and one thread writes in order, so after a crash only the
-    /// newest record's derived entries can be missing, and [`Store::redo_last`] restores them.
-    /// (sled's `apply_batch` would make this atomic, but it rolls the IO buffer twice per
-    /// batch and wakes all of sled's IO threads each time, which cost two thirds of our
-    /// throughput.)
+    /// Write an audit record and the approval change it describes. Not durable until the
+    /// next commit.
     pub fn write_approval(&self, w: ApprovalWrite<'_>) -> Result<()> {
-        let r = self.db.insert(
-            key(P_AUDIT, &w.audit.seq.to_be_bytes()),
-            envelope::encode(w.audit),
-        );
-        self.sled(r)?;
-        self.apply_derived(w.audit.seq, w.approval, w.idempotency)?;
-        match w.grant {
-            Some(g) => self.put_grant(g),
-            None => Ok(()),
-        }
-    }
-
-    fn put_grant(&self, g: &Grant) -> Result<()> {
-        let r = self.db.insert(grant_key(g), envelope::encode(g));
-        self.sled(r).map(|_| ())
+        each!(self, s => s.write_approval(w))
     }
 
     /// Withdraw a grant: its `grant.revoked` record first, then the entry.
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
-        self.write_audit(record)?;
-        self.remove_grant(g)
+        each!(self, s => s.revoke_grant(record, g))
     }
 
-    /// Drop a grant whose life is over (its run ended, its `grant_ttl` passed, or it was
-    /// stored without an identity by an older version). The record that ended it (the run's
-    /// end, the clock) is the reason; a crash before this is repeated at the next start.
+    /// Drop a grant whose life is over (see the runner's grant handling for the reasons).
     pub fn remove_grant(&self, g: &Grant) -> Result<()> {
-        let r = self.db.remove(grant_key(g));
-        self.sled(r).map(|_| ())
+        each!(self, s => s.remove_grant(g))
     }
 
     pub fn grants(&self) -> Result<Vec<Grant>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([P_GRANT, b'/']) {
-            let (k, v) = self.sled(item)?;
-            out.push(self.decode(&k, &v)?);
-        }
-        Ok(out)
+        each!(self, s => s.grants())
     }
 
-    fn apply_derived(
-        &self,
-        seq: u64,
-        approval: &Approval,
-        idempotency: Option<(&str, &str)>,
-    ) -> Result<()> {
-        let id = approval.id;
-        let pointer = seq.to_be_bytes();
-        if approval.is_pending() {
-            let r = self
-                .db
-                .insert(key(P_PENDING, id.as_bytes()), pointer.as_slice());
-            self.sled(r)?;
-        } else {
-            let r = self
-                .db
-                .insert(key(P_APPROVAL, id.as_bytes()), pointer.as_slice());
-            self.sled(r)?;
-            let r = self.db.remove(key(P_PENDING, id.as_bytes()));
-            self.sled(r)?;
-        }
-        if let Some((who, k)) = idempotency {
-            let r = self
-                .db
-                .insert(idempotency_key(who, k), id.as_bytes().as_slice());
-            self.sled(r)?;
-        }
-        Ok(())
-    }
-
-    /// Re-apply the entries derived from the newest audit record (see [`Store::write_approval`]).
+    /// Re-apply the entries derived from the newest audit record and make them durable.
     pub fn redo_last(&self, last: &AuditRecord) -> Result<()> {
-        let grant: Option<Grant> = last
-            .details
-            .get("grant")
-            .and_then(|g| serde_json::from_value(g.clone()).ok());
-        if let Some(g) = &grant {
-            let r = match last.kind {
-                AuditKind::GrantRevoked => self.db.remove(grant_key(g)),
-                _ => self.db.insert(grant_key(g), envelope::encode(g)),
-            };
-            self.sled(r)?;
-        }
-        let Some(approval) = last.approval() else {
-            return self.syncer.sync().map_err(|source| StoreError::Io {
-                dir: self.dir.clone(),
-                source,
-            });
-        };
-        let key = last.details.get("idempotency_key").and_then(|k| k.as_str());
-        self.apply_derived(
-            last.seq,
-            &approval,
-            key.map(|k| (approval.requested_by.as_str(), k)),
-        )?;
-        self.syncer.sync().map_err(|source| StoreError::Io {
-            dir: self.dir.clone(),
-            source,
-        })
+        each!(self, s => s.redo_last(last))
     }
 
     /// Append an audit record that changes no approval (e.g. a refused decision).
     pub fn write_audit(&self, record: &AuditRecord) -> Result<()> {
-        let r = self.db.insert(
-            key(P_AUDIT, &record.seq.to_be_bytes()),
-            envelope::encode(record),
-        );
-        self.sled(r).map(|_| ())
+        each!(self, s => s.write_audit(record))
     }
 
     /// Write a run's new state with the audit record that describes the step, atomically.
-    ///
-    /// Unlike approvals (the hot path), runs change at the pace of models and tools, so a
-    /// sled batch is cheap here, and it keeps the run and its record from ever disagreeing.
     pub fn write_run(&self, run: &Run, record: &AuditRecord) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            key(P_AUDIT, &record.seq.to_be_bytes()),
-            envelope::encode(record),
-        );
-        batch.insert(key(P_RUN, run.id.as_bytes()), envelope::encode(run));
-        let active = key(P_ACTIVE_RUN, run.id.as_bytes());
-        if run.status.is_finished() {
-            batch.remove(active);
-        } else {
-            batch.insert(active, &[][..]);
-        }
-        let r = self.db.apply_batch(batch);
-        self.sled(r)
+        each!(self, s => s.write_run(run, record))
     }
 
     pub fn run(&self, id: Uuid) -> Result<Option<Run>> {
-        let k = key(P_RUN, id.as_bytes());
-        let r = self.db.get(&k);
-        match self.sled(r)? {
-            Some(raw) => self.decode(&k, &raw).map(Some),
-            None => Ok(None),
-        }
+        each!(self, s => s.run(id))
     }
 
     /// Every run that has not finished, in id (start) order.
     pub fn active_runs(&self) -> Result<Vec<Run>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([P_ACTIVE_RUN, b'/']) {
-            let (k, _) = self.sled(item)?;
-            let id = Uuid::from_slice(&k[2..])
-                .map_err(|_| self.corrupt(format!("bad run index key {}", show_key(&k))))?;
-            let run = self.run(id)?.ok_or_else(|| {
-                self.corrupt(format!("run {id} is indexed as active but missing"))
-            })?;
-            out.push(run);
-        }
-        Ok(out)
+        each!(self, s => s.active_runs())
     }
 
     /// Runs newest first, before `before` (an id cursor), at most `limit`.
     pub fn runs_before(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<Run>> {
-        let start = vec![P_RUN, b'/'];
-        let end = match before {
-            Some(id) => key(P_RUN, id.as_bytes()),
-            None => vec![P_RUN, b'/' + 1],
-        };
-        let mut out = Vec::new();
-        for item in self.db.range(start..end).rev().take(limit) {
-            let (k, v) = self.sled(item)?;
-            out.push(self.decode(&k, &v)?);
-        }
-        Ok(out)
+        each!(self, s => s.runs_before(before, limit))
     }
 
     pub fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
-        for prefix in [P_PENDING, P_APPROVAL] {
-            let k = key(prefix, id.as_bytes());
-            let r = self.db.get(&k);
-            if let Some(raw) = self.sled(r)? {
-                return self.approval_at(&k, &raw, id).map(Some);
-            }
-        }
-        Ok(None)
+        each!(self, s => s.approval(id))
     }
 
-    /// The approval snapshot in the audit record a pointer names.
-    fn approval_at(&self, k: &[u8], pointer: &[u8], id: Uuid) -> Result<Approval> {
-        let seq: [u8; 8] = pointer
-            .try_into()
-            .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(k))))?;
-        let seq = u64::from_be_bytes(seq);
-        let lk = key(P_AUDIT, &seq.to_be_bytes());
-        let r = self.db.get(&lk);
-        let raw = self.sled(r)?.ok_or_else(|| {
-            self.corrupt(format!(
-                "approval {id} points at missing audit record {seq}"
-            ))
-        })?;
-        let record: AuditRecord = self.decode(&lk, &raw)?;
-        match record.approval() {
-            Some(a) if a.id == id => Ok(a),
-            _ => Err(self.corrupt(format!("audit record {seq} does not hold approval {id}"))),
-        }
-    }
-
-    /// Every approval in the pending index, verified.
+    /// Every pending approval, verified.
     pub fn pending(&self) -> Result<Vec<Approval>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([P_PENDING, b'/']) {
-            let (k, pointer) = self.sled(item)?;
-            let id = Uuid::from_slice(&k[2..])
-                .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(&k))))?;
-            let a = self.approval_at(&k, &pointer, id)?;
-            if !a.is_pending() {
-                return Err(self.corrupt(format!(
-                    "approval {id} is indexed as pending but is {}",
-                    a.status.as_str()
-                )));
-            }
-            out.push(a);
-        }
-        Ok(out)
+        each!(self, s => s.pending())
     }
 
     /// Approvals no longer pending, in id (creation) order after `after`.
     pub fn approvals_after(
         &self,
         after: Option<Uuid>,
-    ) -> impl Iterator<Item = Result<Approval>> + '_ {
-        let start = match after {
-            Some(id) => {
-                let mut k = key(P_APPROVAL, id.as_bytes());
-                k.push(0); // strictly after
-                k
-            }
-            None => vec![P_APPROVAL, b'/'],
-        };
-        let end = vec![P_APPROVAL, b'/' + 1];
-        self.db.range(start..end).map(move |item| {
-            let (k, pointer) = self.sled(item)?;
-            let id = Uuid::from_slice(&k[2..])
-                .map_err(|_| self.corrupt(format!("bad approval key {}", show_key(&k))))?;
-            self.approval_at(&k, &pointer, id)
-        })
+    ) -> Box<dyn Iterator<Item = Result<Approval>> + '_> {
+        each!(self, s => Box::new(s.approvals_after(after)))
     }
 
     pub fn idempotent(&self, identity: &str, k: &str) -> Result<Option<Uuid>> {
-        let r = self.db.get(idempotency_key(identity, k));
-        match self.sled(r)? {
-            Some(raw) => Uuid::from_slice(&raw)
-                .map(Some)
-                .map_err(|_| self.corrupt("bad idempotency entry")),
-            None => Ok(None),
-        }
+        each!(self, s => s.idempotent(identity, k))
     }
 
     /// Audit records with `seq > after`, at most `limit`.
     pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let start = key(P_AUDIT, &after.saturating_add(1).to_be_bytes());
-        let end = vec![P_AUDIT, b'/' + 1];
-        let mut out = Vec::new();
-        for item in self.db.range(start..end).take(limit) {
-            let (k, v) = self.sled(item)?;
-            out.push(self.decode(&k, &v)?);
-        }
-        Ok(out)
+        each!(self, s => s.audit_after(after, limit))
     }
 
     /// Audit records from the newest backwards.
-    pub fn audit_rev(&self) -> impl Iterator<Item = Result<AuditRecord>> + '_ {
-        self.db.scan_prefix([P_AUDIT, b'/']).rev().map(move |item| {
-            let (k, v) = self.sled(item)?;
-            self.decode(&k, &v)
-        })
+    pub fn audit_rev(&self) -> Box<dyn Iterator<Item = Result<AuditRecord>> + '_> {
+        each!(self, s => Box::new(s.audit_rev()))
     }
 }
 
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + rest.len());
-    k.push(prefix);
-    k.push(b'/');
-    k.extend_from_slice(rest);
-    k
-}
-
-/// Grants are keyed by identity, run, tool and server. Grants stored by older versions had
-/// no identity: their key (run, tool, server) is kept so they can still be found and dropped.
-fn grant_key(g: &Grant) -> Vec<u8> {
-    let (run, tool, server) = (&g.run_id, &g.tool, g.server.as_deref());
-    let mut out = match &g.identity {
-        Some(identity) => {
-            let mut k = key(P_GRANT, identity.as_bytes());
-            k.push(0);
-            k.push(b'@');
-            k.extend_from_slice(run.as_bytes());
-            k
-        }
-        None => key(P_GRANT, run.as_bytes()),
-    };
-    out.push(0);
-    out.extend_from_slice(tool.as_bytes());
-    out.push(0);
-    out.extend_from_slice(server.unwrap_or("").as_bytes());
-    out
-}
-
-fn idempotency_key(identity: &str, k: &str) -> Vec<u8> {
-    let mut out = key(P_IDEMPOTENCY, identity.as_bytes());
-    out.push(0);
-    out.extend_from_slice(k.as_bytes());
-    out
-}
-
-fn show_key(k: &[u8]) -> String {
-    if k.len() == 18
-        && let Ok(id) = Uuid::from_slice(&k[2..])
-    {
-        return format!("{}/{}", k[0] as char, id);
-    }
-    if k.len() == 10 && k[0] == P_AUDIT {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&k[2..]);
-        return format!("audit seq {}", u64::from_be_bytes(b));
-    }
-    String::from_utf8_lossy(k).into_owned()
-}
-
-fn check_marker(dir: &Path, text: &str) -> Result<()> {
-    let mut lines = text.lines();
-    if lines.next() != Some("gatehouse data directory") {
+/// `gatehouse store copy`: everything in the sled data directory `dir` into the empty
+/// PostgreSQL database whose URL is in `$url_env`.
+pub async fn copy_to_postgres(dir: &Path, url_env: &str) -> Result<Copied> {
+    let url = std::env::var(url_env).map_err(|_| StoreError::Io {
+        dir: PathBuf::from(format!("postgres (${url_env})")),
+        source: io::Error::other(format!("${url_env} (the database URL) is not set")),
+    })?;
+    // Opening would initialise a new store: a mistyped --data must not copy an empty one.
+    if !sled_store::is_data_dir(dir) {
         return Err(StoreError::Foreign {
             dir: dir.to_path_buf(),
-            why: format!("{MARKER} marker is not gatehouse's"),
+            why: "no gatehouse data directory there".into(),
         });
     }
-    let found: u32 = lines
-        .find_map(|l| l.strip_prefix("schema = "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            what: format!("{MARKER} marker has no readable schema version"),
-        })?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema {
-            dir: dir.to_path_buf(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(())
+    let from = SledStore::open(dir)?;
+    let to = PgStore::open(&url, url_env).await?;
+    to.copy_from(&from).await
 }
-
-fn write_marker(dir: &Path) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{MARKER}.tmp"));
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "gatehouse data directory\nschema = {SCHEMA_VERSION}")?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(MARKER))?;
-    File::open(dir)?.sync_all()
-}
-
-/// sled 0.34 can panic on some corrupt files; a panic here must become an error, not a crash.
-fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
-    let path = path.to_path_buf();
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(move || {
-        sled::Config::new()
-            .path(&path)
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-    });
-    std::panic::set_hook(prev);
-    match r {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(format!("sled cannot open it: {e}")),
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("sled failed while reading it: {msg}"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod model_server;
+pub mod postgres;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -167,7 +168,13 @@ pub struct Daemon {
 impl Daemon {
     /// Spawn `serve` and wait (bounded) for `listening on http://…` on its stderr.
     pub fn start(config: &Path, data: &Path) -> Daemon {
+        Daemon::start_with_env(config, data, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. a database URL).
+    pub fn start_with_env(config: &Path, data: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = command()
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config)
             .arg("--data")

@@ -62,7 +62,7 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
     let mut a = approval("primary");
     let b = approval("backup");
     {
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         s.write_approval(ApprovalWrite {
             approval: &a,
             audit: &record(1, &a),
@@ -87,7 +87,7 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
         .unwrap();
         s.syncer().sync().unwrap();
     }
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     let pending = s.pending().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, b.id);
@@ -112,8 +112,8 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
 #[test]
 fn second_open_is_refused_with_pid() {
     let dir = tempfile::tempdir().unwrap();
-    let _s = Store::open(dir.path()).unwrap();
-    let err = Store::open(dir.path()).err().unwrap();
+    let _s = SledStore::open(dir.path()).unwrap();
+    let err = SledStore::open(dir.path()).err().unwrap();
     assert_eq!(
         err.to_string(),
         format!(
@@ -128,7 +128,7 @@ fn second_open_is_refused_with_pid() {
 fn foreign_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "hello").unwrap();
-    let err = Store::open(dir.path()).err().unwrap();
+    let err = SledStore::open(dir.path()).err().unwrap();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
     assert!(
         err.to_string().contains("not a gatehouse data directory"),
@@ -144,7 +144,7 @@ fn garbage_database_is_refused_not_reset() {
     let dir = tempfile::tempdir().unwrap();
     let a = approval("primary");
     {
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         s.write_approval(ApprovalWrite {
             approval: &a,
             audit: &record(1, &a),
@@ -167,7 +167,7 @@ fn garbage_database_is_refused_not_reset() {
             fs::remove_file(p).unwrap();
         }
     }
-    let err = Store::open(dir.path())
+    let err = SledStore::open(dir.path())
         .err()
         .expect("corrupt store must be refused");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
@@ -177,22 +177,22 @@ fn garbage_database_is_refused_not_reset() {
 #[test]
 fn missing_database_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path()).unwrap());
+    drop(SledStore::open(dir.path()).unwrap());
     fs::remove_dir_all(dir.path().join(SLED_DIR)).unwrap();
-    let err = Store::open(dir.path()).err().unwrap();
+    let err = SledStore::open(dir.path()).err().unwrap();
     assert!(err.to_string().contains("store/db is missing"), "{err}");
 }
 
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path()).unwrap());
+    drop(SledStore::open(dir.path()).unwrap());
     fs::write(
         dir.path().join(MARKER),
         "gatehouse data directory\nschema = 99\n",
     )
     .unwrap();
-    let err = Store::open(dir.path()).err().unwrap();
+    let err = SledStore::open(dir.path()).err().unwrap();
     assert!(
         matches!(err, StoreError::NewerSchema { found: 99, .. }),
         "{err}"
@@ -202,7 +202,7 @@ fn newer_schema_is_refused() {
 #[test]
 fn checksum_mismatch_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     let a = approval("primary");
     s.write_approval(ApprovalWrite {
         approval: &a,
@@ -227,7 +227,7 @@ fn redo_restores_entries_a_crash_cut_short() {
     let mut a = approval("primary");
     let r2;
     {
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         s.write_approval(ApprovalWrite {
             approval: &a,
             audit: &record(1, &a),
@@ -246,7 +246,7 @@ fn redo_restores_entries_a_crash_cut_short() {
             "before redo the index is stale"
         );
     }
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     s.redo_last(&r2).unwrap();
     assert!(s.pending().unwrap().is_empty());
     assert_eq!(
@@ -258,7 +258,7 @@ fn redo_restores_entries_a_crash_cut_short() {
 #[test]
 fn large_values_go_to_blobs_and_are_synced() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     let mut a = approval("primary");
     a.arguments
         .insert("blob".into(), json!("x".repeat(900 * 1024)));
@@ -277,7 +277,7 @@ fn large_values_go_to_blobs_and_are_synced() {
     assert!(on_disk > 0, "a 900 KiB value should be a sled blob");
     assert_eq!(synced, on_disk);
     drop(s);
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(
         s.approval(a.id).unwrap().unwrap().arguments["blob"]
             .as_str()
@@ -292,7 +292,7 @@ fn large_values_go_to_blobs_and_are_synced() {
 #[ignore]
 fn commit_cost() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
     let mut seq = 0;
     let (mut t_flush, mut t_fsync, mut t_blobs) = (0.0, 0.0, 0.0);
     let rounds = 500;
