@@ -1,6 +1,7 @@
 //! The runner's in-memory state and its command loop.
 
 mod deadlines;
+use deadlines::after;
 mod grants;
 mod runs;
 
