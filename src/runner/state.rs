@@ -7,6 +7,8 @@ mod grants;
 mod quorum;
 mod runs;
 
+use deadlines::after;
+
 use super::commit::{Deferred, GroupCommit};
 use super::*;
 use crate::config::RuleAction;

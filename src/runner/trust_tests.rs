@@ -536,3 +536,38 @@ fn an_idempotent_replay_after_an_edit_compares_the_requested_arguments() {
         );
     });
 }
+
+#[test]
+fn durations_past_the_calendar_end_are_the_end_of_time_not_a_panic() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = TestClock::new();
+        let mut cfg = four_and_four(&clock);
+        for t in &mut cfg.tiers {
+            t.after = Duration::from_secs(u64::MAX / 2);
+        }
+        cfg.grant_ttl = Duration::MAX;
+        let h = runner(dir.path(), PolicySet::empty(), cfg);
+        let a = h
+            .submit("bot", in_run("run-1", "t"))
+            .await
+            .unwrap()
+            .approval;
+        assert_eq!(a.expires_at, Some(chrono::DateTime::<chrono::Utc>::MAX_UTC));
+        let mut d = decision(a.id);
+        d.scope = Some("run".into());
+        h.decide("alice", d).await.unwrap();
+        let g = h.grants().await.unwrap();
+        assert_eq!(
+            g[0].expires_at,
+            Some(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        );
+    });
+}
+
+#[test]
+fn the_end_of_time_survives_the_store() {
+    let end = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+    let text = serde_json::to_string(&end).unwrap();
+    assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), end);
+}

@@ -13,8 +13,13 @@ pub(super) struct Plan {
     pub expires_at: Timestamp,
 }
 
-fn after(from: Timestamp, d: Duration) -> Timestamp {
-    from + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `d` after `from`; a duration past the calendar's end (a config may say "1000000y") is
+/// the end of time, never a panic.
+pub(super) fn after(from: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| from.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 impl Runner {
@@ -32,7 +37,11 @@ impl Runner {
         submitted: Option<Duration>,
     ) -> Plan {
         let tiers = &self.cfg.tiers;
-        let chain_end = tier.map(|i| tiers[i..].iter().map(|t| t.after).sum::<Duration>());
+        let chain_end = tier.map(|i| {
+            tiers[i..]
+                .iter()
+                .fold(Duration::ZERO, |sum, t| sum.saturating_add(t.after))
+        });
         let operator = match (rule_timeout, chain_end) {
             (Some(t), Some(end)) => t.min(end),
             (Some(t), None) => t,

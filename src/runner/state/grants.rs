@@ -72,9 +72,7 @@ impl Runner {
     pub(super) fn new_grant(&self, who: &str, a: &Approval, run_id: String) -> Grant {
         let now = self.now();
         // A gatehouse run ends the grant itself; an external run id has no end we can see.
-        let expires_at = (!self.is_active_run(&run_id)).then(|| {
-            now + chrono::Duration::from_std(self.cfg.grant_ttl).unwrap_or(chrono::Duration::MAX)
-        });
+        let expires_at = (!self.is_active_run(&run_id)).then(|| after(now, self.cfg.grant_ttl));
         Grant {
             identity: Some(a.requested_by.clone()),
             run_id,
