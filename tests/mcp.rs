@@ -325,7 +325,10 @@ async fn servers_that_cannot_start_fail_clearly_and_are_retried() {
 async fn a_call_that_takes_too_long_times_out() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().canonicalize().expect("canonical temp dir");
-    // No real call answers within a millisecond.
+    // No real call answers within a millisecond; reading 32 MiB takes the server far longer
+    // (an empty directory's listing once came back in time on a loaded machine).
+    let big = root.join("big.txt");
+    std::fs::write(&big, "x".repeat(32 << 20)).expect("write a big file");
     let options = McpOptions {
         call_timeout: Duration::from_millis(1),
         ..McpOptions::default()
@@ -336,12 +339,12 @@ async fn a_call_that_takes_too_long_times_out() {
     assert_eq!(before.state, McpServerState::Ready, "{before:?}");
 
     let out = servers
-        .call("fs", "list_directory", args(json!({"path": root})))
+        .call("fs", "read_text_file", args(json!({"path": big})))
         .await;
     assert_eq!(
         out,
         ToolOutput::Error(
-            "mcp server \"fs\": tool \"list_directory\" did not answer within 1ms".into()
+            "mcp server \"fs\": tool \"read_text_file\" did not answer within 1ms".into()
         )
     );
     // A slow call is not a dead server.
