@@ -12,18 +12,7 @@ use std::path::Path;
 
 /// Read, parse and check a config file. Every problem found is returned, each with its line.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        problems: vec![ConfigProblem {
-            line: 0,
-            key: "file".into(),
-            message: format!("cannot read: {e}"),
-        }],
-    })?;
-    parse(&text).map_err(|problems| ConfigError {
-        file: path.to_path_buf(),
-        problems,
-    })
+    Config::load_with(path, parse)
 }
 
 /// Parse and check config text.

@@ -440,11 +440,7 @@ pub async fn decide(
             },
         )
         .await
-        .inspect_err(|e| {
-            if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
-                state.inner.counters.refused(StatusCode::FORBIDDEN);
-            }
-        })?;
+        .inspect_err(|e| count_forbidden(&state, e))?;
     Ok(approval_response(StatusCode::OK, &a))
 }
 
@@ -515,12 +511,15 @@ pub async fn escalate(
         .runner
         .escalate(&who.name, id)
         .await
-        .inspect_err(|e| {
-            if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
-                state.inner.counters.refused(StatusCode::FORBIDDEN);
-            }
-        })?;
+        .inspect_err(|e| count_forbidden(&state, e))?;
     Ok(approval_response(StatusCode::OK, &a))
+}
+
+/// A runner's 403 (not a reviewer of the queue, self-approval) counts as a refusal.
+fn count_forbidden(state: &ApiState, e: &crate::runner::RunnerError) {
+    if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
+        state.inner.counters.refused(StatusCode::FORBIDDEN);
+    }
 }
 
 /// `POST /v1/approvals/{id}/cancel`: the submitter withdraws its own pending approval (a hook

@@ -58,23 +58,32 @@ pub async fn run(action: Action) -> Result<(), Failure> {
     }
 }
 
-async fn export(
-    local: CommonArgs,
-    connect: Option<String>,
-    token_env: String,
-) -> Result<(), Failure> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut last: Option<AuditRecord> = None;
-    let mut count = 0u64;
-    let write = |r: &AuditRecord, out: &mut dyn Write| -> Result<(), Failure> {
-        let line = serde_json::to_string(r).map_err(|e| Failure::runtime(e.to_string()))?;
-        writeln!(out, "{line}").map_err(|e| Failure::runtime(format!("writing the export: {e}")))
-    };
-    match super::connect_url(connect.as_ref(), &local) {
-        Some(url) => {
-            let remote = Remote::new(&url, &token_env)?;
-            let mut after = 0u64;
-            loop {
+/// Where an audit log is read from: a running daemon (`--connect`, or `$GATEHOUSE_URL`), or
+/// the data directory of a stopped one (read only: no runner, so nothing, an overdue expiry
+/// say, is written).
+pub(super) enum LogSource {
+    Daemon(Remote),
+    Directory(Store),
+}
+
+impl LogSource {
+    /// `in_use_hint` is added when a running daemon holds the directory.
+    pub(super) fn open(
+        connect: Option<&String>,
+        local: &CommonArgs,
+        token_env: &str,
+        in_use_hint: &str,
+    ) -> Result<LogSource, Failure> {
+        match super::connect_url(connect, local) {
+            Some(url) => Ok(LogSource::Daemon(Remote::new(&url, token_env)?)),
+            None => Ok(LogSource::Directory(open_store(local, in_use_hint)?)),
+        }
+    }
+
+    /// The records after `after`, a page at a time, and whether more follow.
+    pub(super) async fn page(&self, after: u64) -> Result<(Vec<AuditRecord>, bool), Failure> {
+        match self {
+            LogSource::Daemon(remote) => {
                 let (code, v) = remote
                     .call(
                         Method::GET,
@@ -90,39 +99,59 @@ async fn export(
                 }
                 let records: Vec<AuditRecord> = serde_json::from_value(v["records"].clone())
                     .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))?;
-                for r in &records {
-                    write(r, &mut out)?;
-                    after = r.seq;
-                    count += 1;
-                }
-                last = records.last().cloned().or(last);
-                if v["next"].is_null() {
-                    break;
-                }
+                let more = !v["next"].is_null() && !records.is_empty();
+                Ok((records, more))
             }
-        }
-        None => {
-            // Read the store only: no runner, so nothing (an overdue expiry, say) is written.
-            let store = open_store(
-                &local,
-                "; export from the running daemon instead: gatehouse audit export --connect URL",
-            )?;
-            let mut after = 0u64;
-            loop {
+            LogSource::Directory(store) => {
                 let records = store
                     .audit_after(after, PAGE)
                     .map_err(|e| Failure::runtime(e.to_string()))?;
-                for r in &records {
-                    write(r, &mut out)?;
-                    after = r.seq;
-                    count += 1;
-                }
-                let done = records.len() < PAGE;
-                last = records.last().cloned().or(last);
-                if done {
-                    break;
-                }
+                let more = records.len() == PAGE;
+                Ok((records, more))
             }
+        }
+    }
+
+    /// The whole log, in order.
+    pub(super) async fn all(&self) -> Result<Vec<AuditRecord>, Failure> {
+        let mut out: Vec<AuditRecord> = Vec::new();
+        loop {
+            let after = out.last().map_or(0, |r| r.seq);
+            let (page, more) = self.page(after).await?;
+            out.extend(page);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+async fn export(
+    local: CommonArgs,
+    connect: Option<String>,
+    token_env: String,
+) -> Result<(), Failure> {
+    let source = LogSource::open(
+        connect.as_ref(),
+        &local,
+        &token_env,
+        "; export from the running daemon instead: gatehouse audit export --connect URL",
+    )?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut last: Option<AuditRecord> = None;
+    let mut count = 0u64;
+    loop {
+        let after = last.as_ref().map_or(0, |r| r.seq);
+        let (records, more) = source.page(after).await?;
+        for r in &records {
+            let line = serde_json::to_string(r).map_err(|e| Failure::runtime(e.to_string()))?;
+            writeln!(out, "{line}")
+                .map_err(|e| Failure::runtime(format!("writing the export: {e}")))?;
+            count += 1;
+        }
+        last = records.last().cloned().or(last);
+        if !more {
+            break;
         }
     }
     let t = Trailer {

@@ -1,13 +1,10 @@
 //! `gatehouse policy replay`: what a policy change would do to the requests already recorded.
 
-use super::remote::{Remote, error_message};
-use super::{Failure, data_dir};
-use crate::domain::AuditRecord;
+use super::audit::LogSource;
+use super::{CommonArgs, Failure};
 use crate::policy::PolicySet;
 use crate::policy::replay::{ReplayConfig, Report, replay};
-use crate::store::Store;
 use clap::Subcommand;
-use reqwest::Method;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,10 +52,15 @@ pub async fn run(action: Action) -> Result<(), Failure> {
     let policies = PolicySet::compile(&cfg.policies)
         .map_err(|p| Failure::usage(format!("{}: {p:?}", config.display())))?;
     let rc = ReplayConfig::from_config(&cfg).map_err(|e| Failure::usage(e.to_string()))?;
-    let records = match connect {
-        Some(url) => remote_log(&url, &token_env).await?,
-        None => local_log(data.as_ref())?,
-    };
+    let local = CommonArgs { config: None, data };
+    let records = LogSource::open(
+        connect.as_ref(),
+        &local,
+        &token_env,
+        " (for a running daemon use --connect URL with a reviewer's token)",
+    )?
+    .all()
+    .await?;
     let since_at = match since {
         Some(d) => Some(
             crate::domain::now()
@@ -117,55 +119,4 @@ fn render(report: &Report, config: &std::path::Path, since: Option<Duration>) ->
         );
     }
     o
-}
-
-const PAGE: usize = 1000;
-
-fn local_log(data: Option<&PathBuf>) -> Result<Vec<AuditRecord>, Failure> {
-    let dir = data_dir(data)?;
-    let store = Store::open(&dir).map_err(|e| {
-        Failure::runtime(format!(
-            "{e} (for a running daemon use --connect URL with a reviewer's token)"
-        ))
-    })?;
-    let mut out = Vec::new();
-    loop {
-        let after = out.last().map(|r: &AuditRecord| r.seq).unwrap_or(0);
-        let page = store
-            .audit_after(after, PAGE)
-            .map_err(|e| Failure::runtime(e.to_string()))?;
-        let done = page.len() < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
-async fn remote_log(url: &str, token_env: &str) -> Result<Vec<AuditRecord>, Failure> {
-    let remote = Remote::new(url, token_env)?;
-    let mut out: Vec<AuditRecord> = Vec::new();
-    loop {
-        let after = out.last().map(|r| r.seq).unwrap_or(0);
-        let (code, v) = remote
-            .call(
-                Method::GET,
-                &format!("/v1/audit?after={after}&limit={PAGE}"),
-                None,
-            )
-            .await?;
-        if code != 200 {
-            return Err(Failure::runtime(format!(
-                "{} (HTTP {code})",
-                error_message(&v)
-            )));
-        }
-        let page: Vec<AuditRecord> = serde_json::from_value(v["records"].clone())
-            .map_err(|e| Failure::runtime(format!("unexpected answer: {e}")))?;
-        let done = v["next"].is_null() || page.is_empty();
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
 }

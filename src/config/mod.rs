@@ -489,9 +489,28 @@ impl StoreConfig {
 }
 
 impl Config {
+    /// Each identity's roles, by name (what CEL sees as `identity.roles`).
+    pub fn roles_by_identity(&self) -> BTreeMap<String, Vec<String>> {
+        self.identities
+            .iter()
+            .map(|i| {
+                let roles = i.roles.iter().map(|r| r.get_ref().clone()).collect();
+                (i.name.get_ref().clone(), roles)
+            })
+            .collect()
+    }
+
     /// Parse and check a config file as far as the config module can tell (its syntax, shape
     /// and references). `crate::preflight::load` checks everything; programs use that.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, Self::parse)
+    }
+
+    /// Read `path` and give its text to `parse`; problems come back naming the file.
+    pub fn load_with(
+        path: &Path,
+        parse: impl FnOnce(&str) -> Result<Config, Vec<ConfigProblem>>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             problems: vec![ConfigProblem {
@@ -500,7 +519,7 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }],
         })?;
-        Self::parse(&text).map_err(|problems| ConfigError {
+        parse(&text).map_err(|problems| ConfigError {
             file: path.to_path_buf(),
             problems,
         })

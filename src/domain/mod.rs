@@ -205,6 +205,15 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// The reason its decision gives, or "no reason given": what an agent is told.
+    pub fn decision_reason(&self) -> String {
+        self.decision
+            .as_ref()
+            .and_then(|d| d.reason.clone())
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "no reason given".into())
+    }
+
     pub fn is_pending(&self) -> bool {
         self.status == ApprovalStatus::Pending
     }

@@ -89,14 +89,7 @@ impl ReplayConfig {
                 .iter()
                 .map(|s| (s.name.get_ref().clone(), s.clone()))
                 .collect(),
-            roles: cfg
-                .identities
-                .iter()
-                .map(|i| {
-                    let roles = i.roles.iter().map(|r| r.get_ref().clone()).collect();
-                    (i.name.get_ref().clone(), roles)
-                })
-                .collect(),
+            roles: cfg.roles_by_identity(),
         })
     }
 }

@@ -121,14 +121,7 @@ impl RunnerConfig {
                 .flat_map(|p| p.rules.iter())
                 .filter_map(|r| r.queue.clone())
                 .collect(),
-            identities: cfg
-                .identities
-                .iter()
-                .map(|i| {
-                    let roles = i.roles.iter().map(|r| r.get_ref().clone()).collect();
-                    (i.name.get_ref().clone(), roles)
-                })
-                .collect(),
+            identities: cfg.roles_by_identity(),
             clock: Clock::default(),
             recent_limit: 200,
             webhook: cfg.notify.webhook.clone(),

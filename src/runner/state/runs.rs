@@ -520,7 +520,7 @@ impl Runner {
                     "The outcome of this call is unknown: gatehouse stopped while it was running, \
                      and it was not run again ({}: {}).",
                     decided_by(a),
-                    reason_of(a)
+                    a.decision_reason()
                 )),
             },
             _ => call_state_for(a, proposed),
@@ -858,9 +858,9 @@ fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
         ApprovalStatus::Denied => {
             let by = decided_by(a);
             let message = if by.starts_with("policy:") {
-                format!("The policy denied this action: {}", reason_of(a))
+                format!("The policy denied this action: {}", a.decision_reason())
             } else {
-                format!("The reviewer denied this action: {}", reason_of(a))
+                format!("The reviewer denied this action: {}", a.decision_reason())
             };
             CallState::Denied {
                 approval_id: Some(a.id),
@@ -873,13 +873,13 @@ fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
             by: decided_by(a),
             message: format!(
                 "No reviewer decided in time, so this action was not taken: {}",
-                reason_of(a)
+                a.decision_reason()
             ),
         },
         ApprovalStatus::Cancelled => CallState::Denied {
             approval_id: Some(a.id),
             by: decided_by(a),
-            message: format!("This action was cancelled: {}", reason_of(a)),
+            message: format!("This action was cancelled: {}", a.decision_reason()),
         },
     }
 }
@@ -888,12 +888,4 @@ fn decided_by(a: &Approval) -> String {
     a.decision
         .as_ref()
         .map_or_else(|| "gatehouse".to_string(), |d| d.by.clone())
-}
-
-fn reason_of(a: &Approval) -> String {
-    a.decision
-        .as_ref()
-        .and_then(|d| d.reason.clone())
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| "no reason given".into())
 }

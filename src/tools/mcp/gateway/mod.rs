@@ -168,22 +168,14 @@ impl GatewaySession {
             ApprovalStatus::Approved => Outcome::Run(approval.arguments),
             ApprovalStatus::Cancelled => Outcome::Refused(format!(
                 "The approval was cancelled: {}",
-                reason_of(&approval)
+                approval.decision_reason()
             )),
             _ => Outcome::Refused(format!(
                 "The reviewer denied this action: {}",
-                reason_of(&approval)
+                approval.decision_reason()
             )),
         }
     }
-}
-
-fn reason_of(a: &Approval) -> String {
-    a.decision
-        .as_ref()
-        .and_then(|d| d.reason.clone())
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| "no reason given".into())
 }
 
 fn refusal(text: String) -> CallToolResponse {
