@@ -186,27 +186,7 @@ pub fn render_transcript(
             return;
         }
         let lines = transcript_lines(st, theme, inner.width as usize);
-        let rows = inner.height as usize;
-        let scroll = t.scroll.min(lines.len().saturating_sub(rows));
-        for (i, line) in lines.iter().skip(scroll).take(rows).enumerate() {
-            buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
-        }
-        if lines.len() > rows {
-            let pos = format!(
-                " {}-{}/{} ",
-                scroll + 1,
-                (scroll + rows).min(lines.len()),
-                lines.len()
-            );
-            let x = area.x + area.width.saturating_sub(pos.width() as u16 + 2);
-            buf.set_stringn(
-                x,
-                area.y + area.height - 1,
-                pos,
-                area.width as usize,
-                theme.style(Role::Muted),
-            );
-        }
+        super::panes::draw_scrolled(buf, area, inner, &lines, t.scroll, theme.style(Role::Muted));
     }
 }
 

@@ -16,7 +16,6 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 use serde_json::Value;
-use unicode_width::UnicodeWidthStr;
 
 /// Untrusted text as spans: escapes in the escape style.
 pub(in crate::tui) fn untrusted(
@@ -497,31 +496,8 @@ pub(super) fn render_detail(
         return;
     }
     let d = detail_lines(st, a, theme, inner.width as usize);
-    let lines = &d.lines;
-    let rows = inner.height as usize;
-    let max_scroll = lines.len().saturating_sub(rows);
-    let scroll = full
-        .map_or(st.dashboard.detail_scroll, |f| f.scroll)
-        .min(max_scroll);
-    for (i, line) in lines.iter().skip(scroll).take(rows).enumerate() {
-        buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
-    }
-    if lines.len() > rows {
-        let pos = format!(
-            " {}-{}/{} ",
-            scroll + 1,
-            (scroll + rows).min(lines.len()),
-            lines.len()
-        );
-        let x = area.x + area.width.saturating_sub(pos.width() as u16 + 2);
-        buf.set_stringn(
-            x,
-            area.y + area.height - 1,
-            pos,
-            area.width as usize,
-            theme.style(Role::Muted),
-        );
-    }
+    let scroll = full.map_or(st.dashboard.detail_scroll, |f| f.scroll);
+    super::draw_scrolled(buf, area, inner, &d.lines, scroll, theme.style(Role::Muted));
 }
 
 #[cfg(test)]

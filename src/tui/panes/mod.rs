@@ -142,6 +142,43 @@ pub(super) fn col(s: &str, w: usize) -> String {
 }
 
 /// Truncate (with `…`) or pad `s` to exactly `w` columns.
+/// Lines `scroll..` of `lines` into `inner` (`scroll` clamped so the last line can reach the
+/// bottom), and, when they do not all fit, where the view is (` 3-12/40 `) on the bottom
+/// border of `area`. Returns the scroll used.
+pub fn draw_scrolled(
+    buf: &mut Buffer,
+    area: Rect,
+    inner: Rect,
+    lines: &[Line<'_>],
+    scroll: usize,
+    mark: ratatui::style::Style,
+) -> usize {
+    let rows = inner.height as usize;
+    let scroll = scroll.min(lines.len().saturating_sub(rows));
+    for (i, line) in lines.iter().skip(scroll).take(rows).enumerate() {
+        buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+    }
+    position_mark(buf, area, scroll, rows, lines.len(), mark);
+    scroll
+}
+
+/// ` FIRST-LAST/TOTAL ` on the bottom border of `area`, when `total` lines do not fit in `rows`.
+pub fn position_mark(
+    buf: &mut Buffer,
+    area: Rect,
+    scroll: usize,
+    rows: usize,
+    total: usize,
+    style: ratatui::style::Style,
+) {
+    if total <= rows || area.height == 0 {
+        return;
+    }
+    let pos = format!(" {}-{}/{} ", scroll + 1, (scroll + rows).min(total), total);
+    let x = area.x + area.width.saturating_sub(pos.width() as u16 + 2);
+    buf.set_stringn(x, area.y + area.height - 1, pos, area.width as usize, style);
+}
+
 pub fn fit(s: &str, w: usize) -> String {
     let mut out = String::new();
     let mut cols = 0;

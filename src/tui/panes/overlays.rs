@@ -135,18 +135,12 @@ pub(super) fn render_help(
         let max = wrapped.len().saturating_sub(rows);
         let scroll = h.scroll.min(max);
         if over {
-            let pos = format!(
-                " {}-{}/{} ",
-                scroll + 1,
-                (scroll + rows).min(wrapped.len()),
-                wrapped.len()
-            );
-            let x = r.x + r.width.saturating_sub(pos.width() as u16 + 2);
-            buf.set_stringn(
-                x,
-                r.y + r.height - 1,
-                pos,
-                r.width as usize,
+            super::position_mark(
+                buf,
+                r,
+                scroll,
+                rows,
+                wrapped.len(),
                 theme.style(Role::Focus),
             );
         }
