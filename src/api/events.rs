@@ -15,12 +15,22 @@ use tokio::sync::mpsc;
 
 const REPLAY_PAGE: usize = 1000;
 
+/// Response header of `GET /v1/events`: the sequence number of the newest durable event when
+/// the stream was opened; everything after it comes on the stream.
+pub const POSITION_HEADER: &str = "x-gatehouse-position";
+
 pub async fn stream(
     State(state): State<ApiState>,
     Caller(who): Caller,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+) -> Result<
+    (
+        [(&'static str, String); 1],
+        Sse<impl Stream<Item = Result<sse::Event, Infallible>>>,
+    ),
+    ApiError,
+> {
     if !who.has(Role::Reviewer) {
         state
             .inner
@@ -104,7 +114,12 @@ pub async fn stream(
             .event(e.kind.event_name())
             .data(data))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    // Where the stream starts: a client that loses the link before the first event resumes
+    // from here, not from the beginning of the log.
+    Ok((
+        [(POSITION_HEADER, position.to_string())],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
 }
 
 /// Send every stored event after `last`, advancing it. Err when the client is gone.

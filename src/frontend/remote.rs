@@ -222,8 +222,16 @@ async fn events(
         {
             return;
         }
-        // First connection: the stream starts now, so the picture so far comes from a list.
-        // Reconnections resume the stream instead and need none.
+        // First connection: the stream starts at the position the daemon names, so the picture
+        // so far comes from a list (taken after the stream opened, so it misses nothing), and a
+        // link lost before the first event resumes from that position, never from the start of
+        // the log. Reconnections resume the stream instead and need no list.
+        let position: u64 = resp
+            .headers()
+            .get("x-gatehouse-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if last.is_none() {
             match pending(&requests, &base, &token).await {
                 Ok(pending) => {
@@ -239,7 +247,7 @@ async fn events(
                     if tx.send(snap).await.is_err() {
                         return;
                     }
-                    last = Some(0);
+                    last = Some(position);
                 }
                 Err(e) => {
                     attempt += 1;
