@@ -48,6 +48,15 @@ async fn one_identity_cannot_hold_more_than_its_waits() {
     let r = api.get(Some(BOT), &path).await;
     assert_eq!(r.expect_error(429), "too_many_waits", "{r:?}");
     assert_eq!(r.headers["retry-after"], "1", "{r:?}");
+    // The MCP gateway's requests count too (checked before anything else about them).
+    let r = api
+        .post(
+            Some(BOT),
+            "/mcp",
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        )
+        .await;
+    assert_eq!(r.expect_error(429), "too_many_waits", "{r:?}");
     // Plain reads are not waits, and other identities keep their own slots.
     let r = api.get(Some(BOT), &format!("/v1/approvals/{id}")).await;
     assert_eq!(r.status, 200, "{r:?}");

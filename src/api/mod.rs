@@ -214,11 +214,22 @@ async fn mcp(
     if !who.has(Role::Agent) {
         return routes::forbid(&state, &who, Role::Agent, "use the MCP gateway").into_response();
     }
+    // An MCP request (a call waiting for its reviewer, a notification stream) holds one of the
+    // identity's wait slots until its response body ends.
+    let slot = match state.inner.wait_permit(&who.name) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let Some(gateway) = state.inner.gateway.clone() else {
         return ApiError::not_found(
             "no MCP server is exposed (set expose = true on an [[mcp_servers]] entry)",
         )
         .into_response();
     };
-    gateway.handle(who, req).await
+    let (parts, body) = gateway.handle(who, req).await.into_parts();
+    let body = futures::StreamExt::map(body.into_data_stream(), move |chunk| {
+        let _held = &slot;
+        chunk
+    });
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(body))
 }
