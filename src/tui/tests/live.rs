@@ -337,18 +337,6 @@ fn history_is_bounded() {
     assert_eq!(st.history_len(), crate::tui::state::HISTORY_LEN);
 }
 
-/// `cargo test --release --lib tui::tests::bench_100k -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn bench_100k() {
-    for (w, h) in [(120u16, 35u16), (80, 24)] {
-        let d = crate::tui::bench_render(100_000, w, h, 500);
-        println!("bench_render(100_000, {w}, {h}, 500): {d:?} per frame");
-    }
-    let d = crate::tui::bench_render(10, 120, 35, 500);
-    println!("bench_render(10, 120, 35, 500): {d:?} per frame");
-}
-
 /// Bytes the console writes per idle second: one frame per second (the countdown tick), of
 /// which only changed cells are written. Printed for the notes; asserted under 200.
 #[test]
