@@ -184,12 +184,7 @@ async fn deny_blocks_the_command_and_tells_the_model_why() {
     let cmd = s.command(&m, &hook_command("claude-code", &d.url, ""), BOT);
     let host = tokio::task::spawn_blocking(move || run_host(cmd));
 
-    let a = wait_approval(&api, "pending", HOST_TIMEOUT).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let r = api
-        .decide(ALICE, &id, "deny", Some("not during the freeze"))
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
+    decide_waiting(&api, "deny", Some("not during the freeze")).await;
     let out = host.await.unwrap();
     assert!(
         !s.marker().exists(),

@@ -154,16 +154,7 @@ async fn deny_blocks_the_command_and_tells_the_model_why() {
     let m = model(touch());
     let cmd = s.command(&m, &hook_command("codex", &d.url, ""));
     let host = tokio::task::spawn_blocking(move || run_host(cmd));
-    let a = wait_approval(&api, "pending", HOST_TIMEOUT).await;
-    let r = api
-        .decide(
-            ALICE,
-            a["id"].as_str().unwrap(),
-            "deny",
-            Some("not in this repo"),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
+    decide_waiting(&api, "deny", Some("not in this repo")).await;
     let out = host.await.unwrap();
     assert!(!s.marker().exists(), "{out:?}");
     let sent = function_output(&m);

@@ -100,6 +100,16 @@ pub async fn wait_approval(api: &Api, status: &str, limit: Duration) -> Value {
     }
 }
 
+/// Wait for the call the host waits on, decide it as alice (`verdict`, `reason`) and return it
+/// as it was while pending.
+pub async fn decide_waiting(api: &Api, verdict: &str, reason: Option<&str>) -> Value {
+    let a = wait_approval(api, "pending", HOST_TIMEOUT).await;
+    let id = a["id"].as_str().expect("an approval id");
+    let r = api.decide(ALICE, id, verdict, reason).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    a
+}
+
 /// The test config plus these TOML lines (policies for the hosts' tools).
 pub fn hook_config(extra: &str) -> String {
     format!("{}\n{extra}\n", config_text())
