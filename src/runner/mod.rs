@@ -8,6 +8,7 @@
 
 mod commit;
 mod handle;
+mod ledger;
 mod state;
 
 pub use handle::RunnerHandle;

@@ -73,7 +73,7 @@ impl Runner {
         let next = self.cfg.tiers[tier + 1].clone();
         let id = current.id;
         if let Some(old) = current.next_deadline() {
-            self.deadlines.remove(&(old, id));
+            self.approvals.deadlines.remove(&(old, id));
         }
         let mut a = current;
         let from_queue = std::mem::replace(&mut a.queue, next.queue.clone());
@@ -103,16 +103,16 @@ impl Runner {
             })
             .unwrap_or_default();
         let reason = format!("{why}; escalated to {}{expiry}", next.queue);
-        self.commit.notice(Notice::new(
+        self.ledger.commit.notice(Notice::new(
             AuditKind::ApprovalEscalated,
             &a,
             next.reviewers.clone(),
             reason,
         ));
         if let Some(at) = a.next_deadline() {
-            self.deadlines.insert((at, id));
+            self.approvals.deadlines.insert((at, id));
         }
-        self.pending.insert(id, a.clone());
+        self.approvals.pending.insert(id, a.clone());
         Ok(a)
     }
 
@@ -123,8 +123,8 @@ impl Runner {
         who: &str,
         id: Uuid,
     ) -> Result<Approval, RunnerError> {
-        let Some(current) = self.pending.get(&id).cloned() else {
-            return match self.store.approval(id).map_err(store_err)? {
+        let Some(current) = self.approvals.pending.get(&id).cloned() else {
+            return match self.ledger.store.approval(id).map_err(store_err)? {
                 None => Err(RunnerError::NotFound(format!("no approval {id}"))),
                 Some(a) => Err(RunnerError::Conflict {
                     code: "already_decided",
@@ -200,12 +200,12 @@ impl Runner {
     /// Escalate or expire every approval whose deadline has passed, oldest first.
     pub(super) fn fire_deadlines(&mut self) {
         let now = self.now();
-        while let Some(&(at, id)) = self.deadlines.first() {
-            if at > now || self.failed.is_some() {
+        while let Some(&(at, id)) = self.approvals.deadlines.first() {
+            if at > now || self.ledger.failed.is_some() {
                 break;
             }
-            self.deadlines.pop_first();
-            let Some(current) = self.pending.get(&id).cloned() else {
+            self.approvals.deadlines.pop_first();
+            let Some(current) = self.approvals.pending.get(&id).cloned() else {
                 continue;
             };
             if current.next_deadline() != Some(at) {
@@ -260,7 +260,7 @@ impl Runner {
             .as_ref()
             .and_then(|d| d.reason.clone())
             .unwrap_or_default();
-        self.commit.notice(Notice::new(
+        self.ledger.commit.notice(Notice::new(
             AuditKind::ApprovalExpired,
             &a,
             reviewers,

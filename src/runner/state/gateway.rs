@@ -42,7 +42,7 @@ impl Runner {
                         context: Some(&call.context),
                     },
                     self.now(),
-                    &self.limits,
+                    &self.approvals.limits,
                 )
             }
         };

@@ -22,7 +22,7 @@ impl Runner {
     /// identity is what DESIGN §9 forbids, and guessing its identity would be a guess.
     pub(super) fn load_grants(&mut self) -> Result<(), StoreError> {
         let now = self.now();
-        for g in self.store.grants()? {
+        for g in self.ledger.store.grants()? {
             let over = match (&g.identity, g.expires_at) {
                 (None, _) => {
                     tracing::warn!(
@@ -38,9 +38,9 @@ impl Runner {
                 (Some(_), None) => !self.is_active_run(&g.run_id),
             };
             if over {
-                self.store.remove_grant(&g)?;
+                self.ledger.store.remove_grant(&g)?;
             } else if let Some(k) = key_of(&g) {
-                self.grants.insert(k, g);
+                self.approvals.grants.insert(k, g);
             }
         }
         Ok(())
@@ -48,7 +48,7 @@ impl Runner {
 
     /// Whether `run_id` names a run gatehouse drives that has not finished.
     fn is_active_run(&self, run_id: &str) -> bool {
-        Uuid::parse_str(run_id).is_ok_and(|id| self.runs.contains_key(&id))
+        Uuid::parse_str(run_id).is_ok_and(|id| self.runs.active.contains_key(&id))
     }
 
     /// The grant that approves this new approval, if one does: same identity, run, tool
@@ -62,7 +62,8 @@ impl Runner {
             a.server.clone(),
         );
         let now = self.now();
-        self.grants
+        self.approvals
+            .grants
             .get(&k)
             .filter(|g| g.covers(&a.requested_by, run, &a.tool, a.server.as_deref(), now))
             .cloned()
@@ -87,7 +88,7 @@ impl Runner {
 
     pub(super) fn keep_grant(&mut self, g: Grant) {
         if let Some(k) = key_of(&g) {
-            self.grants.insert(k, g);
+            self.approvals.grants.insert(k, g);
         }
     }
 
@@ -95,19 +96,20 @@ impl Runner {
     pub(super) fn live_grants(&mut self) -> Vec<Grant> {
         let now = self.now();
         let expired: Vec<GrantKey> = self
+            .approvals
             .grants
             .iter()
             .filter(|(_, g)| g.expires_at.is_some_and(|at| at <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for k in expired {
-            if let Some(g) = self.grants.remove(&k)
-                && let Err(e) = self.store.remove_grant(&g)
+            if let Some(g) = self.approvals.grants.remove(&k)
+                && let Err(e) = self.ledger.store.remove_grant(&g)
             {
                 self.store_failed(e);
             }
         }
-        let mut all: Vec<Grant> = self.grants.values().cloned().collect();
+        let mut all: Vec<Grant> = self.approvals.grants.values().cloned().collect();
         all.sort_by_key(|g| g.at);
         all
     }
@@ -115,14 +117,15 @@ impl Runner {
     /// A gatehouse run ended: its grants end with it.
     pub(super) fn end_run_grants(&mut self, run_id: &str) {
         let ended: Vec<GrantKey> = self
+            .approvals
             .grants
             .keys()
             .filter(|k| k.1 == run_id)
             .cloned()
             .collect();
         for k in ended {
-            if let Some(g) = self.grants.remove(&k)
-                && let Err(e) = self.store.remove_grant(&g)
+            if let Some(g) = self.approvals.grants.remove(&k)
+                && let Err(e) = self.ledger.store.remove_grant(&g)
             {
                 self.store_failed(e);
                 return;
@@ -141,6 +144,7 @@ impl Runner {
         identity: Option<String>,
     ) -> Result<Vec<Grant>, RunnerError> {
         let matching: Vec<GrantKey> = self
+            .approvals
             .grants
             .keys()
             .filter(|k| {
@@ -166,7 +170,7 @@ impl Runner {
         }
         let mut revoked = Vec::new();
         for k in matching {
-            let Some(g) = self.grants.get(&k).cloned() else {
+            let Some(g) = self.approvals.grants.get(&k).cloned() else {
                 continue;
             };
             self.record_with_grant(
@@ -177,7 +181,7 @@ impl Runner {
                 None,
                 Some(&g),
             )?;
-            self.grants.remove(&k);
+            self.approvals.grants.remove(&k);
             revoked.push(g);
         }
         Ok(revoked)

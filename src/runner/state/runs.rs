@@ -12,11 +12,11 @@
 //!   start died with the process: it becomes `outcome_unknown` and a reviewer decides.
 
 use super::*;
-use crate::agent::{Gate, ToolRef};
-use crate::domain::{CallState, RunCall, RunStatus};
-use crate::model::{Completion, Message, ModelError, ToolCall};
-use crate::policy::PolicyOutcome;
-use crate::tools::ToolOutput;
+pub(super) use crate::agent::{Gate, ToolRef};
+pub(super) use crate::domain::{CallState, RunCall, RunStatus};
+pub(super) use crate::model::{Completion, Message, ModelError, ToolCall};
+pub(super) use crate::policy::PolicyOutcome;
+pub(super) use crate::tools::ToolOutput;
 
 /// Tool output kept in a `tool.executed` audit record (the run keeps all of it).
 pub(super) const AUDIT_OUTPUT_CHARS: usize = 2000;
@@ -35,6 +35,32 @@ pub(in crate::runner) enum Internal {
         tool: String,
         output: ToolOutput,
     },
+}
+
+/// The runs part: agent runs not yet finished, and what is in flight for them.
+pub(super) struct Runs {
+    /// Runs not yet finished, by id.
+    pub(super) active: BTreeMap<Uuid, Run>,
+    /// Finished runs for consoles' runs panes, oldest first.
+    pub(super) recent: VecDeque<RunSummary>,
+    /// Runs whose model call is under way.
+    pub(super) model_calls: std::collections::HashSet<Uuid>,
+    /// Model and tool calls report back here.
+    pub(super) internal: mpsc::UnboundedSender<Internal>,
+    /// Tool calls started and not yet reported back.
+    pub(super) tools_running: usize,
+}
+
+impl Runs {
+    pub(super) fn new(internal: mpsc::UnboundedSender<Internal>) -> Runs {
+        Runs {
+            active: BTreeMap::new(),
+            recent: VecDeque::new(),
+            model_calls: Default::default(),
+            internal,
+            tools_running: 0,
+        }
+    }
 }
 
 impl Runner {
@@ -100,7 +126,7 @@ impl Runner {
     }
 
     /// Write a run's new state with its audit record; keep it in memory while it is active.
-    fn save_run(
+    pub(super) fn save_run(
         &mut self,
         kind: AuditKind,
         actor: &str,
@@ -115,28 +141,36 @@ impl Runner {
                 serde_json::to_value(&summary).unwrap_or(Value::Null),
             );
         }
-        let rec = self.seal(kind, actor, None, Some(run.id.to_string()), details);
-        if let Err(e) = self.store.write_run(&run, &rec) {
+        let rec = self.ledger.seal(
+            self.now(),
+            kind,
+            actor,
+            None,
+            Some(run.id.to_string()),
+            details,
+        );
+        if let Err(e) = self.ledger.store.write_run(&run, &rec) {
             return Err(self.store_failed(e));
         }
-        self.seq = rec.seq;
-        self.last_hash = rec.hash.clone();
-        self.commit
+        self.ledger.seq = rec.seq;
+        self.ledger.last_hash = rec.hash.clone();
+        self.ledger
+            .commit
             .wrote(Some(Event::for_run(&rec, summary.clone())));
         if run.status.is_finished() {
-            self.runs.remove(&run.id);
-            self.recent_runs.retain(|r| r.run_id != run.id);
-            self.recent_runs.push_back(summary);
-            while self.recent_runs.len() > RECENT_RUNS {
-                self.recent_runs.pop_front();
+            self.runs.active.remove(&run.id);
+            self.runs.recent.retain(|r| r.run_id != run.id);
+            self.runs.recent.push_back(summary);
+            while self.runs.recent.len() > RECENT_RUNS {
+                self.runs.recent.pop_front();
             }
         } else {
-            self.runs.insert(run.id, run);
+            self.runs.active.insert(run.id, run);
         }
         Ok(())
     }
 
-    fn end_run(
+    pub(super) fn end_run(
         &mut self,
         mut run: Run,
         actor: &str,
@@ -163,14 +197,14 @@ impl Runner {
     }
 
     /// Take the run one step further, as far as it can go without waiting.
-    fn advance(&mut self, id: Uuid) {
+    pub(super) fn advance(&mut self, id: Uuid) {
         let Some(agents) = self.cfg.agents.clone() else {
             return;
         };
-        let Some(run) = self.runs.get(&id) else {
+        let Some(run) = self.runs.active.get(&id) else {
             return;
         };
-        if self.failed.is_some() || run.status.is_finished() {
+        if self.ledger.failed.is_some() || run.status.is_finished() {
             return;
         }
         // Stopping: calls already running finish, nothing new starts (it resumes at the next start).
@@ -230,9 +264,9 @@ impl Runner {
             }
             // The tool starts only once its `executing` mark is durable: a crash from here on
             // can never lead to running it a second time.
-            let tx = self.internal.clone();
-            self.tools_running += 1;
-            self.commit.defer(Box::new(move |err| {
+            let tx = self.runs.internal.clone();
+            self.runs.tools_running += 1;
+            self.ledger.commit.defer(Box::new(move |err| {
                 if err.is_some() {
                     return;
                 }
@@ -283,11 +317,11 @@ impl Runner {
                 return;
             }
         };
-        if !self.model_calls.insert(id) {
+        if !self.runs.model_calls.insert(id) {
             return;
         }
         let messages = run.messages;
-        let tx = self.internal.clone();
+        let tx = self.runs.internal.clone();
         let (agents, name) = (agents.clone(), agent.name.clone());
         tokio::spawn(async move {
             // A server still starting (the first seconds after `serve`) is waited for, so
@@ -305,9 +339,9 @@ impl Runner {
         });
     }
 
-    fn model_done(&mut self, id: Uuid, result: Result<Completion, ModelError>) {
-        self.model_calls.remove(&id);
-        let Some(mut run) = self.runs.get(&id).cloned() else {
+    pub(super) fn model_done(&mut self, id: Uuid, result: Result<Completion, ModelError>) {
+        self.runs.model_calls.remove(&id);
+        let Some(mut run) = self.runs.active.get(&id).cloned() else {
             return; // cancelled meanwhile
         };
         if run.status.is_finished() || !run.calls.is_empty() {
@@ -343,7 +377,7 @@ impl Runner {
         let mut calls = Vec::with_capacity(completion.tool_calls.len());
         for tc in &completion.tool_calls {
             let call = self.gate(&run, tc, &reasoning);
-            if self.failed.is_some() {
+            if self.ledger.failed.is_some() {
                 return;
             }
             calls.push(call);
@@ -373,127 +407,12 @@ impl Runner {
         }
     }
 
-    /// Decide what happens to one proposed call: rejected, approved, denied, or waiting.
-    fn gate(&mut self, run: &Run, tc: &ToolCall, reasoning: &str) -> RunCall {
-        let mut call = RunCall {
-            call_id: tc.id.clone(),
-            tool: tc.name.clone(),
-            server: None,
-            arguments: None,
-            state: CallState::Rejected {
-                message: String::new(),
-            },
-        };
-        let Some(agents) = self.cfg.agents.clone() else {
-            return call;
-        };
-        let Some(agent) = agents.get(&run.agent) else {
-            return call;
-        };
-        let Some(target) = agents.resolve(agent, &tc.name) else {
-            if let Some(message) = agents.unavailable(agent, &tc.name) {
-                call.state = CallState::Rejected { message };
-                return call;
-            }
-            let names: Vec<String> = agents.specs(agent).into_iter().map(|s| s.name).collect();
-            call.state = CallState::Rejected {
-                message: format!(
-                    "Unknown tool {:?}: this agent's tools are {}. The call was not run.",
-                    tc.name,
-                    names.join(", ")
-                ),
-            };
-            return call;
-        };
-        if let ToolRef::Mcp { server, tool } = &target {
-            // The approval names the server and the server's own tool name.
-            call.server = Some(server.clone());
-            call.tool = tool.clone();
-        }
-        // Invalid arguments go back to the model, never to a reviewer as if they were valid.
-        let args = match agents.validate_raw(&target, &tc.arguments) {
-            Ok(args) => args,
-            Err(e) => {
-                call.state = CallState::Rejected {
-                    message: format!("{e}. The call was not run; correct the arguments."),
-                };
-                return call;
-            }
-        };
-        call.arguments = Some(args.clone());
-        let outcome = match agents.gate(&target) {
-            Gate::Approve(why) => {
-                call.state = CallState::Approved {
-                    approval_id: None,
-                    by: why,
-                    arguments: args,
-                };
-                return call;
-            }
-            Gate::Ask(why) => PolicyOutcome::ask(why),
-            Gate::Policy(name) => {
-                let roles = self
-                    .cfg
-                    .identities
-                    .get(&run.started_by)
-                    .cloned()
-                    .unwrap_or_default();
-                let run_var = json!({
-                    "id": run.id.to_string(),
-                    "agent": run.agent,
-                    "turns": run.turns,
-                    "started_by": run.started_by,
-                });
-                self.policies.evaluate(
-                    &CallContext {
-                        tool: &call.tool,
-                        server: call.server.as_deref(),
-                        args: &args,
-                        agent: Some(&run.agent),
-                        run: Some(&run_var),
-                        annotations: agents.annotations(&target),
-                        policy: Some(&name),
-                        identity: crate::policy::IdentityFacts {
-                            name: &run.started_by,
-                            roles: &roles,
-                        },
-                        context: None,
-                    },
-                    self.now(),
-                    &self.limits,
-                )
-            }
-        };
-        let req = SubmitRequest {
-            tool: call.tool.clone(),
-            server: call.server.clone(),
-            arguments: args.clone(),
-            reasoning: Some(reasoning.to_string()),
-            agent: Some(run.agent.clone()),
-            // gatehouse drives this run and its MCP servers: nothing here is a claim.
-            agent_verified: true,
-            server_verified: true,
-            run_id: Some(run.id.to_string()),
-            timeout: agents.approval_timeout(&target),
-            editable: true,
-            ..Default::default()
-        };
-        let started_by = run.started_by.clone();
-        call.state = match self.create_approval(&started_by, req, outcome, None) {
-            Err(e) => CallState::Rejected {
-                message: format!("gatehouse could not record this call: {e}"),
-            },
-            Ok(a) => call_state_for(&a, args),
-        };
-        call
-    }
-
     /// A run's approval is no longer pending: the call it gates learns the outcome.
     pub(super) fn approval_settled(&mut self, a: &Approval) {
         let Some(run_id) = a.run_id.as_deref().and_then(|r| Uuid::parse_str(r).ok()) else {
             return;
         };
-        let Some(run) = self.runs.get(&run_id) else {
+        let Some(run) = self.runs.active.get(&run_id) else {
             return;
         };
         let Some(i) = run
@@ -536,8 +455,14 @@ impl Runner {
         }
     }
 
-    fn tool_done(&mut self, id: Uuid, call_id: String, tool: String, output: ToolOutput) {
-        self.tools_running = self.tools_running.saturating_sub(1);
+    pub(super) fn tool_done(
+        &mut self,
+        id: Uuid,
+        call_id: String,
+        tool: String,
+        output: ToolOutput,
+    ) {
+        self.runs.tools_running = self.runs.tools_running.saturating_sub(1);
         if output.is_ok() {
             self.metrics.tools_ok += 1;
         } else {
@@ -559,9 +484,9 @@ impl Runner {
         };
         // A run cancelled while its tool ran is no longer active; the execution is still
         // recorded, against the run as it stands.
-        let run = match self.runs.get(&id) {
+        let run = match self.runs.active.get(&id) {
             Some(r) => Some(r.clone()),
-            None => self.store.run(id).ok().flatten(),
+            None => self.ledger.store.run(id).ok().flatten(),
         };
         let Some(mut run) = run else {
             return;
@@ -583,242 +508,12 @@ impl Runner {
             self.advance(id);
         }
     }
-
-    pub(super) fn cancel_run(&mut self, who: &str, id: Uuid) -> Result<RunSummary, RunnerError> {
-        let Some(run) = self.runs.get(&id).cloned() else {
-            return match self.store.run(id).map_err(store_err)? {
-                None => Err(RunnerError::NotFound(format!("no run {id}"))),
-                Some(r) => Err(RunnerError::RunFinished(format!(
-                    "run {id} is already {}",
-                    r.status.as_str()
-                ))),
-            };
-        };
-        let awaited: Vec<Uuid> = run
-            .calls
-            .iter()
-            .filter_map(|c| c.state.awaited_approval())
-            .collect();
-        let mut ended = run;
-        ended.status = RunStatus::Cancelled;
-        let reason = format!("run {id} was cancelled by {who}");
-        for c in &mut ended.calls {
-            if let Some(approval_id) = c.state.awaited_approval() {
-                c.state = CallState::Denied {
-                    approval_id: Some(approval_id),
-                    by: who.to_string(),
-                    message: format!("This action was cancelled: {reason}"),
-                };
-            }
-        }
-        *self
-            .metrics
-            .runs_ended
-            .entry("cancelled".to_string())
-            .or_default() += 1;
-        let summary = {
-            let mut s = ended.summary();
-            s.pending.clear();
-            s
-        };
-        // The run ends first: a crash before its approvals are cancelled leaves approvals of
-        // a finished run, which the next start cancels.
-        self.save_run(
-            AuditKind::RunEnded,
-            who,
-            ended,
-            json!({"cancelled_by": who}),
-        )?;
-        self.model_calls.remove(&id);
-        for approval_id in awaited {
-            self.cancel_approval(approval_id, who, &reason)?;
-        }
-        Ok(summary)
-    }
-
-    pub(super) fn cancel_approval(
-        &mut self,
-        id: Uuid,
-        who: &str,
-        reason: &str,
-    ) -> Result<(), RunnerError> {
-        let Some(mut a) = self.pending.get(&id).cloned() else {
-            return Ok(());
-        };
-        a.status = ApprovalStatus::Cancelled;
-        a.decision = Some(Decision {
-            by: who.to_string(),
-            at: domain::now(),
-            reason: Some(reason.to_string()),
-            arguments_sha256: None,
-            arguments: None,
-            scope: None,
-        });
-        self.record(AuditKind::ApprovalCancelled, who, Some(&a), json!({}), None)?;
-        self.settle(&a);
-        Ok(())
-    }
-
-    /// Edited arguments of a run's call must fit the tool's schema, like the model's own.
-    pub(super) fn check_edit(
-        &self,
-        a: &Approval,
-        edited: &Map<String, Value>,
-    ) -> Result<(), RunnerError> {
-        if a.run_id.is_none() {
-            return Ok(());
-        }
-        let Some(agents) = &self.cfg.agents else {
-            return Ok(());
-        };
-        let target = match &a.server {
-            Some(server) => ToolRef::Mcp {
-                server: server.clone(),
-                tool: a.tool.clone(),
-            },
-            None if agents.tools.contains(&a.tool) => ToolRef::Local(a.tool.clone()),
-            None => return Ok(()),
-        };
-        agents
-            .validate(&target, &Value::Object(edited.clone()))
-            .map(|_| ())
-            .map_err(|e| RunnerError::Invalid(format!("edited arguments: {e}")))
-    }
-
-    /// After a restart: settle what the crash left half done, then let every run go on.
-    pub(super) fn resume_runs(&mut self) {
-        let ids: Vec<Uuid> = self.runs.keys().copied().collect();
-        for id in &ids {
-            self.mark_outcome_unknown(*id);
-            // Decisions written just before the crash, which the run never took.
-            let awaited: Vec<Uuid> = self.runs.get(id).map_or_else(Vec::new, |r| {
-                r.calls
-                    .iter()
-                    .filter_map(|c| c.state.awaited_approval())
-                    .collect()
-            });
-            for approval_id in awaited {
-                if self.pending.contains_key(&approval_id) {
-                    continue;
-                }
-                if let Ok(Some(a)) = self.store.approval(approval_id) {
-                    self.approval_settled(&a);
-                }
-            }
-        }
-        // Approvals no active run waits on: proposed by a model turn that was cut short (and
-        // will be asked again), or left by a run that was cancelled.
-        let orphans: Vec<(Uuid, String)> = self
-            .pending
-            .values()
-            .filter_map(|a| {
-                let run_id = Uuid::parse_str(a.run_id.as_deref()?).ok()?;
-                let awaited = self.runs.get(&run_id).is_some_and(|r| {
-                    r.calls
-                        .iter()
-                        .any(|c| c.state.awaited_approval() == Some(a.id))
-                });
-                if awaited {
-                    return None;
-                }
-                match self.runs.get(&run_id) {
-                    Some(_) => Some((
-                        a.id,
-                        "gatehouse restarted before the model's turn was saved; the turn is asked again"
-                            .to_string(),
-                    )),
-                    None => match self.store.run(run_id) {
-                        Ok(Some(r)) => Some((
-                            a.id,
-                            format!("run {run_id} is already {}", r.status.as_str()),
-                        )),
-                        _ => None,
-                    },
-                }
-            })
-            .collect();
-        for (id, reason) in orphans {
-            if self.cancel_approval(id, "gatehouse", &reason).is_err() {
-                return;
-            }
-        }
-        for id in ids {
-            self.advance(id);
-        }
-    }
-
-    /// Calls found `executing` at start died with the process: never run them again on our
-    /// own; ask a reviewer whether to retry or to report the failure to the agent.
-    fn mark_outcome_unknown(&mut self, id: Uuid) {
-        let Some(run) = self.runs.get(&id).cloned() else {
-            return;
-        };
-        let mut r = run;
-        let mut changed = Vec::new();
-        for i in 0..r.calls.len() {
-            let CallState::Executing {
-                started_at,
-                arguments,
-            } = r.calls[i].state.clone()
-            else {
-                continue;
-            };
-            let tool = r.calls[i].tool.clone();
-            let req = SubmitRequest {
-                tool: tool.clone(),
-                server: r.calls[i].server.clone(),
-                arguments: arguments.clone(),
-                reasoning: Some(format!(
-                    "OUTCOME UNKNOWN: gatehouse stopped while this call was running (it started \
-                     at {}), so whether it took effect is unknown. Approve to run it again; deny \
-                     to report the failure to the agent.",
-                    started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )),
-                agent: Some(r.agent.clone()),
-                agent_verified: true,
-                server_verified: true,
-                run_id: Some(id.to_string()),
-                outcome_unknown: true,
-                ..Default::default()
-            };
-            let outcome = PolicyOutcome::ask(format!(
-                "the outcome of {tool} is unknown after a restart; a reviewer decides whether it runs again"
-            ));
-            let started_by = r.started_by.clone();
-            match self.create_approval(&started_by, req, outcome, None) {
-                Ok(a) => {
-                    tracing::warn!(
-                        "run {id}: {tool} was running when gatehouse stopped; its outcome is \
-                         unknown, so it will not run again unless a reviewer approves {}",
-                        a.id
-                    );
-                    r.calls[i].state = CallState::OutcomeUnknown {
-                        approval_id: a.id,
-                        arguments,
-                    };
-                    changed.push(
-                        json!({"call_id": r.calls[i].call_id, "tool": tool, "approval_id": a.id}),
-                    );
-                }
-                Err(_) => return,
-            }
-        }
-        if !changed.is_empty() {
-            r.status = RunStatus::PendingApproval;
-            let _ = self.save_run(
-                AuditKind::RunUpdated,
-                "gatehouse",
-                r,
-                json!({ "outcome_unknown": changed }),
-            );
-        }
-    }
 }
 
 /// The call state an approval's outcome gives.
 /// A call the reviewer edited before it ran: the model learns what ran, so it does not tell
 /// the customer about the call it proposed (DESIGN §9, Edits).
-fn told_of_edit(c: &crate::domain::RunCall, output: ToolOutput) -> ToolOutput {
+pub(super) fn told_of_edit(c: &crate::domain::RunCall, output: ToolOutput) -> ToolOutput {
     let CallState::Executing { arguments, .. } = &c.state else {
         return output;
     };
@@ -842,7 +537,7 @@ fn told_of_edit(c: &crate::domain::RunCall, output: ToolOutput) -> ToolOutput {
     }
 }
 
-fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
+pub(super) fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
     match a.status {
         ApprovalStatus::Pending => CallState::Waiting { approval_id: a.id },
         ApprovalStatus::Approved => CallState::Approved {
@@ -884,7 +579,7 @@ fn call_state_for(a: &Approval, proposed: Map<String, Value>) -> CallState {
     }
 }
 
-fn decided_by(a: &Approval) -> String {
+pub(super) fn decided_by(a: &Approval) -> String {
     a.decision
         .as_ref()
         .map_or_else(|| "gatehouse".to_string(), |d| d.by.clone())

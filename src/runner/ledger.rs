@@ -1,0 +1,81 @@
+//! The ledger part of the runner: the store, the audit chain's sequence and hash head, and
+//! the group commit that decides when replies and events may go out.
+
+use super::commit::GroupCommit;
+use crate::domain::{AuditKind, AuditRecord, Event, GENESIS_HASH, Timestamp};
+use crate::store::{Store, StoreError};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+pub(super) struct Ledger {
+    pub store: Store,
+    /// Sequence number and hash of the newest audit record written (durable or not).
+    pub seq: u64,
+    pub last_hash: String,
+    pub commit: GroupCommit,
+    /// Set once the store failed: nothing more is accepted.
+    pub failed: Option<String>,
+    pub fatal: watch::Sender<Option<String>>,
+    /// Published once durable, in commit order.
+    pub events: broadcast::Sender<Event>,
+}
+
+impl Ledger {
+    pub fn new(
+        store: Store,
+        events: broadcast::Sender<Event>,
+        fatal: watch::Sender<Option<String>>,
+    ) -> Ledger {
+        Ledger {
+            store,
+            seq: 0,
+            last_hash: GENESIS_HASH.into(),
+            commit: GroupCommit::default(),
+            failed: None,
+            fatal,
+            events,
+        }
+    }
+
+    /// The next audit record of the chain, hashed.
+    pub fn seal(
+        &self,
+        at: Timestamp,
+        kind: AuditKind,
+        actor: &str,
+        approval_id: Option<Uuid>,
+        run_id: Option<String>,
+        details: Value,
+    ) -> AuditRecord {
+        let mut rec = AuditRecord {
+            seq: self.seq + 1,
+            at,
+            kind,
+            actor: actor.to_string(),
+            approval_id,
+            run_id,
+            details,
+            prev_hash: self.last_hash.clone(),
+            hash: String::new(),
+        };
+        rec.hash = rec.compute_hash();
+        rec
+    }
+
+    /// `rec` was written to the store: it is the new head, durable at the next commit.
+    pub fn appended(&mut self, rec: &AuditRecord, event: Option<Event>) {
+        self.seq = rec.seq;
+        self.last_hash.clone_from(&rec.hash);
+        self.commit.wrote(event);
+    }
+
+    /// A write failed: nothing more can be promised, so the runner stops accepting work.
+    pub fn fail(&mut self, e: StoreError) -> String {
+        let msg = format!("the store refused a write: {e}");
+        tracing::error!("{msg}");
+        self.failed = Some(msg.clone());
+        let _ = self.fatal.send(Some(msg.clone()));
+        msg
+    }
+}

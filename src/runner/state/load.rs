@@ -1,0 +1,89 @@
+//! Start-up: rebuild the runner's in-memory parts from the store, checking what is read.
+
+use super::*;
+
+impl Runner {
+    /// Rebuild the in-memory index from the store, checking what it reads.
+    pub(super) fn load(&mut self) -> Result<(), StoreError> {
+        let dir = self.ledger.store.dir().to_path_buf();
+        let corrupt = |what: String| StoreError::Corrupt {
+            dir: dir.clone(),
+            what,
+        };
+        if let Some(last) = self.ledger.store.audit_rev().next() {
+            let last = last?;
+            if last.compute_hash() != last.hash {
+                return Err(corrupt(format!(
+                    "the last audit record (seq {}) fails its hash check",
+                    last.seq
+                )));
+            }
+            // A crash may have cut the newest change short after its audit record.
+            self.ledger.store.redo_last(&last)?;
+            self.ledger.seq = last.seq;
+            self.ledger.last_hash = last.hash;
+        }
+        for run in self.ledger.store.active_runs()? {
+            self.runs.active.insert(run.id, run);
+        }
+        self.load_grants()?;
+        // Recently finished runs, for consoles' runs panes (newest 200, oldest first).
+        let mut finished: Vec<RunSummary> = self
+            .ledger
+            .store
+            .runs_before(None, 200)?
+            .iter()
+            .filter(|r| r.status.is_finished())
+            .map(Run::summary)
+            .collect();
+        finished.reverse();
+        self.runs.recent = finished.into();
+        for a in self.ledger.store.pending()? {
+            if let Some(at) = a.next_deadline() {
+                self.approvals.deadlines.insert((at, a.id));
+            }
+            self.approvals.pending.insert(a.id, a);
+        }
+        let hour_ago = self.now() - chrono::Duration::hours(1);
+        let mut recent = Vec::new();
+        for (i, r) in self.ledger.store.audit_rev().enumerate() {
+            let r = r?;
+            if i == 0 {
+                if r.compute_hash() != r.hash {
+                    return Err(corrupt(format!(
+                        "the last audit record (seq {}) fails its hash check",
+                        r.seq
+                    )));
+                }
+                self.ledger.seq = r.seq;
+                self.ledger.last_hash = r.hash.clone();
+            }
+            let in_hour = r.at >= hour_ago;
+            if recent.len() >= self.cfg.recent_limit && !in_hour {
+                break;
+            }
+            if matches!(
+                r.kind,
+                AuditKind::ApprovalDecided
+                    | AuditKind::ApprovalExpired
+                    | AuditKind::ApprovalCancelled
+            ) && let Some(a) = r.approval()
+            {
+                if in_hour
+                    && r.actor.starts_with("policy:")
+                    && a.status == ApprovalStatus::Approved
+                    && let (Some(name), Some(rule)) = (&a.policy.name, a.policy.rule)
+                {
+                    self.approvals.limits.record(name, rule, r.at);
+                }
+                if recent.len() < self.cfg.recent_limit {
+                    recent.push(a);
+                }
+            }
+        }
+        recent.reverse();
+        self.approvals.recent = recent.into();
+        self.metrics.last_seq = self.ledger.seq;
+        Ok(())
+    }
+}
