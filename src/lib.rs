@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod frontend;
 pub mod hook;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod policy;

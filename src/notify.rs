@@ -8,7 +8,6 @@
 use crate::domain::{Approval, AuditKind, Timestamp};
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -50,38 +49,30 @@ impl Notice {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct NotifyCounters {
-    pub sent: AtomicU64,
-    pub failed: AtomicU64,
-    pub retries: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
 /// The runner's end: queue a notice without ever waiting.
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::Sender<Notice>,
     pub on_create: bool,
-    pub counters: Arc<NotifyCounters>,
+    /// `gatehouse_webhook_total{outcome}` counts each notice's fate.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Notifier {
     /// Start the delivery task for `webhook`.
-    pub fn start(webhook: String, on_create: bool) -> Notifier {
+    pub fn start(webhook: String, on_create: bool, metrics: crate::metrics::Metrics) -> Notifier {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let counters = Arc::new(NotifyCounters::default());
-        tokio::spawn(deliver(webhook, rx, counters.clone()));
+        tokio::spawn(deliver(webhook, rx, metrics.clone()));
         Notifier {
             tx,
             on_create,
-            counters,
+            metrics,
         }
     }
 
     pub fn send(&self, n: Notice) {
         if self.tx.try_send(n).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.webhook("dropped");
             tracing::warn!("webhook queue full: a notice was dropped");
         }
     }
@@ -91,7 +82,7 @@ impl Notifier {
 /// never the notices behind it in the queue.
 const CONCURRENT: usize = 16;
 
-async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: Arc<NotifyCounters>) {
+async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: crate::metrics::Metrics) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -118,20 +109,25 @@ async fn deliver(url: String, mut rx: mpsc::Receiver<Notice>, counters: Arc<Noti
 }
 
 /// One notice, with its own retries and backoff.
-async fn deliver_one(client: &reqwest::Client, url: &str, n: &Notice, counters: &NotifyCounters) {
+async fn deliver_one(
+    client: &reqwest::Client,
+    url: &str,
+    n: &Notice,
+    counters: &crate::metrics::Metrics,
+) {
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=ATTEMPTS {
         let r = client.post(url).json(n).send().await;
         let error = match r {
             Ok(resp) if resp.status().is_success() => {
-                counters.sent.fetch_add(1, Ordering::Relaxed);
+                counters.webhook("sent");
                 return;
             }
             Ok(resp) => format!("HTTP {}", resp.status()),
             Err(e) => crate::text::error_chain(&e),
         };
         if attempt == ATTEMPTS {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
+            counters.webhook("failed");
             tracing::warn!(
                 "webhook {url} gave up on {} for approval {} after {ATTEMPTS} attempts: {error}",
                 n.event,
@@ -139,7 +135,7 @@ async fn deliver_one(client: &reqwest::Client, url: &str, n: &Notice, counters: 
             );
             return;
         }
-        counters.retries.fetch_add(1, Ordering::Relaxed);
+        counters.webhook("retried");
         // The first failure is what an operator needs to see; the retries only repeat it.
         if attempt == 1 {
             tracing::warn!(

@@ -781,7 +781,7 @@ async fn healthz_and_metrics() {
     let r = api.get(Some(ALICE), "/metrics").await;
     assert_eq!(r.status, 200);
     let ct = r.headers["content-type"].to_str().unwrap();
-    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     let text = r.body.as_str().expect("metrics are text").to_string();
     for line in [
         "gatehouse_pending{queue=\"primary\"} 1",

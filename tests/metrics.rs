@@ -157,7 +157,8 @@ async fn every_family_has_help_bad_bodies_count_and_escalations_are_not_decision
         .filter(|l| !l.starts_with('#') && !l.is_empty())
     {
         let name = line.split(['{', ' ']).next().unwrap();
-        let family = ["_bucket", "_sum", "_count"]
+        // OpenMetrics names a counter's family without its `_total` suffix.
+        let family = ["_bucket", "_sum", "_count", "_total"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| help.contains(*f)))
             .unwrap_or(name);

@@ -32,10 +32,7 @@ pub async fn stream(
     ApiError,
 > {
     if !who.has(Role::Reviewer) {
-        state
-            .inner
-            .counters
-            .refused(axum::http::StatusCode::FORBIDDEN);
+        state.inner.refused(axum::http::StatusCode::FORBIDDEN);
         return Err(ApiError::forbidden(
             "forbidden",
             format!(

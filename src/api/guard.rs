@@ -7,7 +7,6 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::atomic::Ordering;
 
 pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let post = req.method() == Method::POST;
@@ -22,16 +21,12 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
                     | StatusCode::PAYLOAD_TOO_LARGE
                     | StatusCode::UNPROCESSABLE_ENTITY
             ) {
-                state
-                    .inner
-                    .counters
-                    .bad_requests
-                    .fetch_add(1, Ordering::Relaxed);
+                state.inner.metrics.refusal("bad_request");
             }
             resp
         }
         Err(e) => {
-            state.inner.counters.refused(e.status);
+            state.inner.refused(e.status);
             e.into_response()
         }
     };
@@ -56,7 +51,7 @@ fn check(state: &ApiState, req: &Request) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::forbidden("host_not_allowed", "a Host header is required"))?;
     let name = host_name(host);
     if !inner.allowed_hosts.contains(&name) {
-        inner.counters.host_refused.fetch_add(1, Ordering::Relaxed);
+        inner.metrics.refusal("host");
         return Err(ApiError::forbidden(
             "host_not_allowed",
             format!("Host {name:?} is not allowed (add it to [server] allowed_hosts)"),
@@ -65,10 +60,7 @@ fn check(state: &ApiState, req: &Request) -> Result<(), ApiError> {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !inner.allowed_origins.iter().any(|o| o == origin) {
-            inner
-                .counters
-                .origin_refused
-                .fetch_add(1, Ordering::Relaxed);
+            inner.metrics.refusal("origin");
             return Err(ApiError::forbidden(
                 "origin_not_allowed",
                 format!("Origin {origin:?} is not allowed (add it to [server] allowed_origins)"),

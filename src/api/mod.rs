@@ -21,7 +21,6 @@ use axum::http::StatusCode;
 use axum::routing::{any, get, post};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What the API needs besides the runner.
@@ -68,8 +67,6 @@ pub struct ApiOptions {
     pub body_timeout: Duration,
     /// `[server] public_metrics`: `/metrics` without a token.
     pub public_metrics: bool,
-    /// Queue names `/metrics` uses as labels; any other counts as `other`.
-    pub metric_queues: HashSet<String>,
     /// Started when the daemon drains; long polls and event streams then end.
     pub drain: Drain,
     /// `[server] max_waits_per_identity`.
@@ -86,31 +83,9 @@ impl ApiOptions {
             max_body_bytes: cfg.server.max_body_bytes,
             body_timeout: cfg.server.body_timeout,
             public_metrics: cfg.server.public_metrics,
-            metric_queues: metrics::configured_queues(cfg),
             drain: Drain::default(),
             max_waits_per_identity: cfg.server.max_waits_per_identity,
         }
-    }
-}
-
-#[derive(Default)]
-pub struct Counters {
-    pub unauthorized: AtomicU64,
-    pub forbidden: AtomicU64,
-    pub host_refused: AtomicU64,
-    pub origin_refused: AtomicU64,
-    pub bad_requests: AtomicU64,
-    pub submit_latency: metrics::Histogram,
-}
-
-impl Counters {
-    pub fn refused(&self, status: StatusCode) {
-        match status {
-            StatusCode::UNAUTHORIZED => &self.unauthorized,
-            StatusCode::FORBIDDEN => &self.forbidden,
-            _ => &self.bad_requests,
-        }
-        .fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -122,8 +97,8 @@ pub(crate) struct Inner {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub public_metrics: bool,
-    pub metric_queues: HashSet<String>,
-    pub counters: Counters,
+    /// Shared with the runner: the API counts refusals and submission latency into it.
+    pub metrics: crate::metrics::Metrics,
     pub drain: Drain,
     /// `/mcp`, when some MCP server is exposed (DESIGN §11).
     pub gateway: Option<crate::tools::mcp::gateway::Gateway>,
@@ -132,6 +107,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Count a refused request under the reason its status stands for.
+    pub(crate) fn refused(&self, status: StatusCode) {
+        self.metrics.refusal(match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            _ => "bad_request",
+        });
+    }
+
     /// A slot for one more long poll or event stream of `who` (429 past the cap).
     pub(crate) fn wait_permit(&self, who: &str) -> Result<waits::WaitPermit, ApiError> {
         self.waits.acquire(who, self.max_waits_per_identity)
@@ -160,6 +144,7 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
     let state = ApiState {
         inner: Arc::new(Inner {
             gateway,
+            metrics: runner.metrics.clone(),
             runner,
             tokens,
             allowed_hosts: hosts,
@@ -167,8 +152,6 @@ pub fn router(runner: RunnerHandle, tokens: TokenTable, opts: ApiOptions) -> Rou
             max_body_bytes: opts.max_body_bytes,
             body_timeout: opts.body_timeout,
             public_metrics: opts.public_metrics,
-            metric_queues: opts.metric_queues,
-            counters: Counters::default(),
             drain: opts.drain,
             waits: Arc::new(waits::Waits::default()),
             max_waits_per_identity: opts.max_waits_per_identity,

@@ -34,7 +34,7 @@ impl FromRequestParts<ApiState> for Caller {
         match token.and_then(|t| state.inner.tokens.lookup(t)) {
             Some(id) => Ok(Caller(id.clone())),
             None => {
-                state.inner.counters.refused(StatusCode::UNAUTHORIZED);
+                state.inner.refused(StatusCode::UNAUTHORIZED);
                 // Audited as one counting record per minute, never one each (DESIGN §9).
                 state.inner.runner.count_unauthenticated();
                 Err(ApiError::unauthorized())
@@ -52,7 +52,7 @@ fn require(state: &ApiState, who: &Identity, role: Role, what: &str) -> Result<(
 
 /// A counted 403 saying which role was missing.
 pub(super) fn forbid(state: &ApiState, who: &Identity, role: Role, what: &str) -> ApiError {
-    state.inner.counters.refused(StatusCode::FORBIDDEN);
+    state.inner.refused(StatusCode::FORBIDDEN);
     ApiError::forbidden(
         "forbidden",
         format!(
@@ -256,8 +256,8 @@ pub async fn submit(
     let done = state.inner.runner.submit(&who.name, req).await?;
     state
         .inner
-        .counters
-        .submit_latency
+        .metrics
+        .submit_seconds
         .observe(started.elapsed().as_secs_f64());
     let status = if done.approval.is_pending() {
         StatusCode::CREATED
@@ -518,7 +518,7 @@ pub async fn escalate(
 /// A runner's 403 (not a reviewer of the queue, self-approval) counts as a refusal.
 fn count_forbidden(state: &ApiState, e: &crate::runner::RunnerError) {
     if matches!(e, crate::runner::RunnerError::Forbidden { .. }) {
-        state.inner.counters.refused(StatusCode::FORBIDDEN);
+        state.inner.refused(StatusCode::FORBIDDEN);
     }
 }
 

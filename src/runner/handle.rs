@@ -10,6 +10,8 @@ pub struct RunnerHandle {
     pub(super) fatal: watch::Receiver<Option<String>>,
     /// The MCP servers the runner's agents use (their state is read, not owned, here).
     pub(super) mcp: Option<crate::tools::mcp::McpServers>,
+    /// The counters the runner updates; front ends count into and encode the same ones.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl RunnerHandle {
@@ -54,7 +56,8 @@ impl RunnerHandle {
         self.ask(|reply| Command::Snapshot { reply }).await
     }
 
-    pub async fn metrics(&self) -> Result<RunnerMetrics, RunnerError> {
+    /// The metrics, with the gauges about the runner's state set as of now.
+    pub async fn metrics(&self) -> Result<crate::metrics::Metrics, RunnerError> {
         self.ask(|reply| Command::Metrics { reply }).await
     }
 

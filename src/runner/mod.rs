@@ -12,7 +12,6 @@ mod ledger;
 mod state;
 
 pub use handle::RunnerHandle;
-pub use state::RunnerMetrics;
 
 use crate::domain::{Approval, AuditRecord, Event, Run, RunSummary, Timestamp, Verdict};
 use serde_json::{Map, Value};
@@ -75,6 +74,8 @@ pub struct RunnerConfig {
     pub notify_on_create: bool,
     /// The agents runs can use (`[[agents]]`); `None` when the config has none.
     pub agents: Option<std::sync::Arc<crate::agent::Agents>>,
+    /// The counters the runner updates; the HTTP API encodes the same ones.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Default for RunnerConfig {
@@ -90,6 +91,7 @@ impl Default for RunnerConfig {
             webhook: None,
             notify_on_create: false,
             agents: None,
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
@@ -128,6 +130,7 @@ impl RunnerConfig {
             webhook: cfg.notify.webhook.clone(),
             notify_on_create: cfg.notify.on_create,
             agents,
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 }
@@ -317,7 +320,7 @@ pub enum Command {
         n: u64,
     },
     Metrics {
-        reply: Reply<RunnerMetrics>,
+        reply: Reply<crate::metrics::Metrics>,
     },
     /// The sequence number of the newest record; the reply comes once it is durable and
     /// published, so a subscriber that asks after subscribing misses nothing.

@@ -31,44 +31,6 @@ const MAX_LIST: usize = 1000;
 /// Unauthenticated refusals are written as one counting record per this window.
 const UNAUTHENTICATED_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
 
-/// Counters for `/metrics`.
-#[derive(Clone, Debug, Default)]
-pub struct RunnerMetrics {
-    pub pending_by_queue: BTreeMap<String, usize>,
-    pub submitted: u64,
-    pub replayed: u64,
-    pub auto_approved: u64,
-    pub auto_denied: u64,
-    pub approved: u64,
-    pub denied: u64,
-    pub expired: u64,
-    pub escalated: u64,
-    pub refused_decisions: u64,
-    pub refusals_not_audited: u64,
-    pub notify_sent: u64,
-    pub notify_failed: u64,
-    pub notify_retries: u64,
-    pub notify_dropped: u64,
-    pub flushes: u64,
-    pub flushed_writes: u64,
-    pub flush_seconds: f64,
-    /// Seconds from creation to a human decision: bucket upper bounds and cumulative counts.
-    pub decision_latency_buckets: Vec<(f64, u64)>,
-    pub decision_latency_sum: f64,
-    pub decision_latency_count: u64,
-    pub last_seq: u64,
-    /// Active runs by status.
-    pub runs_active: BTreeMap<String, usize>,
-    /// Finished runs since start, by how they ended.
-    pub runs_ended: BTreeMap<String, u64>,
-    pub tools_ok: u64,
-    pub tools_failed: u64,
-}
-
-const LATENCY_BOUNDS: [f64; 10] = [
-    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
-];
-
 /// The runner: one part per job, each owning its state. Commands and internal reports are
 /// dispatched by the loop below to methods that may touch several parts; the parts keep
 /// their own invariants.
@@ -81,7 +43,8 @@ struct Runner {
     approvals: Approvals,
     /// Agent runs gatehouse drives.
     runs: runs::Runs,
-    metrics: RunnerMetrics,
+    /// The counters every part updates (shared with the HTTP API and the notifier).
+    metrics: crate::metrics::Metrics,
     notifier: Option<crate::notify::Notifier>,
     /// Shutting down: running tools finish and are recorded, nothing new starts.
     stopping: bool,
@@ -112,27 +75,24 @@ pub fn start(
     let (events, _) = broadcast::channel(8192);
     let (internal, internal_rx) = mpsc::unbounded_channel();
     let (fatal, fatal_rx) = watch::channel(None);
+    let cfg_metrics = cfg.metrics.clone();
     let mut runner = Runner {
         ledger: Ledger::new(store, events.clone(), fatal),
         cfg,
         policies,
         approvals: Approvals::default(),
         runs: runs::Runs::new(internal),
-        metrics: RunnerMetrics {
-            decision_latency_buckets: LATENCY_BOUNDS.iter().map(|b| (*b, 0)).collect(),
-            ..Default::default()
-        },
+        metrics: cfg_metrics,
         notifier: None,
         stopping: false,
     };
-    runner.notifier = runner
-        .cfg
-        .webhook
-        .clone()
-        .map(|url| crate::notify::Notifier::start(url, runner.cfg.notify_on_create));
+    runner.notifier = runner.cfg.webhook.clone().map(|url| {
+        crate::notify::Notifier::start(url, runner.cfg.notify_on_create, runner.metrics.clone())
+    });
     runner.load()?;
     let mcp_servers = runner.cfg.agents.as_ref().and_then(|a| a.mcp.clone());
     let (tx, rx) = mpsc::channel(4096);
+    let metrics = runner.metrics.clone();
     let task = tokio::spawn(runner.run(rx, internal_rx));
     Ok((
         RunnerHandle {
@@ -140,6 +100,7 @@ pub fn start(
             events,
             fatal: fatal_rx,
             mcp: mcp_servers,
+            metrics,
         },
         task,
     ))
@@ -255,9 +216,11 @@ impl Runner {
         };
         match result {
             Ok(()) => {
-                self.metrics.flushes += 1;
-                self.metrics.flushed_writes += batch.writes as u64;
-                self.metrics.flush_seconds += started.elapsed().as_secs_f64();
+                self.metrics.commits.inc();
+                self.metrics.committed_writes.inc_by(batch.writes as u64);
+                self.metrics
+                    .commit_seconds
+                    .inc_by(started.elapsed().as_secs_f64());
                 for e in batch.events {
                     let _ = self.ledger.events.send(e);
                 }
@@ -472,26 +435,51 @@ impl Runner {
             // Handled by the loop before dispatch.
             Command::Shutdown { reply } => drop(reply.send(())),
             Command::Metrics { reply } => {
-                let mut m = self.metrics.clone();
-                if let Some(n) = &self.notifier {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    m.notify_sent = n.counters.sent.load(Relaxed);
-                    m.notify_failed = n.counters.failed.load(Relaxed);
-                    m.notify_retries = n.counters.retries.load(Relaxed);
-                    m.notify_dropped = n.counters.dropped.load(Relaxed);
-                }
-                for a in self.approvals.pending.values() {
-                    *m.pending_by_queue.entry(a.queue.clone()).or_default() += 1;
-                }
-                m.last_seq = self.ledger.seq;
-                for r in self.runs.active.values() {
-                    *m.runs_active
-                        .entry(r.status.as_str().to_string())
-                        .or_default() += 1;
-                }
+                self.refresh_gauges();
+                let m = self.metrics.clone();
                 self.reply(reply, Ok(m));
             }
         }
+    }
+
+    /// Set the gauges that describe the runner's state (asked for at each scrape). Queue
+    /// labels are configured queues or `other`, so submitters cannot mint series.
+    fn refresh_gauges(&self) {
+        use crate::metrics::{Queue, Status};
+        let mut by_queue: BTreeMap<String, i64> = BTreeMap::new();
+        for t in &self.cfg.tiers {
+            by_queue.insert(t.queue.clone(), 0);
+        }
+        for q in &self.cfg.rule_queues {
+            by_queue.insert(q.clone(), 0);
+        }
+        if self.cfg.tiers.is_empty() {
+            by_queue.insert("default".into(), 0);
+        }
+        for a in self.approvals.pending.values() {
+            let label = if self.cfg.knows_queue(&a.queue) {
+                a.queue.clone()
+            } else {
+                "other".to_string()
+            };
+            *by_queue.entry(label).or_default() += 1;
+        }
+        for (queue, n) in by_queue {
+            self.metrics.pending.get_or_create(&Queue { queue }).set(n);
+        }
+        for status in ["running", "pending_approval"] {
+            let n = self
+                .runs
+                .active
+                .values()
+                .filter(|r| r.status.as_str() == status)
+                .count();
+            self.metrics
+                .runs
+                .get_or_create(&Status { status })
+                .set(n as i64);
+        }
+        self.metrics.audit_seq.set(self.ledger.seq as i64);
     }
 
     /// Append an audit record (and the approval change it describes) to the store.
@@ -574,9 +562,15 @@ impl Runner {
         code: &str,
         message: &str,
     ) {
-        self.metrics.refused_decisions += 1;
         let details = json!({"code": code, "message": message, "approval_id": approval_id});
-        let _ = self.record(AuditKind::DecisionRefused, who, None, details, None);
+        let audited = self
+            .record(AuditKind::DecisionRefused, who, None, details, None)
+            .is_ok();
+        self.metrics.refusal(if audited {
+            "decision_audited"
+        } else {
+            "decision_not_audited"
+        });
     }
 
     /// Requests without a valid token: anyone can send a flood of them, so they are counted

@@ -54,11 +54,7 @@ impl Runner {
                 };
             }
         }
-        *self
-            .metrics
-            .runs_ended
-            .entry("cancelled".to_string())
-            .or_default() += 1;
+        self.metrics.run_ended("cancelled");
         let summary = {
             let mut s = ended.summary();
             s.pending.clear();

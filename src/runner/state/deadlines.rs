@@ -83,7 +83,7 @@ impl Runner {
             .filter(|at| a.expires_at.is_none_or(|exp| *at < exp));
         let details = json!({"from_queue": from_queue, "to_queue": next.queue, "tier": a.tier, "reviewers": next.reviewers});
         self.record(AuditKind::ApprovalEscalated, actor, Some(&a), details, None)?;
-        self.metrics.escalated += 1;
+        self.metrics.escalations.inc();
         let why = if actor == "timeout" {
             format!(
                 "not decided in queue {from_queue} within {}",
@@ -253,7 +253,7 @@ impl Runner {
         {
             return;
         }
-        self.metrics.expired += 1;
+        self.metrics.decided("expired");
         let reviewers = self.tier_reviewers(&a);
         let reason = a
             .decision

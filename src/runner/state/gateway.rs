@@ -74,9 +74,9 @@ impl Runner {
             .find(id)?
             .ok_or_else(|| RunnerError::NotFound(format!("no approval {id}")))?;
         if ok {
-            self.metrics.tools_ok += 1;
+            self.metrics.tool_call(true);
         } else {
-            self.metrics.tools_failed += 1;
+            self.metrics.tool_call(false);
         }
         let details = json!({
             "approval_id": id,

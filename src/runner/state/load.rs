@@ -83,7 +83,7 @@ impl Runner {
         }
         recent.reverse();
         self.approvals.recent = recent.into();
-        self.metrics.last_seq = self.ledger.seq;
+        self.metrics.audit_seq.set(self.ledger.seq as i64);
         Ok(())
     }
 }

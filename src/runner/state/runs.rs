@@ -181,11 +181,7 @@ impl Runner {
         run.status = status;
         run.output = output;
         run.error = error;
-        *self
-            .metrics
-            .runs_ended
-            .entry(status.as_str().to_string())
-            .or_default() += 1;
+        self.metrics.run_ended(status.as_str());
         let run_id = run.id.to_string();
         if self
             .save_run(AuditKind::RunEnded, actor, run, json!({}))
@@ -464,9 +460,9 @@ impl Runner {
     ) {
         self.runs.tools_running = self.runs.tools_running.saturating_sub(1);
         if output.is_ok() {
-            self.metrics.tools_ok += 1;
+            self.metrics.tool_call(true);
         } else {
-            self.metrics.tools_failed += 1;
+            self.metrics.tool_call(false);
         }
         let mut details = json!({
             "call_id": call_id,

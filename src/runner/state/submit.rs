@@ -25,7 +25,7 @@ impl Runner {
                     "idempotency_key {key:?} was already used for a different request (approval {id})"
                 )));
             }
-            self.metrics.replayed += 1;
+            self.metrics.submitted("idempotent_replay");
             return Ok(Submitted {
                 approval: first,
                 replayed: true,
@@ -155,7 +155,7 @@ impl Runner {
                     json!({}),
                     idem,
                 )?;
-                self.metrics.submitted += 1;
+                self.metrics.submitted("queued");
                 if let Some(at) = approval.next_deadline() {
                     self.approvals.deadlines.insert((at, approval.id));
                 }
@@ -225,8 +225,8 @@ impl Runner {
             idem,
         )?;
         match verdict {
-            Verdict::Approve => self.metrics.auto_approved += 1,
-            Verdict::Deny => self.metrics.auto_denied += 1,
+            Verdict::Approve => self.metrics.submitted("auto_approved"),
+            Verdict::Deny => self.metrics.submitted("auto_denied"),
         }
         self.remember(approval.clone());
         Ok(())
@@ -360,20 +360,14 @@ impl Runner {
         }
         self.settle(&a);
         match req.verdict {
-            Verdict::Approve => self.metrics.approved += 1,
-            Verdict::Deny => self.metrics.denied += 1,
+            Verdict::Approve => self.metrics.decided("approved"),
+            Verdict::Deny => self.metrics.decided("denied"),
         }
         let secs = (now - a.created_at)
             .to_std()
             .unwrap_or_default()
             .as_secs_f64();
-        self.metrics.decision_latency_sum += secs;
-        self.metrics.decision_latency_count += 1;
-        for (bound, count) in &mut self.metrics.decision_latency_buckets {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
+        self.metrics.decision_seconds.observe(secs);
         Ok(a)
     }
 
