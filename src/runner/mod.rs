@@ -396,6 +396,8 @@ pub enum Command {
 pub use state::start;
 
 #[cfg(test)]
+mod test_clock;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trust_tests;

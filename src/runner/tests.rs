@@ -1,3 +1,4 @@
+use super::test_clock::TestClock;
 use super::*;
 use crate::policy::PolicySet;
 use crate::store::Store;
@@ -231,15 +232,11 @@ fn tiers() -> RunnerConfig {
     }
 }
 
-async fn wait_status(h: &RunnerHandle, id: Uuid, want: crate::domain::ApprovalStatus) -> Approval {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = h.get(id).await.unwrap().unwrap();
-        if a.status == want {
-            return a;
-        }
-        assert!(std::time::Instant::now() < until, "still {:?}", a.status);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// [`tiers`] on a clock the test moves.
+fn tiers_on(clock: &TestClock) -> RunnerConfig {
+    RunnerConfig {
+        clock: clock.clock(),
+        ..tiers()
     }
 }
 
@@ -247,11 +244,25 @@ async fn wait_status(h: &RunnerHandle, id: Uuid, want: crate::domain::ApprovalSt
 fn unanswered_approvals_escalate_then_expire_as_denied() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = runner(dir.path(), tiers());
+        let clock = TestClock::new();
+        let t0 = clock.start();
+        let (h, _t) = runner(dir.path(), tiers_on(&clock));
         let mut events = h.subscribe();
         let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
         assert_eq!((a.queue.as_str(), a.tier), ("primary", 0));
-        let expired = wait_status(&h, a.id, crate::domain::ApprovalStatus::Expired).await;
+        clock.at(t0, 599);
+        let still = h.get(a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (still.tier, still.status),
+            (0, crate::domain::ApprovalStatus::Pending)
+        );
+        clock.at(t0, 600);
+        let escalated = h.get(a.id).await.unwrap().unwrap();
+        assert_eq!((escalated.queue.as_str(), escalated.tier), ("backup", 1));
+        assert_eq!(escalated.status, crate::domain::ApprovalStatus::Pending);
+        clock.at(t0, 1200);
+        let expired = h.get(a.id).await.unwrap().unwrap();
+        assert_eq!(expired.status, crate::domain::ApprovalStatus::Expired);
         let d = expired.decision.unwrap();
         assert_eq!(d.by, "timeout");
         assert!(d.reason.unwrap().contains("timed out"));
@@ -276,8 +287,10 @@ fn unanswered_approvals_escalate_then_expire_as_denied() {
 #[test]
 fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let t0 = clock.start();
     let id = rt().block_on(async {
-        let (h, t) = runner(dir.path(), tiers());
+        let (h, t) = runner(dir.path(), tiers_on(&clock));
         let id = h
             .submit("bot", req("t", json!({})))
             .await
@@ -290,10 +303,11 @@ fn deadlines_that_fell_due_while_down_apply_at_start_in_order() {
         id
     });
     // Down for longer than both tiers.
-    std::thread::sleep(Duration::from_millis(1400));
+    clock.at(t0, 1400);
     rt().block_on(async {
-        let (h, _t) = runner(dir.path(), tiers());
-        let a = wait_status(&h, id, crate::domain::ApprovalStatus::Expired).await;
+        let (h, _t) = runner(dir.path(), tiers_on(&clock));
+        let a = h.get(id).await.unwrap().unwrap();
+        assert_eq!(a.status, crate::domain::ApprovalStatus::Expired);
         assert_eq!(a.tier, 1);
         use crate::domain::AuditKind::*;
         assert_eq!(
@@ -404,21 +418,21 @@ fn sticky_grants_approve_the_rest_of_the_run_until_revoked() {
 
 #[test]
 fn escalation_and_expiry_reach_the_webhook_with_retries() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     rt().block_on(async {
-        // A receiver that fails its first delivery.
-        let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        // A receiver that fails its first delivery and hands on the rest.
+        let (tx, mut delivered) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (g, c) = (got.clone(), calls.clone());
+        let c = calls.clone();
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
-                let (g, c) = (g.clone(), c.clone());
+                let (tx, c) = (tx.clone(), c.clone());
                 async move {
                     if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
                         return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                     }
-                    g.lock().unwrap().push(v);
+                    let _ = tx.send(v);
                     axum::http::StatusCode::NO_CONTENT
                 }
             }),
@@ -428,23 +442,26 @@ fn escalation_and_expiry_reach_the_webhook_with_retries() {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = tiers();
+        let clock = TestClock::new();
+        let t0 = clock.start();
+        let mut cfg = tiers_on(&clock);
         cfg.webhook = Some(format!("http://{addr}/hook"));
         let (h, _t) = runner(dir.path(), cfg);
         let mut r = req("delete_user_account", json!({"user_id": "U-1"}));
         r.agent = Some("CustomerServiceAgent".into());
         let a = h.submit("bot", r).await.unwrap().approval;
-        wait_status(&h, a.id, crate::domain::ApprovalStatus::Expired).await;
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while got.lock().unwrap().len() < 2 {
-            assert!(
-                std::time::Instant::now() < until,
-                "webhooks: {:?}",
-                got.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        clock.at(t0, 600);
+        h.get(a.id).await.unwrap();
+        clock.at(t0, 1200);
+        let expired = h.get(a.id).await.unwrap().unwrap();
+        assert_eq!(expired.status, crate::domain::ApprovalStatus::Expired);
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let next = tokio::time::timeout(Duration::from_secs(10), delivered.recv()).await;
+            got.push(next.expect("two webhook notices").expect("receiver alive"));
         }
-        let got = got.lock().unwrap().clone();
+        // Deliveries are concurrent, and one is retried: arrival order is not event order.
+        got.sort_by_key(|v| v["event"].as_str().unwrap_or_default().to_string());
         assert_eq!(got[0]["event"], "approval.escalated");
         assert_eq!(got[0]["queue"], "backup");
         assert_eq!(got[0]["tier"], 1);
@@ -458,7 +475,13 @@ fn escalation_and_expiry_reach_the_webhook_with_retries() {
             "{}",
             got[1]
         );
+        // The receiver hands a notice on before its answer reaches the notifier, which
+        // counts it then: wait (bounded) for the count to catch up.
         let m = h.metrics().await.unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while m.value("webhook", "sent") < 2 && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let sent = m.value("webhook", "sent");
         assert_eq!((sent, m.value("webhook", "failed")), (2, 0));
         assert!(m.value("webhook", "retried") >= 1);
@@ -507,24 +530,33 @@ fn a_reviewer_can_escalate_by_hand_but_not_past_the_last_tier() {
 fn a_decision_racing_the_timeout_has_exactly_one_outcome() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (h, _t) = runner(dir.path(), RunnerConfig::default());
+        let clock = TestClock::new();
+        let t0 = clock.start();
+        let cfg = RunnerConfig {
+            clock: clock.clock(),
+            ..Default::default()
+        };
+        let (h, _t) = runner(dir.path(), cfg);
         let mut ids = Vec::new();
-        for i in 0..30u64 {
+        // Approval i is created at i ms and times out 200 ms later.
+        for i in 0..30i64 {
+            clock.at(t0, i);
             let mut r = req("t", json!({"i": i}));
             r.timeout = Some(Duration::from_millis(200));
             ids.push(h.submit("bot", r).await.unwrap().approval.id);
         }
-        // Decide around the deadline, some just before and some just after it.
-        tokio::time::sleep(Duration::from_millis(170)).await;
+        // Decide each around its deadline: even ones 2 ms before it, odd ones at it.
+        let decided_at = |i: usize| i as i64 + 198 + i as i64 % 2 * 2;
         let mut outcomes = Vec::new();
-        for id in &ids {
+        for (i, id) in ids.iter().enumerate() {
+            clock.at(t0, decided_at(i));
             outcomes.push((
                 *id,
                 h.decide("alice", decision(*id, Verdict::Approve)).await,
             ));
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.at(t0, 1000);
+        assert!(matches!(h.get(ids[0]).await, Ok(Some(_))));
         let audit = h.audit(0, 1000).await.unwrap();
         for (id, outcome) in outcomes {
             let ends: Vec<_> = audit
@@ -541,9 +573,15 @@ fn a_decision_racing_the_timeout_has_exactly_one_outcome() {
                 .collect();
             assert_eq!(ends.len(), 1, "approval {id} ended {ends:?}");
             let a = h.get(id).await.unwrap().unwrap();
+            let i = ids.iter().position(|x| *x == id).unwrap();
+            let due = decided_at(i) >= i as i64 + 200;
             match outcome {
-                Ok(_) => assert_eq!(a.status, crate::domain::ApprovalStatus::Approved),
+                Ok(_) => {
+                    assert!(!due, "approval {i} was decided after its deadline");
+                    assert_eq!(a.status, crate::domain::ApprovalStatus::Approved)
+                }
                 Err(RunnerError::Conflict { approval, .. }) => {
+                    assert!(due, "approval {i} expired before its deadline");
                     assert_eq!(a.status, crate::domain::ApprovalStatus::Expired);
                     assert_eq!(approval.status, crate::domain::ApprovalStatus::Expired);
                 }

@@ -1,36 +1,12 @@
 //! Trust boundaries in the runner (DESIGN §9) and escalation timing, on an injected clock:
 //! time moves when the test says so, never by sleeping.
 
+use super::test_clock::TestClock;
 use super::*;
 use crate::domain::{ApprovalStatus, AuditKind, Grant};
 use crate::policy::PolicySet;
 use crate::store::Store;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
-
-/// A clock the test moves by hand.
-#[derive(Clone)]
-struct TestClock(Arc<Mutex<Timestamp>>);
-
-impl TestClock {
-    fn new() -> TestClock {
-        TestClock(Arc::new(Mutex::new(crate::domain::now())))
-    }
-
-    fn clock(&self) -> Clock {
-        let t = self.0.clone();
-        Clock::new(move || *t.lock().unwrap())
-    }
-
-    fn start(&self) -> Timestamp {
-        *self.0.lock().unwrap()
-    }
-
-    /// Set the clock to `ms` milliseconds after `from`.
-    fn at(&self, from: Timestamp, ms: i64) {
-        *self.0.lock().unwrap() = from + chrono::Duration::milliseconds(ms);
-    }
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
