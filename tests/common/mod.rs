@@ -610,6 +610,7 @@ pub mod hosts;
 pub mod npm;
 pub mod pip;
 pub mod sse;
+pub mod waiting;
 pub mod webhook;
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).

@@ -1,0 +1,57 @@
+//! Waiting on the daemon without sleeping on a guess: conditions it reports (the
+//! subscriber gauge of `/metrics`), and the few waits where wall-clock time must really pass
+//! because a deadline of the real binary is the thing under test.
+
+use super::{ALICE, Api};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How long a condition the daemon reports may take to hold on a loaded machine.
+pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Open subscriptions (long polls, event streams, waiting hooks) as `/metrics` counts them.
+pub async fn subscribers(api: &Api) -> u64 {
+    let r = api.get(Some(ALICE), "/metrics").await;
+    assert_eq!(r.status, 200, "metrics: {r:?}");
+    let text = r.body.as_str().expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("gatehouse_event_subscribers "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no subscriber gauge in:\n{text}"))
+}
+
+/// Wait (bounded) until the daemon counts at least `n` open subscriptions: a long poll or
+/// stream started elsewhere has registered, so an event from now on reaches it.
+pub async fn wait_subscribers(api: &Api, n: u64, what: &str) {
+    let deadline = Instant::now() + CONDITION_TIMEOUT;
+    loop {
+        let now = subscribers(api).await;
+        if now >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {now} open subscriptions after {CONDITION_TIMEOUT:?}, expected {n}"
+        );
+        // A metrics read is cheap; a short pause keeps the loop from hogging a shared CPU.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long from now until `margin` past the wall-clock instant `at` (an RFC 3339 string the
+/// API gave, e.g. an approval's `expires_at`); zero if that is already past.
+///
+/// For waits where time must really pass: the daemon's deadlines are wall-clock and
+/// persisted, so a test of "it fell due while the daemon was down" has to stay down until
+/// the instant the API named. Waiting for that instant, not a guessed span, keeps it exact.
+#[track_caller]
+pub fn until_past(at: &Value, margin: Duration) -> Duration {
+    let text = at
+        .as_str()
+        .unwrap_or_else(|| panic!("not an RFC 3339 instant: {at}"));
+    let due = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 instant {text:?}: {e}"))
+        .with_timezone(&chrono::Utc);
+    let left = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+    left + margin
+}
