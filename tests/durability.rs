@@ -20,6 +20,8 @@ const DECIDED: usize = 100;
 const RACED: std::ops::Range<usize> = 100..200;
 /// Phase-1 approvals nobody decides: they must come back pending.
 const UNTOUCHED: std::ops::Range<usize> = 200..300;
+/// Phase 3 kills the daemon once this many of its requests were acknowledged.
+const KILL_AFTER_ACKS: usize = 150;
 
 fn submission(n: usize) -> Value {
     json!({
@@ -113,6 +115,8 @@ async fn sigkill_loses_nothing_acknowledged() {
     // Phase 3: 32 tasks keep submitting new approvals and deciding phase-1 ones; SIGKILL the
     // daemon while they are at it. Only what got an answer counts as acknowledged.
     let acks = Arc::new(AtomicUsize::new(0));
+    // Told by the worker whose answer is the 150th acknowledgement of this phase.
+    let under_way = Arc::new(tokio::sync::Notify::new());
     let raced: Vec<(usize, String)> = {
         let l = ledger.lock().unwrap();
         RACED.map(|n| (n, id_of(&l, n))).collect()
@@ -122,6 +126,12 @@ async fn sigkill_loses_nothing_acknowledged() {
         let api = api.clone();
         let ledger = ledger.clone();
         let acks = acks.clone();
+        let under_way = under_way.clone();
+        let ack = move || {
+            if acks.fetch_add(1, Ordering::Relaxed) + 1 == KILL_AFTER_ACKS {
+                under_way.notify_one();
+            }
+        };
         let mine: Vec<(usize, String)> = raced
             .iter()
             .filter(|(n, _)| n % TASKS == t)
@@ -141,7 +151,7 @@ async fn sigkill_loses_nothing_acknowledged() {
                     Ok(r) => {
                         assert_eq!(r.status, 201, "submission {n}: {r:?}");
                         ledger.lock().unwrap().submitted.insert(n, r.body);
-                        acks.fetch_add(1, Ordering::Relaxed);
+                        ack();
                     }
                     Err(_) => {
                         ledger.lock().unwrap().unanswered_submissions.push(n);
@@ -161,7 +171,7 @@ async fn sigkill_loses_nothing_acknowledged() {
                         Ok(r) => {
                             assert_eq!(r.status, 200, "decision {n}: {r:?}");
                             ledger.lock().unwrap().decided.insert(n, r.body);
-                            acks.fetch_add(1, Ordering::Relaxed);
+                            ack();
                         }
                         Err(_) => {
                             ledger.lock().unwrap().unanswered_decisions.push(n);
@@ -173,11 +183,9 @@ async fn sigkill_loses_nothing_acknowledged() {
             false
         }));
     }
-    // Kill once the load is well under way (bounded in time either way).
-    let started = Instant::now();
-    while acks.load(Ordering::Relaxed) < 150 && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // Kill once the load is well under way (bounded in time either way: a daemon too slow to
+    // acknowledge 150 in 10 s is killed anyway, and the checks below still hold).
+    let _ = tokio::time::timeout(Duration::from_secs(10), under_way.notified()).await;
     let killed_pid = d.pid;
     d.kill();
     let mut cut_short = 0;
@@ -551,7 +559,7 @@ fn idempotency_key_survives_a_write_cut_short() {
 fn deadlines_are_wall_clock_and_survive_restarts() {
     let ws = Workspace::new();
     let mut d = ws.start();
-    let (quick, later) = block_on(async {
+    let (quick, later, later_expires_at) = block_on(async {
         let api = d.api();
         // Expires while someone long-polls it.
         let r = api
@@ -570,6 +578,7 @@ fn deadlines_are_wall_clock_and_survive_restarts() {
             .await;
         assert_eq!(r.status, 201, "{r:?}");
         let later = r.id();
+        let later_expires_at = r.body["expires_at"].clone();
         let started = Instant::now();
         let r = api
             .get(Some(BOT), &format!("/v1/approvals/{quick}?wait=5"))
@@ -591,11 +600,13 @@ fn deadlines_are_wall_clock_and_survive_restarts() {
         let late = api.decide(ALICE, &quick, "approve", None).await;
         assert_eq!(late.expect_error(409), "already_decided");
         assert_eq!(late.body["approval"]["status"], "expired");
-        (quick, later)
+        (quick, later, later_expires_at)
     });
     // The second one falls due while the daemon is down: it expires at once on restart.
+    // Time must really pass here (the deadline is wall-clock and persisted): stay down until
+    // just past the instant the API gave for it.
     assert!(d.stop().success());
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(waiting::until_past(&later_expires_at, Duration::from_millis(100)));
     let d = ws.start();
     block_on(async {
         let api = d.api();
@@ -627,7 +638,7 @@ fn overdue_escalations_apply_in_order_after_a_kill() {
         config_text()
     ));
     let mut d = ws.start();
-    let id = block_on(async {
+    let (id, expires_at) = block_on(async {
         let r = d
             .api()
             .submit(
@@ -637,25 +648,22 @@ fn overdue_escalations_apply_in_order_after_a_kill() {
             .await;
         assert_eq!(r.status, 201, "{r:?}");
         assert_eq!(r.body["queue"], "primary");
-        r.body["id"].as_str().unwrap().to_string()
+        assert!(r.body["escalates_at"].is_string(), "{r:?}");
+        (r.id(), r.body["expires_at"].clone())
     });
     d.kill();
-    std::thread::sleep(Duration::from_millis(2600));
+    // Time must really pass: stay down until just past the end of the last tier (the
+    // approval's `expires_at`, which is after its `escalates_at`), both wall-clock instants.
+    std::thread::sleep(waiting::until_past(&expires_at, Duration::from_millis(100)));
     let d = ws.start();
     block_on(async {
         let api = d.api();
-        let until = Instant::now() + Duration::from_secs(10);
-        let a = loop {
-            let r = api.get(Some(ALICE), &format!("/v1/approvals/{id}")).await;
-            if r.body["status"] != "pending" {
-                break r.body;
-            }
-            assert!(
-                Instant::now() < until,
-                "still pending after the restart: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        // The long poll returns once the approval is no longer pending.
+        let r = api
+            .get(Some(ALICE), &format!("/v1/approvals/{id}?wait=10"))
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let a = r.body;
         assert_eq!(a["status"], "expired", "{a}");
         assert_eq!(a["decision"]["by"], "timeout");
         assert_eq!(
