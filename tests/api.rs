@@ -945,7 +945,10 @@ async fn long_poll_returns_on_decision_or_after_the_wait() {
         })
     };
     waiting::wait_subscribers(&api, open + 1, "the agent's long poll").await;
-    assert!(!waiter.is_finished(), "the long poll returned before the decision");
+    assert!(
+        !waiter.is_finished(),
+        "the long poll returned before the decision"
+    );
     let decided_at = Instant::now();
     let r = api.decide(ALICE, &id, "approve", Some("go")).await;
     assert_eq!(r.status, 200);

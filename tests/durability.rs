@@ -606,7 +606,10 @@ fn deadlines_are_wall_clock_and_survive_restarts() {
     // Time must really pass here (the deadline is wall-clock and persisted): stay down until
     // just past the instant the API gave for it.
     assert!(d.stop().success());
-    std::thread::sleep(waiting::until_past(&later_expires_at, Duration::from_millis(100)));
+    std::thread::sleep(waiting::until_past(
+        &later_expires_at,
+        Duration::from_millis(100),
+    ));
     let d = ws.start();
     block_on(async {
         let api = d.api();

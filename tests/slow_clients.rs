@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+/// The daemon's `header_timeout` and `body_timeout` below.
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Daemon(Child);
 impl Drop for Daemon {
@@ -76,6 +78,7 @@ fn stalled_sockets_do_not_delay_others_and_are_cut_off() {
     let (_d, addr) = start(dir.path());
     // 300 clients that send half a request header and stall, and 20 that stall mid-body.
     let mut stalled = Vec::new();
+    let stalling_from = Instant::now();
     for i in 0..320 {
         let mut s = TcpStream::connect(&addr).unwrap();
         if i < 300 {
@@ -89,6 +92,7 @@ fn stalled_sockets_do_not_delay_others_and_are_cut_off() {
         }
         stalled.push(s);
     }
+    let stalled_by = Instant::now();
     // Someone else is served meanwhile.
     let body = r#"{"tool":"t","arguments":{}}"#;
     let resp = request(
@@ -99,11 +103,15 @@ fn stalled_sockets_do_not_delay_others_and_are_cut_off() {
         ),
     );
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
-    // After the header/body timeouts the server has closed (or answered) every stalled socket.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The server cuts every stalled socket off by itself once its 1 s header/body timeout has
+    // passed: each read below waits for that close (or 408), bounded by the timeout plus a
+    // margin for a loaded machine, counted from when the last socket stalled.
+    let deadline = stalled_by + TIMEOUT + Duration::from_secs(4);
     let mut closed = 0;
     for mut s in stalled {
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
         let mut buf = [0u8; 4096];
         match s.read(&mut buf) {
             Ok(0) => closed += 1,
@@ -114,10 +122,19 @@ fn stalled_sockets_do_not_delay_others_and_are_cut_off() {
                 closed += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
-            Err(e) => panic!("a stalled socket was still held open: {e}"),
+            Err(e) => panic!(
+                "a stalled socket was still held open {:?} after it stalled: {e}",
+                stalling_from.elapsed()
+            ),
         }
     }
     assert_eq!(closed, 320);
+    // Cut off by the timeout, not by anything sooner.
+    assert!(
+        stalling_from.elapsed() >= TIMEOUT,
+        "stalled sockets closed after only {:?}",
+        stalling_from.elapsed()
+    );
     // Nothing half-sent was stored.
     let list = request(
         &addr,
