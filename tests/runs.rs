@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::model_server::{ModelServer, Reply, call, raw_call};
+use common::model_server::{Gate, ModelServer, Reply, call, raw_call};
 use common::sse::{Sse, SseStream};
 use common::*;
 use serde_json::{Value, json};
@@ -1171,16 +1171,11 @@ async fn an_approval_that_fell_due_while_the_daemon_was_down_expires_and_the_run
     let id = start_run(&d.api(), "Payer", "Wire 10").await;
     let run = wait_status(&d.api(), &id, "pending_approval").await;
     let [aid] = <[String; 1]>::try_from(pending_ids(&run, 1)).unwrap();
-    let expires_at = d.api().approval(&aid).await["expires_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expires_at = d.api().approval(&aid).await["expires_at"].clone();
     d.kill();
-    // Down past the approval's deadline (1 s after its creation).
-    let due = chrono::DateTime::parse_from_rfc3339(&expires_at).unwrap();
-    while chrono::Utc::now() <= due + chrono::Duration::milliseconds(200) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Time must really pass (the deadline is wall-clock and persisted): down until just past
+    // the approval's `expires_at` (1 s after its creation).
+    tokio::time::sleep(waiting::until_past(&expires_at, Duration::from_millis(100))).await;
     let d = ws.start();
     let api = d.api();
     let run = wait_status(&api, &id, "completed").await;
@@ -1273,16 +1268,22 @@ async fn kill_while_the_model_thinks_asks_it_again_after_restart() {
         Reply::text("Refunded N1."),
     ]
     .into_iter();
-    let model = ModelServer::start(move |n, _| {
-        if n == 0 {
-            std::thread::sleep(Duration::from_millis(1500));
+    // The first answer is held until after the kill: the model is still thinking when the
+    // daemon dies.
+    let thinking = Gate::new();
+    let model = ModelServer::start({
+        let thinking = thinking.clone();
+        move |n, _| {
+            let reply = replies.next().expect("a scripted reply");
+            if n == 0 { reply.held(&thinking) } else { reply }
         }
-        replies.next().expect("a scripted reply")
     });
     let mut w = world_with(model, "");
     let id = start_run(&w.api, "Support", "Refund N1").await;
     w.model.wait_requests(1, RUN_DEADLINE);
     w.kill_and_restart();
+    // Its answer now goes to a connection nobody reads.
+    thinking.open();
     let run = wait_status(&w.api, &id, "completed").await;
     assert_eq!(run["output"], "Refunded N1.");
     assert_eq!(run["turns"], 2, "{run:#}");
@@ -1708,9 +1709,11 @@ fn cli_run_wait_reports_a_pause_promptly() {
 }
 
 /// A reviewer may well take longer than 30 s: `gatehouse run --wait` must keep waiting.
+///
+/// Slow by nature (31 s): it caught `gatehouse run --wait` long-polling with ?wait=30 through
+/// an HTTP client whose own timeout is 30 s, which ended the CLI after 30 s of review. Only a
+/// review that really lasts past that client timeout shows it.
 #[test]
-#[ignore = "slow (35 s). It caught `gatehouse run --wait` long-polling with ?wait=30 through an \
-            HTTP client whose own timeout is 30 s, which ended the CLI after 30 s of review"]
 fn cli_run_wait_survives_a_long_review() {
     let mut replies = vec![
         Reply::tools(
@@ -1724,18 +1727,29 @@ fn cli_run_wait_survives_a_long_review() {
         Reply::text("Refunded $900 for L1."),
     ]
     .into_iter();
-    let model = ModelServer::start(move |n, _| {
-        if n == 0 {
-            // Let the CLI's first poll arrive while the run is still running.
-            std::thread::sleep(Duration::from_millis(500));
+    // The first answer is held until the CLI's first poll is open, so that poll starts while
+    // the run is still running.
+    let thinking = Gate::new();
+    let model = ModelServer::start({
+        let thinking = thinking.clone();
+        move |n, _| {
+            let reply = replies.next().expect("a scripted reply");
+            if n == 0 { reply.held(&thinking) } else { reply }
         }
-        replies.next().expect("a scripted reply")
     });
     let w = world_with(model, "");
+    let open = block_on(waiting::subscribers(&w.api));
     let (mut child, mut lines) = spawn_lines(
         gatehouse_run(&w.daemon.url, "Support", "Refund L1"),
         &w.path("cli.stderr"),
     );
+    w.model.wait_requests(1, RUN_DEADLINE);
+    block_on(waiting::wait_subscribers(
+        &w.api,
+        open + 1,
+        "the CLI's long poll",
+    ));
+    thinking.open();
     let stderr = || std::fs::read_to_string(w.path("cli.stderr")).unwrap_or_default();
     let deadline = Instant::now() + RUN_DEADLINE;
     let approval = loop {
@@ -1747,18 +1761,15 @@ fn cli_run_wait_survives_a_long_review() {
             break id.to_string();
         }
     };
-    // The reviewer takes 35 s.
-    let until = Instant::now() + Duration::from_secs(35);
-    while Instant::now() < until {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "gatehouse run --wait gave up while the run waited for a reviewer ({status}); \
-                 printed:\n{}\nstderr:\n{}",
-                lines.rest(),
-                stderr()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // The reviewer takes 31 s: time must really pass, past the CLI's 30 s request timeout.
+    // Meanwhile the CLI must not end (its exit would be the bug).
+    if let Some(status) = waiting::exits_within(&mut child, Duration::from_secs(31)) {
+        panic!(
+            "gatehouse run --wait gave up while the run waited for a reviewer ({status}); \
+             printed:\n{}\nstderr:\n{}",
+            lines.rest(),
+            stderr()
+        );
     }
     let r = block_on(decide(&w.api, &approval, json!({"decision": "approve"})));
     assert_eq!(r.status, 200, "{r:?}");

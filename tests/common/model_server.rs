@@ -16,8 +16,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// One answer of the stand-in model.
 #[derive(Clone, Debug)]
@@ -34,6 +34,36 @@ pub enum Reply {
         content_type: String,
         body: String,
     },
+    /// This reply, sent only once the test opens the gate: the call stays in flight until
+    /// the test decides it ends (or the server is dropped).
+    Held { gate: Gate, then: Box<Reply> },
+}
+
+/// A gate a held reply waits behind; the test opens it. Clones share one gate.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    /// Let every reply held behind this gate go, now and from now on.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn passed(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
 }
 
 /// One tool call of a scripted completion.
@@ -129,6 +159,14 @@ impl Reply {
         }
     }
 
+    /// This reply, held until `gate` opens.
+    pub fn held(self, gate: &Gate) -> Reply {
+        Reply::Held {
+            gate: gate.clone(),
+            then: Box::new(self),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
         if let Reply::Json { headers, .. } = &mut self {
             headers.push((name.into(), value.into()));
@@ -150,6 +188,8 @@ type Responder = Box<dyn FnMut(usize, &Value) -> Reply + Send>;
 
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
+    /// Signalled on every new request, for [`ModelServer::wait_requests`].
+    arrived: Condvar,
     responder: Mutex<Responder>,
 }
 
@@ -165,6 +205,7 @@ impl ModelServer {
     pub fn start(responder: impl FnMut(usize, &Value) -> Reply + Send + 'static) -> ModelServer {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
             responder: Mutex::new(Box::new(responder)),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the model server");
@@ -232,19 +273,19 @@ impl ModelServer {
     /// Wait (bounded) until at least `n` requests have arrived; returns all of them.
     #[track_caller]
     pub fn wait_requests(&self, n: usize, limit: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let got = self.requests();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the model got {} requests within {limit:?}, expected {n}: {got:#?}",
-                got.len()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let reqs = self.inner.requests.lock().unwrap();
+        let (reqs, _) = self
+            .inner
+            .arrived
+            .wait_timeout_while(reqs, limit, |r| r.len() < n)
+            .unwrap();
+        let got: Vec<Value> = reqs.iter().map(|r| r.body.clone()).collect();
+        assert!(
+            got.len() >= n,
+            "the model got {} requests within {limit:?}, expected {n}: {got:#?}",
+            got.len()
+        );
+        got
     }
 }
 
@@ -275,9 +316,15 @@ async fn complete(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             content_type: text(header::CONTENT_TYPE),
             body: parsed.clone(),
         });
+        inner.arrived.notify_all();
         reqs.len() - 1
     };
-    let reply = (inner.responder.lock().unwrap())(n, &parsed);
+    let mut reply = (inner.responder.lock().unwrap())(n, &parsed);
+    // Awaited, not blocked on: the server's one thread keeps answering other requests.
+    while let Reply::Held { gate, then } = reply {
+        gate.passed().await;
+        reply = *then;
+    }
     match reply {
         Reply::Json {
             status,
@@ -307,5 +354,6 @@ async fn complete(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             body,
         )
             .into_response(),
+        Reply::Held { .. } => unreachable!("held replies are awaited above"),
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{ALICE, Api};
 use serde_json::Value;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// How long a condition the daemon reports may take to hold on a loaded machine.
@@ -54,4 +55,19 @@ pub fn until_past(at: &Value, margin: Duration) -> Duration {
         .with_timezone(&chrono::Utc);
     let left = (due - chrono::Utc::now()).to_std().unwrap_or_default();
     left + margin
+}
+
+/// Whether the child exits within `limit`: its status if it does, `None` if it is still
+/// running then (it is left running). A bounded poll: std offers no wait with a timeout.
+pub fn exits_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
