@@ -14,8 +14,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// One request the stand-in received.
 #[derive(Clone, Debug)]
@@ -68,6 +68,8 @@ type Responder = Box<dyn FnMut(&Exchange) -> Answer + Send>;
 
 struct Inner {
     seen: Mutex<Vec<Exchange>>,
+    /// Signalled on every request, for [`HostModel::wait_for`].
+    arrived: Condvar,
     responder: Mutex<Responder>,
 }
 
@@ -82,6 +84,7 @@ impl HostModel {
     pub fn start(responder: impl FnMut(&Exchange) -> Answer + Send + 'static) -> HostModel {
         let inner = Arc::new(Inner {
             seen: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
             responder: Mutex::new(Box::new(responder)),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
@@ -122,18 +125,16 @@ impl HostModel {
     /// Wait (bounded) until a request matches; returns it.
     #[track_caller]
     pub fn wait_for(&self, what: &str, limit: Duration, f: impl Fn(&Exchange) -> bool) -> Exchange {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(e) = self.seen().into_iter().find(|e| f(e)) {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no request {what} within {limit:?}; got {:#?}",
-                self.seen()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let seen = self.inner.seen.lock().unwrap();
+        let (seen, _) = self
+            .inner
+            .arrived
+            .wait_timeout_while(seen, limit, |seen| !seen.iter().any(&f))
+            .unwrap();
+        seen.iter()
+            .find(|e| f(e))
+            .cloned()
+            .unwrap_or_else(|| panic!("no request {what} within {limit:?}; got {seen:#?}"))
     }
 }
 
@@ -162,6 +163,7 @@ async fn answer(
         body,
     };
     inner.seen.lock().unwrap().push(ex.clone());
+    inner.arrived.notify_all();
     let a = (inner.responder.lock().unwrap())(&ex);
     (
         StatusCode::from_u16(a.status).expect("a status"),
