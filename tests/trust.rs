@@ -5,8 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `bot` may claim agent `trusted-bot` and any server; `bot2` may claim nothing; `carol` is
 /// an agent and a reviewer; alice reviews tier `primary`, bob tier `backup`; dave reviews
@@ -283,46 +282,9 @@ async fn refusals_without_a_token_are_counted_into_one_record() {
     assert_eq!(by_bot2, 120);
 }
 
-/// A webhook receiver on 127.0.0.1: every JSON body it got, in order.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(v);
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), got)
-}
-
-/// Wait (bounded) until the receiver holds `n` notices.
-async fn notices(got: &Arc<Mutex<Vec<Value>>>, n: usize) -> Vec<Value> {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = got.lock().unwrap().clone();
-        if now.len() >= n {
-            return now;
-        }
-        assert!(
-            Instant::now() < until,
-            "only {} webhooks: {now:#?}",
-            now.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn webhooks_announce_new_approvals_and_name_the_right_durations() {
-    let (url, got) = receiver().await;
+    let hook = common::webhook::Webhook::start().await;
     let ws = Workspace::new();
     let tiers = r#"
 [[escalation]]
@@ -335,11 +297,20 @@ queue = "backup"
 reviewers = ["bob"]
 after = "2s"
 "#;
-    let notify = format!("[notify]\nwebhook = {}\non_create = true\n", toml_str(&url));
+    let notify = format!(
+        "[notify]\nwebhook = {}\non_create = true\n",
+        toml_str(&hook.url)
+    );
     let d = daemon(&ws, tiers, &notify);
     let api = d.api();
     let a = api.submit_pending(BOT, "t", json!({})).await;
-    let all = notices(&got, 3).await;
+    // The last notice comes when the chain runs out (3 s of tiers: time that must pass).
+    hook.wait_for(Duration::from_secs(20), |n| {
+        n["event"] == "approval.expired"
+    })
+    .await
+    .unwrap_or_else(|| panic!("no expiry notice: {:#?}", hook.notices()));
+    let all = hook.notices();
     let events: Vec<&str> = all.iter().map(|n| n["event"].as_str().unwrap()).collect();
     assert_eq!(
         events,
