@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::npm;
+use common::{npm, waiting};
 use gatehouse::config::McpServerConfig;
 use gatehouse::tools::ToolOutput;
 use gatehouse::tools::mcp::{McpOptions, McpServerState, McpServerStatus, McpServers};
@@ -353,12 +353,8 @@ async fn a_call_that_takes_too_long_times_out() {
     // Dropping the last handle without shutdown() stops the server too.
     let pid = before.pid.expect("pid");
     drop(servers);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while process_alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "server {pid} outlived its McpServers"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        waiting::process_exits_within(pid as i32, Duration::from_secs(15)).await,
+        "server {pid} outlived its McpServers"
+    );
 }

@@ -71,3 +71,31 @@ pub fn exits_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Wait (bounded) until process `pid` has exited (any process, not only our child): `true`
+/// once it has, `false` if it still runs at `limit`. The kernel wakes us: a pidfd turns
+/// readable when its process exits.
+pub async fn process_exits_within(pid: i32, limit: Duration) -> bool {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        let e = std::io::Error::last_os_error();
+        // No such process: it exited and was reaped already.
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ESRCH),
+            "pidfd_open({pid}): {e}"
+        );
+        return true;
+    }
+    // SAFETY: `raw` is a descriptor pidfd_open just opened for us alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
+    // the AsyncFd's whole life.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .unwrap_or_else(|e| panic!("watch the pidfd of {pid}: {e}"));
+    tokio::time::timeout(limit, fd.readable()).await.is_ok()
+}
