@@ -3,7 +3,8 @@
 //! and a stand-in chat model that speaks the OpenAI Chat Completions protocol over HTTP
 //! (tests/common/model_server.rs), which records exactly what gatehouse sent it.
 //!
-//! No gatehouse part is mocked. Every wait is a poll against a deadline.
+//! No gatehouse part is mocked. Every wait is on a condition (a long poll, a gate, a file),
+//! bounded by a deadline.
 
 mod common;
 
