@@ -1514,17 +1514,13 @@ fn cli_run_wait_prints_the_output_and_exits_by_outcome() {
         gatehouse_run(&url, "Support", "Refund H2"),
         &w.path("cli.stderr"),
     );
-    let approval = block_on(async {
-        let deadline = Instant::now() + RUN_DEADLINE;
-        loop {
-            let pending = w.api.list_all("pending").await;
-            if let Some(a) = pending.iter().find(|a| a["tool"] == "issue_refund") {
-                return a["id"].as_str().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "no pending approval appeared");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let approval = block_on(waiting::approval_with_status(
+        &w.api,
+        "pending",
+        RUN_DEADLINE,
+    ));
+    assert_eq!(approval["tool"], "issue_refund", "{approval}");
+    let approval = approval["id"].as_str().unwrap().to_string();
     let r = block_on(decide(&w.api, &approval, json!({"decision": "approve"})));
     assert_eq!(r.status, 200, "{r:?}");
     let status = wait_bounded(&mut child, PROCESS_TIMEOUT).expect("gatehouse run --wait ended");

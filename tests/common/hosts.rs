@@ -85,19 +85,7 @@ pub fn run_host(mut cmd: Command) -> Finished {
 
 /// Wait (bounded) for the one approval with this status; returns it.
 pub async fn wait_approval(api: &Api, status: &str, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let got = api.list_all(status).await;
-        if let Some(a) = got.into_iter().next() {
-            return a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {status} approval within {limit:?}: {:#?}",
-            api.list_all("all").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    waiting::approval_with_status(api, status, limit).await
 }
 
 /// Wait for the call the host waits on, decide it as alice (`verdict`, `reason`) and return it

@@ -99,3 +99,28 @@ pub async fn process_exits_within(pid: i32, limit: Duration) -> bool {
     .unwrap_or_else(|e| panic!("watch the pidfd of {pid}: {e}"));
     tokio::time::timeout(limit, fd.readable()).await.is_ok()
 }
+
+/// An approval with this status (`pending`, `cancelled`, …), waiting up to `limit` for one:
+/// the first the list shows, else the first that reaches the status afterwards, as the event
+/// stream announces it.
+pub async fn approval_with_status(api: &Api, status: &str, limit: Duration) -> Value {
+    // Subscribe before looking: an approval that gets there after the look is on the stream.
+    let mut events = super::sse::SseStream::connect(api, None).await;
+    if let Some(a) = api.list_all(status).await.into_iter().next() {
+        return a;
+    }
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.next(left).await {
+            Some(e) if e.data["approval"]["status"] == status => {
+                return e.data["approval"].clone();
+            }
+            Some(_) => {}
+            None => panic!(
+                "no {status} approval within {limit:?}: {:#?}",
+                api.list_all("all").await
+            ),
+        }
+    }
+}
