@@ -253,7 +253,11 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Reply>();
     let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel::<Fetched>();
     let mut events_open = true;
+    // When the last frame that showed a change was drawn: the frame cap merges bursts of
+    // changes. A frame for the clock alone does not count, so an approval arriving just
+    // after a tick is drawn at once instead of waiting out the cap.
     let mut last_draw: Option<Instant> = None;
+    let mut clock_only = false;
 
     loop {
         // the open transcript's run changed: fetch it again (one fetch at a time)
@@ -279,8 +283,10 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             write_raw(&attention.title(st.pending_count(), st.is_typing()))?;
             let drawn = Instant::now();
             st.mark_drawn(drawn);
-            last_draw = Some(drawn);
+            last_draw = if clock_only { None } else { Some(drawn) };
         }
+        // a frame held back by the cap may show changes by the time it is drawn
+        clock_only = false;
         // when to wake up without input
         let mut wake = now + Duration::from_secs(3600);
         if st.dirty
@@ -358,6 +364,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             Some((id, result)) = fetch_rx.recv() => st.on_run_fetched(id, result),
             _ = sleep => {
                 if tick {
+                    clock_only = !st.dirty;
                     st.dirty = true;
                 }
             }
