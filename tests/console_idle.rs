@@ -18,9 +18,27 @@ fn detail_age(screen: &str) -> Option<u64> {
     before.rsplit(' ').next()?.parse().ok()
 }
 
-fn rows(c: &Console) -> Vec<String> {
+/// The screen's text and rows, read at one instant.
+fn capture(c: &Console) -> (String, Vec<String>) {
     let p = c.screen.lock().unwrap();
-    p.screen().rows(0, 120).collect()
+    let s = p.screen();
+    (s.contents(), s.rows(0, s.size().1.get()).collect())
+}
+
+/// The screen once the detail's clock shows an age past `after` (any age for `None`).
+fn next_tick(c: &Console, after: Option<u64>) -> (u64, Vec<String>) {
+    let start = Instant::now();
+    loop {
+        let (text, rows) = capture(c);
+        if let Some(a) = detail_age(&text).filter(|a| after.is_none_or(|b| *a > b)) {
+            return (a, rows);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the detail's clock did not move past {after:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -47,23 +65,10 @@ fn an_idle_pane_of_young_approvals_changes_only_the_detail_clock() {
     c.wait_for("a full pane of pending approvals", |s| {
         s.contains(&format!("{n} pending")) && s.contains(&format!(" 1/{n} "))
     });
-    // one second's tick: the screen as the detail shows one age, then the next
-    let first = Instant::now();
-    let (a, before) = loop {
-        let s = c.text();
-        if let Some(a) = detail_age(&s) {
-            break (a, rows(&c));
-        }
-        assert!(
-            first.elapsed() < Duration::from_secs(20),
-            "no age in the detail:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    c.wait_for("the detail's clock to tick", |s| {
-        detail_age(s).is_some_and(|b| b > a)
-    });
-    let after = rows(&c);
+    // two consecutive ticks of the clock, the first after the whole screen was drawn
+    let (first, _) = next_tick(&c, None);
+    let (a, before) = next_tick(&c, Some(first));
+    let (_, after) = next_tick(&c, Some(a));
     assert!(
         filled.elapsed() < Duration::from_secs(55),
         "the approvals were not young any more ({:?}): the test ran too slowly to show anything",
@@ -108,20 +113,8 @@ fn an_approval_submitted_while_the_console_idles_shows_up() {
     );
     c.wait_for("the first approval", |s| s.contains("ORD-1"));
     // idle: the clock has ticked since the list was drawn
-    let a = {
-        let start = Instant::now();
-        loop {
-            if let Some(a) = detail_age(&c.text()) {
-                break a;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no age in the detail"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    c.wait_for("a tick", |s| detail_age(s).is_some_and(|b| b > a));
+    let (first, _) = next_tick(&c, None);
+    next_tick(&c, Some(first));
     submit(&base, "rotate_keys", json!({"kid": "ARRIVAL-7"}), "second");
     c.wait_for("the arrival as a row of the list", |s| {
         s.lines()
