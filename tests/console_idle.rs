@@ -122,3 +122,39 @@ fn an_approval_submitted_while_the_console_idles_shows_up() {
             && s.contains("2 pending")
     });
 }
+
+/// `gatehouse bench console` runs end to end (its figures are not judged here: a benchmark,
+/// not a timed test) and refuses an idle window the young approvals would outlive.
+#[test]
+fn the_console_bench_runs_and_refuses_a_window_too_long() {
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "console", "--pending", "15", "--idle", "1s"])
+        .args(["--arrivals", "3", "--width", "80", "--height", "24"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("console 80x24 over HTTP + SSE, 15 pending"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bytes/s; screen rows that changed: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("arrival → on screen over 3 arrivals: p50 "),
+        "{text}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "console", "--idle", "2m"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--idle must be 1s to 40s"), "{err}");
+}

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Approvals filled in before the idle window stay younger than a minute through it (the
-/// hard case: today's list would tick every row's age each second), so the window is capped.
+/// hard case: a list that counted their ages in seconds would redraw every row each second),
+/// so the window is capped.
 const MAX_IDLE: Duration = Duration::from_secs(40);
 /// Longest wait for anything the bench expects to see (a daemon starting, a row showing).
 const PATIENCE: Duration = Duration::from_secs(20);
