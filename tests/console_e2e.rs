@@ -467,50 +467,6 @@ fn remote_console_opens_a_run_transcript_over_http() {
     assert!(c.wait_exit().success());
 }
 
-/// Bytes the console writes per idle second with countdowns on screen. A benchmark, not a
-/// timed test: `cargo test --release --test console_e2e idle_output -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn idle_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_daemon, base) = serve(dir.path());
-    for i in 0..20 {
-        submit(
-            &base,
-            "issue_refund",
-            json!({"order_id": format!("ORD-{i}"), "amount": 100 + i}),
-            "idle test",
-        );
-    }
-    let c = Console::start(
-        &["console", "--connect", &base],
-        &[("GATEHOUSE_TOKEN", "alice-token-1234")],
-        120,
-        35,
-    );
-    c.wait_for("the dashboard", |s| s.contains("ORD-0"));
-    std::thread::sleep(Duration::from_secs(2));
-    // Everything the console writes goes to the terminal (its log is idle): the kernel's
-    // count of bytes the process wrote is the measure.
-    let pid = c.child.process_id().unwrap();
-    let written = || -> u64 {
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-        io.lines()
-            .find_map(|l| l.strip_prefix("wchar: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let before = written();
-    let secs = 10;
-    std::thread::sleep(Duration::from_secs(secs));
-    let after = written();
-    println!(
-        "idle console with 20 pending at 120x35: {} bytes written in {secs} s = {:.0} bytes/s",
-        after - before,
-        (after - before) as f64 / secs as f64
-    );
-}
-
 /// An agent using an MCP server that can never start: it fails, and is retried.
 const BROKEN_MCP_CONFIG: &str = r#"
 [models.demo]

@@ -1,7 +1,9 @@
 //! The runs view and the run transcript, as panes: keys in, intents out; drawn from the state.
 
 use super::json::{json_lines, wrap_line, wrap_line_indent};
-use super::panes::{LABEL_W, col, field, fit, fmt_age, pane_block, secs_between, untrusted};
+use super::panes::{
+    LABEL_W, col, field, fit, fmt_age, fmt_age_exact, pane_block, secs_between, untrusted,
+};
 use super::runs::{RunEntry, TranscriptView, run_has_escapes};
 use super::state::{ConsoleState, short_id};
 use super::theme::{Role, Theme};
@@ -307,7 +309,10 @@ fn run_lines(run: &Run, st: &ConsoleState, theme: &Theme, out: &mut Out) {
         Span::styled(format!("turn {}/{}", run.turns, run.max_turns), muted),
         sep(),
         Span::styled(
-            format!("{} old", fmt_age(secs_between(run.created_at, st.now))),
+            format!(
+                "{} old",
+                fmt_age_exact(secs_between(run.created_at, st.now))
+            ),
             muted,
         ),
     ];
@@ -466,7 +471,7 @@ fn call_lines(c: &RunCall, st: &ConsoleState, theme: &Theme, out: &mut Out) {
             out.push(Line::from(Span::styled(
                 format!(
                     "    executing for {}",
-                    fmt_age(secs_between(*started_at, st.now))
+                    fmt_age_exact(secs_between(*started_at, st.now))
                 ),
                 theme.style(Role::Sending),
             )));

@@ -365,7 +365,8 @@ impl ConsoleState {
         self.dirty = false;
     }
 
-    /// Whether a visible countdown or age needs a redraw each second.
+    /// Whether a clock may be on screen (the detail's age and time left, a reconnection's
+    /// countdown): the loop then renders each second, and writes only the cells that changed.
     pub fn needs_tick(&self) -> bool {
         self.inbox.pending_count() > 0
             || self.inbox.inflight_count() > 0

@@ -15,6 +15,8 @@ use crossterm::{cursor, execute, queue};
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Position, Rect};
 use std::io::{self, Stdout, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,20 +110,44 @@ fn write_raw(bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
+/// The last frame written to the terminal. A redraw that would leave every cell as it is (a
+/// clock tick while no visible clock counts seconds) writes nothing at all, not even the
+/// frame's markers.
+#[derive(Default)]
+struct Shown(Option<(Buffer, Option<Position>)>);
+
 fn draw(
     term: &mut Terminal<CrosstermBackend<Stdout>>,
     st: &ConsoleState,
     theme: &Theme,
+    shown: &mut Shown,
 ) -> io::Result<()> {
+    // (the state learnt the size before: see `resize` in the loop)
+    let size = term.size()?;
+    let area = Rect::new(0, 0, size.width, size.height);
+    let mut buf = Buffer::empty(area);
+    let cursor = panes::draw(st, theme, area, &mut buf);
+    if shown
+        .0
+        .as_ref()
+        .is_some_and(|(b, c)| *c == cursor && *b == buf)
+    {
+        return Ok(());
+    }
     queue!(term.backend_mut(), BeginSynchronizedUpdate)?;
     term.draw(|f| {
-        let area = f.area();
-        // (the state learnt the size before: see `resize` in the loop)
-        if let Some(p) = panes::draw(st, theme, area, f.buffer_mut()) {
+        // the same size: `draw` resizes the terminal's buffers to it first
+        if f.area() == area {
+            f.buffer_mut().clone_from(&buf);
+        } else {
+            let _ = panes::draw(st, theme, f.area(), f.buffer_mut());
+        }
+        if let Some(p) = cursor {
             f.set_cursor_position(p);
         }
     })?;
     execute!(term.backend_mut(), EndSynchronizedUpdate)?;
+    shown.0 = Some((buf, cursor));
     Ok(())
 }
 
@@ -253,7 +279,12 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Reply>();
     let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel::<Fetched>();
     let mut events_open = true;
+    // When the last frame that showed a change was drawn: the frame cap merges bursts of
+    // changes. A frame for the clock alone does not count, so an approval arriving just
+    // after a tick is drawn at once instead of waiting out the cap.
     let mut last_draw: Option<Instant> = None;
+    let mut clock_only = false;
+    let mut shown = Shown::default();
 
     loop {
         // the open transcript's run changed: fetch it again (one fetch at a time)
@@ -265,6 +296,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             // and the console lives on: take the terminal back and repaint everything
             enter_modes()?;
             full_repaint(&mut term)?;
+            shown = Shown::default();
             st.dirty = true;
         }
         let now = Instant::now();
@@ -275,12 +307,14 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             // the layout keys page by is the one about to be drawn
             let size = term.size()?;
             st.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height));
-            draw(&mut term, &st, &theme)?;
+            draw(&mut term, &st, &theme, &mut shown)?;
             write_raw(&attention.title(st.pending_count(), st.is_typing()))?;
             let drawn = Instant::now();
             st.mark_drawn(drawn);
-            last_draw = Some(drawn);
+            last_draw = if clock_only { None } else { Some(drawn) };
         }
+        // a frame held back by the cap may show changes by the time it is drawn
+        clock_only = false;
         // when to wake up without input
         let mut wake = now + Duration::from_secs(3600);
         if st.dirty
@@ -358,6 +392,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             Some((id, result)) = fetch_rx.recv() => st.on_run_fetched(id, result),
             _ = sleep => {
                 if tick {
+                    clock_only = !st.dirty;
                     st.dirty = true;
                 }
             }
@@ -378,7 +413,7 @@ pub async fn run_console(link: FrontendLink, opts: ConsoleOptions) -> io::Result
             ),
             Instant::now(),
         );
-        let _ = draw(&mut term, &st, &theme);
+        let _ = draw(&mut term, &st, &theme, &mut shown);
         match tokio::time::timeout_at(deadline, out_rx.recv()).await {
             Ok(Some((id, Ok(outcome)))) => st.on_outcome(id, outcome, Instant::now()),
             Ok(Some((id, Err(msg)))) => st.on_unknown_outcome(id, msg, Instant::now()),

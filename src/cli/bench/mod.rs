@@ -2,6 +2,8 @@
 //! Each worker submits, waits for the durable acknowledgement, and submits again.
 
 use super::Failure;
+
+mod console;
 use clap::Subcommand;
 use std::time::{Duration, Instant};
 
@@ -30,10 +32,14 @@ pub enum Action {
         #[arg(long, default_value_t = 500)]
         frames: u32,
     },
+    /// Bytes an idle console writes per second and how soon an arrival shows (real daemon,
+    /// real console in a pseudo-terminal).
+    Console(console::ConsoleBench),
 }
 
 pub async fn run(action: Action) -> Result<(), Failure> {
     match action {
+        Action::Console(args) => console::run(args).await,
         Action::Submit {
             connect,
             concurrency,

@@ -2,7 +2,7 @@
 //! command leads (it is what the reviewer must read); claims are marked as claims; a decided
 //! approval shows its decision, and after an edit both the requested and the run arguments.
 
-use super::{fmt_age, left_role, pane_block, secs_between, status_role};
+use super::{fmt_age_exact, left_role, pane_block, secs_between, status_role};
 use crate::domain::{Approval, ApprovalStatus};
 use crate::tui::entries::{shell_command, short_id};
 use crate::tui::json::{json_lines, wrap_line, wrap_line_indent};
@@ -293,7 +293,7 @@ pub fn detail_lines(st: &ConsoleState, a: &Approval, theme: &Theme, width: usize
         queue.push(Span::styled(format!(" tier {}", a.tier), muted));
         queue.push(sep());
         queue.push(Span::styled(
-            format!("{} old", fmt_age(secs_between(a.created_at, st.now))),
+            format!("{} old", fmt_age_exact(secs_between(a.created_at, st.now))),
             muted,
         ));
         queue.push(sep());

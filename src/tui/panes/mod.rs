@@ -206,24 +206,39 @@ pub(super) fn secs_between(from: Timestamp, to: Timestamp) -> i64 {
     (to - from).num_seconds()
 }
 
-/// Compact age: `45s`, `12m`, `3h05m`, `2d`.
+/// Age in a list row: `<1m`, `12m`, `3h05m`, `2d`. Rows never count seconds: a pane of
+/// young approvals would redraw every row every second (and a remote console would send it).
+/// The detail shows the exact age ([`fmt_age_exact`]).
 pub fn fmt_age(secs: i64) -> String {
     let s = secs.max(0);
     match s {
-        0..60 => format!("{s}s"),
+        0..60 => "<1m".into(),
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d", s / 86400),
     }
 }
 
-/// Compact time left: `45s`, `4m12s`, `27m`, `1h05m`, `overdue`.
+/// Age to the second for the first hour, for one item's detail (its clock may tick): `45s`,
+/// `12m 05s`, then `3h 05m`, `2d 3h` (the detail's creation time says the rest).
+pub fn fmt_age_exact(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Time left in a list row, in whole minutes rounded down (never more than is left):
+/// `<1m`, `4m`, `27m`, `1h05m`, `1d3h`, `overdue`. No seconds, for the reason of [`fmt_age`];
+/// the detail counts them down.
 pub fn fmt_left(secs: i64) -> String {
     match secs {
         ..0 => "overdue".into(),
-        0..60 => format!("{secs}s"),
-        60..600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        600..3600 => format!("{}m", secs / 60),
+        0..60 => "<1m".into(),
+        60..3600 => format!("{}m", secs / 60),
         3600..86400 => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
         _ => format!("{}d{}h", secs / 86400, (secs % 86400) / 3600),
     }
@@ -289,11 +304,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(fmt_age(5), "5s");
+        assert_eq!(fmt_age(5), "<1m");
+        assert_eq!(fmt_age(59), "<1m");
+        assert_eq!(fmt_age(60), "1m");
         assert_eq!(fmt_age(600), "10m");
         assert_eq!(fmt_age(3700), "1h01m");
+        assert_eq!(fmt_age_exact(5), "5s");
+        assert_eq!(fmt_age_exact(725), "12m 05s");
+        assert_eq!(fmt_age_exact(3700), "1h 01m");
+        assert_eq!(fmt_age_exact(90_000), "1d 1h");
         assert_eq!(fmt_left(-1), "overdue");
-        assert_eq!(fmt_left(250), "4m10s");
+        assert_eq!(fmt_left(59), "<1m");
+        assert_eq!(fmt_left(250), "4m");
         assert_eq!(fmt_left(1800), "30m");
+        assert_eq!(fmt_left(3599), "59m");
     }
 }
