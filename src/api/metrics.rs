@@ -97,13 +97,20 @@ async fn exposition(state: &ApiState) -> impl IntoResponse {
         &mut out,
         "gatehouse_event_subscribers",
         "gauge",
-        "Open long polls and event streams (each holds one subscription to the event feed).",
+        "Open event streams, consoles and hook waits (each holds one subscription to the event feed).",
     );
     let _ = writeln!(
         out,
         "gatehouse_event_subscribers {}",
         state.inner.runner.subscribers()
     );
+    family(
+        &mut out,
+        "gatehouse_approval_waiters",
+        "gauge",
+        "Open long polls (?wait=), each waiting for one pending approval's decision.",
+    );
+    let _ = writeln!(out, "gatehouse_approval_waiters {}", m.approval_waiters);
     family(
         &mut out,
         "gatehouse_submissions_total",

@@ -11,6 +11,7 @@ mod quorum;
 mod resume;
 mod runs;
 mod submit;
+mod waiters;
 
 use deadlines::after;
 use list::standing;
@@ -63,6 +64,8 @@ pub struct RunnerMetrics {
     pub runs_ended: BTreeMap<String, u64>,
     pub tools_ok: u64,
     pub tools_failed: u64,
+    /// Long polls waiting for a pending approval's decision.
+    pub approval_waiters: usize,
 }
 
 const LATENCY_BOUNDS: [f64; 10] = [
@@ -101,6 +104,8 @@ struct Approvals {
     grants: std::collections::HashMap<grants::GrantKey, Grant>,
     /// Unauthenticated refusals not yet written: since when, how many.
     unauthenticated: Option<(Timestamp, u64)>,
+    /// Long polls waiting for a pending approval to be decided, by approval id.
+    waiters: waiters::Waiters,
 }
 
 /// Load the store's state and start the runner task.
@@ -310,6 +315,7 @@ impl Runner {
                 Command::Submit { reply, .. } => drop(reply.send(Err(err))),
                 Command::Decide { reply, .. } => drop(reply.send(Err(err))),
                 Command::Get { reply, .. } => drop(reply.send(Err(err))),
+                Command::Watch { reply, .. } => drop(reply.send(Err(err))),
                 Command::List { reply, .. } => drop(reply.send(Err(err))),
                 Command::Audit { reply, .. } => drop(reply.send(Err(err))),
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
@@ -341,6 +347,10 @@ impl Runner {
             }
             Command::Get { id, reply } => {
                 let r = self.get(id);
+                self.reply(reply, r);
+            }
+            Command::Watch { id, reply } => {
+                let r = self.watch(id);
                 self.reply(reply, r);
             }
             Command::List { query, reply } => {
@@ -484,6 +494,7 @@ impl Runner {
                     *m.pending_by_queue.entry(a.queue.clone()).or_default() += 1;
                 }
                 m.last_seq = self.ledger.seq;
+                m.approval_waiters = self.approvals.waiters.open();
                 for r in self.runs.active.values() {
                     *m.runs_active
                         .entry(r.status.as_str().to_string())
@@ -557,6 +568,9 @@ impl Runner {
         }
         self.ledger
             .appended(&rec, approval.and_then(|a| Event::for_approval(&rec, a)));
+        if let Some(a) = approval {
+            self.wake_waiters(a);
+        }
         Ok(())
     }
 
