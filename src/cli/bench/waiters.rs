@@ -243,7 +243,7 @@ impl Bench {
         Ok(ids)
     }
 
-    /// Long polls the daemon holds (`gatehouse_approval_waiters`).
+    /// Long polls the daemon holds (`gatehouse_approval_waiters`, see below).
     async fn waiting(&self) -> Result<usize, Failure> {
         let url = format!("{}/metrics", self.base);
         let r = self
@@ -258,14 +258,22 @@ impl Bench {
         if !status.is_success() {
             return Err(Failure::runtime(format!("{url}: HTTP {status}: {text}")));
         }
-        text.lines()
-            .find_map(|l| l.strip_prefix("gatehouse_approval_waiters "))
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| {
-                Failure::runtime(format!(
-                    "{url} has no gatehouse_approval_waiters gauge (an older daemon?)"
-                ))
-            })
+        // Long polls are approval waiters; daemons before them held an event subscription
+        // for each, so both gauges together count them on either.
+        let gauge = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        };
+        match (
+            gauge("gatehouse_approval_waiters"),
+            gauge("gatehouse_event_subscribers"),
+        ) {
+            (None, None) => Err(Failure::runtime(format!(
+                "{url} counts neither approval waiters nor event subscribers"
+            ))),
+            (a, b) => Ok(a.unwrap_or(0) + b.unwrap_or(0)),
+        }
     }
 
     /// Closed-loop submissions for `duration`: each worker waits for the durable answer.
