@@ -164,6 +164,8 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 }
             }
         }
+        // rlim_t is u64 on Linux but not on every Unix.
+        #[allow(clippy::unnecessary_cast)]
         Some(r.rlim_cur as u64)
     }
     #[cfg(not(unix))]
