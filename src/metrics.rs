@@ -77,6 +77,7 @@ pub struct Inner {
     pub audit_seq: Gauge,
     pub pending: Family<Queue, Gauge>,
     pub event_subscribers: Gauge,
+    pub approval_waiters: Gauge,
     pub webhook: Family<Outcome, Counter>,
     pub runs: Family<Status, Gauge>,
     pub runs_ended: Family<Status, Counter>,
@@ -176,8 +177,14 @@ impl Metrics {
         let event_subscribers = Gauge::default();
         registry.register(
             "gatehouse_event_subscribers",
-            "Open long polls and event streams (each holds one subscription to the event feed)",
+            "Open event streams, consoles and hook waits (each holds one subscription to the event feed)",
             event_subscribers.clone(),
+        );
+        let approval_waiters = Gauge::default();
+        registry.register(
+            "gatehouse_approval_waiters",
+            "Open long polls (?wait=), each waiting for one pending approval's decision",
+            approval_waiters.clone(),
         );
         let webhook = Family::<Outcome, Counter>::default();
         registry.register(
@@ -273,6 +280,7 @@ impl Metrics {
             audit_seq,
             pending,
             event_subscribers,
+            approval_waiters,
             webhook,
             runs,
             runs_ended,

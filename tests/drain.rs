@@ -13,10 +13,19 @@ use std::time::{Duration, Instant};
 async fn subscribers(api: &Api) -> u64 {
     let r = api.get(Some(ALICE), "/metrics").await;
     let text = r.body.as_str().expect("metrics text").to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("gatehouse_event_subscribers "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no subscriber gauge in:\n{text}"))
+    // Event streams hold a subscription; long polls a waiter on their approval.
+    [
+        "gatehouse_event_subscribers ",
+        "gatehouse_approval_waiters ",
+    ]
+    .iter()
+    .map(|g| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(g))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no gauge {g} in:\n{text}"))
+    })
+    .sum()
 }
 
 #[tokio::test]

@@ -335,42 +335,21 @@ pub async fn get_one(
             }
         }
     }
-    let runner = &state.inner.runner;
-    // A long poll subscribes before reading, so a decision between the two is not missed;
-    // a plain read does not subscribe (a subscriber makes the runner copy every event).
-    // A long poll holds one of the identity's wait slots until it returns.
-    let _slot = match wait {
-        Some(_) => Some(state.inner.wait_permit(&who.name)?),
-        None => None,
-    };
-    let mut events = wait.map(|_| runner.subscribe());
     let visible = |a: &Approval| who.has(Role::Reviewer) || a.requested_by == who.name;
-    let mut current = runner
-        .get(id)
-        .await?
-        .filter(visible)
-        .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
-    if let (Some(wait), Some(events)) = (wait, events.as_mut()) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while current.is_pending() {
-            match state.inner.drain.within(deadline, events.recv()).await {
-                Err(_) => break,
-                Ok(Ok(e)) => {
-                    if let crate::domain::Subject::Approval(a) = e.subject
-                        && a.id == id
-                    {
-                        current = a;
-                    }
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                    if let Some(a) = runner.get(id).await? {
-                        current = a;
-                    }
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
-            }
+    let current = match wait {
+        Some(wait) => {
+            // A long poll holds one of the identity's wait slots until it returns.
+            let _slot = state.inner.wait_permit(&who.name)?;
+            super::waits::long_poll(&state, id, wait, visible).await?
         }
-    }
+        None => state
+            .inner
+            .runner
+            .get(id)
+            .await?
+            .filter(visible)
+            .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?,
+    };
     Ok(approval_response(StatusCode::OK, &current))
 }
 

@@ -3,10 +3,54 @@
 //! gets 429 with `Retry-After`; a permit is given back when its wait ends (or its stream is
 //! dropped).
 
-use super::ApiError;
+use super::{ApiError, ApiState};
+use crate::domain::Approval;
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A long poll (`GET /v1/approvals/{id}?wait=`): the approval once it is no longer pending,
+/// or as it stands when `wait` is over or the server drains.
+///
+/// The runner registers the wait under the approval's id and answers it when that approval
+/// is decided, expires or is cancelled (and that is durable); the poll costs nothing while
+/// other approvals come and go.
+pub(super) async fn long_poll(
+    state: &ApiState,
+    id: Uuid,
+    wait: Duration,
+    visible: impl Fn(&Approval) -> bool,
+) -> Result<Approval, ApiError> {
+    let runner = &state.inner.runner;
+    let watched = runner
+        .watch(id)
+        .await?
+        .filter(|w| visible(&w.current))
+        .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
+    let Some(decided) = watched.decided else {
+        return Ok(watched.current);
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    match state.inner.drain.within(deadline, decided).await {
+        Ok(Ok(a)) => Ok(a),
+        // The runner let the wait go without an answer: its store failed or it stopped, and
+        // asking it again reports which (503).
+        Ok(Err(_)) => runner
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no approval {id}"))),
+        // Time is up or the server drains: the approval as it stands now (an escalation or
+        // the first of two approvals may have changed it meanwhile).
+        Err(()) => Ok(runner
+            .get(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(watched.current)),
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Waits {

@@ -99,7 +99,17 @@ impl BoundApi {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let files = raise_open_files_limit();
     let local = start_local(&args.common)?;
+    if let Some(files) = files
+        && (local.config.server.max_connections as u64) > files
+    {
+        tracing::warn!(
+            "[server] max_connections is {} but this process may open only {files} files; \
+             raise its hard limit (ulimit -Hn) or lower max_connections",
+            local.config.server.max_connections
+        );
+    }
     let listen = args
         .listen
         .clone()
@@ -126,6 +136,40 @@ pub async fn serve(args: ServeArgs) -> Result<(), Failure> {
         Some(msg) => Err(Failure::runtime(msg)),
         None => Ok(()),
     }
+}
+
+/// Every connection (a long poll, an event stream) holds a file: raise the soft limit on open
+/// files to the hard one, since the usual soft default (1024) is below `max_connections`.
+/// Returns the limit now in force, if it can be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return None;
+            }
+            if r.rlim_cur < r.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: r.rlim_max,
+                    rlim_max: r.rlim_max,
+                };
+                // Refused (e.g. a hard limit above what the kernel allows): the old one stays.
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    r = raised;
+                }
+            }
+        }
+        // rlim_t is u64 on Linux but not on every Unix.
+        #[allow(clippy::unnecessary_cast)]
+        Some(r.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// SIGINT, SIGTERM or SIGHUP.

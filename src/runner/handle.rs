@@ -39,6 +39,12 @@ impl RunnerHandle {
         self.ask(|reply| Command::Get { id, reply }).await
     }
 
+    /// The approval, and while it is pending a receiver that gets it once decided (long polls
+    /// wait on this instead of filtering every event).
+    pub async fn watch(&self, id: Uuid) -> Result<Option<Watched>, RunnerError> {
+        self.ask(|reply| Command::Watch { id, reply }).await
+    }
+
     pub async fn list(&self, query: ListQuery) -> Result<ApprovalPage, RunnerError> {
         self.ask(|reply| Command::List { query, reply }).await
     }

@@ -211,6 +211,15 @@ pub struct DecideRequest {
     pub scope: Option<String>,
 }
 
+/// An approval a long poll waits on.
+#[derive(Debug)]
+pub struct Watched {
+    pub current: Approval,
+    /// While `current` is pending: receives the approval once it is decided, expired or
+    /// cancelled and durable. Closed without a value if the store failed meanwhile.
+    pub decided: Option<oneshot::Receiver<Approval>>,
+}
+
 /// Which approvals a list asks for.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
@@ -294,6 +303,11 @@ pub enum Command {
     Get {
         id: Uuid,
         reply: Reply<Option<Approval>>,
+    },
+    /// One approval, and while it is pending a receiver for it once it is not (long polls).
+    Watch {
+        id: Uuid,
+        reply: Reply<Option<Watched>>,
     },
     List {
         query: ListQuery,

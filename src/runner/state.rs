@@ -11,6 +11,7 @@ mod quorum;
 mod resume;
 mod runs;
 mod submit;
+mod waiters;
 
 use deadlines::after;
 use list::standing;
@@ -64,6 +65,8 @@ struct Approvals {
     grants: std::collections::HashMap<grants::GrantKey, Grant>,
     /// Unauthenticated refusals not yet written: since when, how many.
     unauthenticated: Option<(Timestamp, u64)>,
+    /// Long polls waiting for a pending approval to be decided, by approval id.
+    waiters: waiters::Waiters,
 }
 
 /// Load the store's state and start the runner task.
@@ -273,6 +276,7 @@ impl Runner {
                 Command::Submit { reply, .. } => drop(reply.send(Err(err))),
                 Command::Decide { reply, .. } => drop(reply.send(Err(err))),
                 Command::Get { reply, .. } => drop(reply.send(Err(err))),
+                Command::Watch { reply, .. } => drop(reply.send(Err(err))),
                 Command::List { reply, .. } => drop(reply.send(Err(err))),
                 Command::Audit { reply, .. } => drop(reply.send(Err(err))),
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
@@ -304,6 +308,10 @@ impl Runner {
             }
             Command::Get { id, reply } => {
                 let r = self.get(id);
+                self.reply(reply, r);
+            }
+            Command::Watch { id, reply } => {
+                let r = self.watch(id);
                 self.reply(reply, r);
             }
             Command::List { query, reply } => {
@@ -480,6 +488,9 @@ impl Runner {
                 .set(n as i64);
         }
         self.metrics.audit_seq.set(self.ledger.seq as i64);
+        self.metrics
+            .approval_waiters
+            .set(self.approvals.waiters.open() as i64);
     }
 
     /// Append an audit record (and the approval change it describes) to the store.
@@ -545,6 +556,9 @@ impl Runner {
         }
         self.ledger
             .appended(&rec, approval.and_then(|a| Event::for_approval(&rec, a)));
+        if let Some(a) = approval {
+            self.wake_waiters(a);
+        }
         Ok(())
     }
 

@@ -28,7 +28,7 @@ pub use perms::umask_for_children;
 pub use postgres::Copied;
 
 use crate::config::{StoreConfig, StoreKind};
-use crate::domain::{Approval, AuditRecord, Grant, Run};
+use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
 use postgres::{PgStore, PgSyncer};
 use sled_store::{SledStore, SledSyncer};
 use std::io;
@@ -255,6 +255,21 @@ impl Store {
     /// Audit records from the newest backwards.
     pub fn audit_rev(&self) -> Box<dyn Iterator<Item = Result<AuditRecord>> + '_> {
         each!(self, s => Box::new(s.audit_rev()))
+    }
+
+    /// Audit records of the kinds `keep` accepts, from the newest backwards (a start's scan
+    /// for recent decisions passes over many submissions without building them).
+    pub fn audit_rev_of(
+        &self,
+        keep: fn(AuditKind) -> bool,
+    ) -> Box<dyn Iterator<Item = Result<AuditRecord>> + '_> {
+        match &self.backend {
+            Backend::Sled(s) => Box::new(s.audit_rev_of(keep)),
+            Backend::Postgres(s) => Box::new(
+                s.audit_rev()
+                    .filter(move |r| r.as_ref().map_or(true, |r| keep(r.kind))),
+            ),
+        }
     }
 }
 

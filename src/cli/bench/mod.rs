@@ -1,10 +1,15 @@
 //! `gatehouse bench submit`: a closed-loop load generator against a running daemon.
 //! Each worker submits, waits for the durable acknowledgement, and submits again.
 
+mod fill;
+mod start;
+mod waiters;
+
 use super::Failure;
 
 mod console;
 use clap::Subcommand;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
@@ -35,6 +40,38 @@ pub enum Action {
     /// Bytes an idle console writes per second and how soon an arrival shows (real daemon,
     /// real console in a pseudo-terminal).
     Console(console::ConsoleBench),
+    /// Submit throughput without and then with many long polls open on other approvals.
+    Waiters {
+        #[arg(long)]
+        connect: String,
+        #[arg(long, default_value_t = 10_000)]
+        waiters: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Environment variable holding an agent token.
+        #[arg(long, default_value = "GATEHOUSE_TOKEN")]
+        token_env: String,
+    },
+    /// Make a new data directory holding many pending approvals (through the real runner).
+    Fill {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        pending: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Time `gatehouse serve` from exec to its first answered request, and its memory then.
+    Start {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 pub async fn run(action: Action) -> Result<(), Failure> {
@@ -46,6 +83,28 @@ pub async fn run(action: Action) -> Result<(), Failure> {
             duration,
             token_env,
         } => submit(connect, concurrency, duration, token_env).await,
+        Action::Waiters {
+            connect,
+            waiters,
+            concurrency,
+            duration,
+            token_env,
+        } => {
+            waiters::waiters(waiters::WaitersArgs {
+                connect,
+                waiters,
+                concurrency,
+                duration,
+                token_env,
+            })
+            .await
+        }
+        Action::Fill {
+            data,
+            pending,
+            concurrency,
+        } => fill::fill(&data, pending, concurrency).await,
+        Action::Start { data, config, runs } => start::start(&data, config.as_ref(), runs).await,
         Action::Render {
             pending,
             width,
