@@ -10,15 +10,20 @@ use std::time::{Duration, Instant};
 /// How long a condition the daemon reports may take to hold on a loaded machine.
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Open subscriptions (long polls, event streams, waiting hooks) as `/metrics` counts them.
+/// Open subscriptions as `/metrics` counts them: long polls wait on their approval
+/// (`gatehouse_approval_waiters`), event streams and waiting hooks hold a subscription to the
+/// event feed (`gatehouse_event_subscribers`).
 pub async fn subscribers(api: &Api) -> u64 {
     let r = api.get(Some(ALICE), "/metrics").await;
     assert_eq!(r.status, 200, "metrics: {r:?}");
     let text = r.body.as_str().expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("gatehouse_event_subscribers "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no subscriber gauge in:\n{text}"))
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} gauge in:\n{text}"))
+    };
+    gauge("gatehouse_event_subscribers") + gauge("gatehouse_approval_waiters")
 }
 
 /// Wait (bounded) until the daemon counts at least `n` open subscriptions: a long poll or
