@@ -12,7 +12,7 @@
 
 use super::routes::{Caller, SubmitBody, forbid};
 use super::{ApiError, ApiState, Role, body::JsonBody};
-use crate::domain::{Approval, Subject};
+use crate::domain::Approval;
 use crate::hook::{HookCall, Host, Verdict};
 use crate::runner::RunnerHandle;
 use axum::Json;
@@ -78,12 +78,10 @@ pub async fn claude_code(
         Err(e) => return Ok(deny(format!("gatehouse refused this call: {}", e.message))),
     };
     let runner = &state.inner.runner;
-    // Subscribe before submitting, so a decision in between is not missed.
     let _slot = match state.inner.wait_permit(&who.name) {
         Ok(slot) => slot,
         Err(e) => return Ok(deny(format!("gatehouse refused this call: {}", e.message))),
     };
-    let mut events = runner.subscribe();
     let submitted = match runner.submit(&who.name, req).await {
         Ok(s) => s.approval,
         Err(e) => {
@@ -96,26 +94,18 @@ pub async fn claude_code(
         who: who.name.clone(),
         id: Some(submitted.id),
     };
-    let mut current = submitted;
-    let deadline = tokio::time::Instant::now() + wait;
-    while current.is_pending() {
-        match state.inner.drain.within(deadline, events.recv()).await {
-            Err(_) => break,
-            Ok(Ok(e)) => {
-                if let Subject::Approval(a) = e.subject
-                    && a.id == current.id
-                {
-                    current = a;
-                }
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                if let Some(a) = runner.get(current.id).await? {
-                    current = a;
-                }
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+    // Waits on this approval alone in the runner (answered once its decision is durable),
+    // like a long poll, instead of reading every event.
+    let current = match super::waits::long_poll(&state, submitted.id, wait, |_| true).await {
+        Ok(a) => a,
+        // Fail closed: the call does not run when gatehouse cannot say it may.
+        Err(e) => {
+            return Ok(deny(format!(
+                "gatehouse could not wait for the decision: {}",
+                e.message
+            )));
         }
-    }
+    };
     if current.is_pending() {
         // Claude Code stops waiting now: no reviewer may approve it into the void.
         pending.id = None;
