@@ -19,6 +19,8 @@ pub(super) struct Ledger {
     pub fatal: watch::Sender<Option<String>>,
     /// Published once durable, in commit order.
     pub events: broadcast::Sender<Event>,
+    /// The newest record published (its events sent): where a new subscriber starts.
+    pub published: u64,
 }
 
 impl Ledger {
@@ -35,6 +37,7 @@ impl Ledger {
             failed: None,
             fatal,
             events,
+            published: 0,
         }
     }
 
@@ -67,7 +70,7 @@ impl Ledger {
     pub fn appended(&mut self, rec: &AuditRecord, event: Option<Event>) {
         self.seq = rec.seq;
         self.last_hash.clone_from(&rec.hash);
-        self.commit.wrote(event);
+        self.commit.wrote(rec.seq, event);
     }
 
     /// A write failed: nothing more can be promised, so the runner stops accepting work.

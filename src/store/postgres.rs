@@ -21,9 +21,10 @@ pub use copy::Copied;
 
 use super::{ApprovalWrite, Result, StoreError};
 use crate::domain::{Approval, AuditKind, AuditRecord, GENESIS_HASH, Grant, Run};
-use commit::{Staged, commit_staged, lock};
+pub use commit::PgCommitted;
+use commit::{ApprovalRow, Expect, Staged, Unit, commit_staged, lock};
 use deadpool_postgres::{Pool, Runtime};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -74,15 +75,38 @@ CREATE TABLE IF NOT EXISTS gatehouse_runs (
 pub struct PgStore {
     pool: Pool,
     shared: Arc<Shared>,
+    versions: Mutex<Versions>,
     label: PathBuf,
 }
 
-struct Shared {
-    staged: Mutex<Vec<Staged>>,
-    /// Held from taking the staged writes until their transaction ends: commits stay in order.
+pub(super) struct Shared {
+    staged: Mutex<Vec<Unit>>,
+    /// Held from taking the staged units until their transaction ends: commits stay in order.
     committing: tokio::sync::Mutex<()>,
-    /// Set when a commit failed: its writes are gone, so nothing may be acknowledged after.
-    broken: Mutex<Option<String>>,
+    /// The newest record this daemon has sealed or read: the catch-up starts after it.
+    known: Mutex<i64>,
+    /// What the units of the last commit became (their sequence number, or dropped): the
+    /// next commit's units may build on them.
+    unit_seqs: Mutex<HashMap<u64, Option<i64>>>,
+    /// A commit a read made (reads see every write applied before them): its outcome goes
+    /// to the runner with the next commit's.
+    carried: Mutex<Option<std::result::Result<PgCommitted, String>>>,
+}
+
+/// The version of an approval this daemon's runner last based a change on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Version {
+    /// As written by the audit record with this sequence number.
+    Seq(i64),
+    /// As written by this daemon's unit, not yet settled.
+    Unit(u64),
+}
+
+/// The runner-side bookkeeping of versions (touched only from the runner's task).
+#[derive(Default)]
+struct Versions {
+    by_approval: HashMap<Uuid, Version>,
+    next_unit: u64,
 }
 
 #[derive(Clone)]
@@ -92,10 +116,21 @@ pub struct PgSyncer {
 }
 
 impl PgSyncer {
-    pub async fn commit(self) -> io::Result<()> {
-        commit_staged(&self.pool, &self.shared)
-            .await
-            .map_err(io::Error::other)
+    pub async fn commit(self) -> io::Result<PgCommitted> {
+        let mine = commit_staged(&self.pool, &self.shared).await;
+        let carried = lock(&self.shared.carried).take();
+        match (carried, mine) {
+            (Some(Err(e)), _) => Err(io::Error::other(e)),
+            (_, Err(e)) => Err(io::Error::other(e.to_string())),
+            (Some(Ok(mut first)), Ok(then)) => {
+                first.foreign.extend(then.foreign);
+                first.own.extend(then.own);
+                first.landed.extend(then.landed);
+                first.dropped.extend(then.dropped);
+                Ok(first)
+            }
+            (None, Ok(then)) => Ok(then),
+        }
     }
 }
 
@@ -119,6 +154,9 @@ impl PgStore {
         };
         let cfg = deadpool_postgres::Config {
             url: Some(url.to_string()),
+            // A database that does not answer fails the commit soon (callers get 503) rather
+            // than holding every reply.
+            connect_timeout: Some(std::time::Duration::from_secs(3)),
             ..Default::default()
         };
         let pool = cfg
@@ -140,14 +178,15 @@ impl PgStore {
             )
             .await
             .map_err(|e| db(format!("cannot write the head row: {e}")))?;
-        let found: i32 = client
+        let head = client
             .query_one(
-                "SELECT schema_version FROM gatehouse_head WHERE id = 1",
+                "SELECT schema_version, seq FROM gatehouse_head WHERE id = 1",
                 &[],
             )
             .await
-            .map_err(|e| db(format!("cannot read the head row: {e}")))?
-            .get(0);
+            .map_err(|e| db(format!("cannot read the head row: {e}")))?;
+        let found: i32 = head.get(0);
+        let head_seq: i64 = head.get(1);
         if found > PG_SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
                 dir: label,
@@ -161,8 +200,11 @@ impl PgStore {
             shared: Arc::new(Shared {
                 staged: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
-                broken: Mutex::new(None),
+                known: Mutex::new(head_seq),
+                unit_seqs: Mutex::new(HashMap::new()),
+                carried: Mutex::new(None),
             }),
+            versions: Mutex::new(Versions::default()),
             label,
         })
     }
@@ -196,11 +238,39 @@ impl PgStore {
         serde_json::from_str(text).map_err(|e| self.corrupt(format!("{what}: {e}")))
     }
 
-    fn stage(&self, w: Staged) {
-        lock(&self.shared.staged).push(w);
+    /// Stage one unit: an audit record, the approval row it writes, and the rest.
+    fn stage(
+        &self,
+        audit: Option<&AuditRecord>,
+        approval: Option<(&Approval, bool)>,
+        writes: Vec<Staged>,
+    ) {
+        let mut v = lock(&self.versions);
+        let no = v.next_unit;
+        v.next_unit += 1;
+        let approval = approval.map(|(a, created)| {
+            let expect = match v.by_approval.get(&a.id) {
+                Some(Version::Seq(s)) => Expect::Seq(*s),
+                Some(Version::Unit(n)) => Expect::Unit(*n),
+                None if created => Expect::Absent,
+                None => Expect::Pending,
+            };
+            v.by_approval.insert(a.id, Version::Unit(no));
+            ApprovalRow {
+                id: a.id,
+                status: a.status.as_str(),
+                json: to_json(a),
+                expect,
+            }
+        });
+        lock(&self.shared.staged).push(Unit {
+            no,
+            audit: audit.cloned(),
+            approval,
+            writes,
+        });
     }
 
-    /// Run a read after committing what is staged, waiting for it on this thread.
     fn read<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| self.fail("the PostgreSQL store needs a tokio runtime"))?;
@@ -209,9 +279,27 @@ impl PgStore {
         }
         tokio::task::block_in_place(|| {
             handle.block_on(async {
-                commit_staged(&self.pool, &self.shared)
-                    .await
-                    .map_err(|e| self.fail(e))?;
+                if !lock(&self.shared.staged).is_empty() {
+                    let done = commit_staged(&self.pool, &self.shared)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let failed = done.as_ref().err().cloned();
+                    let mut carried = lock(&self.shared.carried);
+                    *carried = Some(match (carried.take(), done) {
+                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                        (Some(Ok(mut first)), Ok(then)) => {
+                            first.foreign.extend(then.foreign);
+                            first.own.extend(then.own);
+                            first.landed.extend(then.landed);
+                            first.dropped.extend(then.dropped);
+                            Ok(first)
+                        }
+                        (None, Ok(then)) => Ok(then),
+                    });
+                    if let Some(e) = failed {
+                        return Err(self.fail(e));
+                    }
+                }
                 f.await
             })
         })
@@ -226,62 +314,130 @@ impl PgStore {
         client.query(sql, params).await.map_err(|e| self.fail(e))
     }
 
-    fn stage_audit(&self, r: &AuditRecord) {
-        self.stage(Staged::Audit {
-            seq: r.seq,
-            hash: r.hash.clone(),
-            json: to_json(r),
-        });
-    }
-
     pub fn write_approval(&self, w: ApprovalWrite<'_>) -> Result<()> {
-        self.stage_audit(w.audit);
-        self.stage(Staged::Approval {
-            id: w.approval.id.to_string(),
-            status: w.approval.status.as_str(),
-            seq: w.audit.seq,
-            json: to_json(w.approval),
-            decides: w.audit.kind == AuditKind::ApprovalDecided,
-        });
+        let mut writes = Vec::new();
         if let Some((identity, key)) = w.idempotency {
-            self.stage(Staged::Idempotency {
+            writes.push(Staged::Idempotency {
                 identity: identity.into(),
                 key: key.into(),
                 id: w.approval.id.to_string(),
             });
         }
         if let Some(g) = w.grant {
-            self.stage(Staged::GrantPut {
+            writes.push(Staged::GrantPut {
                 key: grant_key(g),
                 json: to_json(g),
             });
         }
+        let created = w.audit.kind == AuditKind::ApprovalCreated;
+        self.stage(Some(w.audit), Some((w.approval, created)), writes);
         Ok(())
     }
 
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
-        self.stage_audit(record);
-        self.remove_grant(g)
+        self.stage(
+            Some(record),
+            None,
+            vec![Staged::GrantDrop { key: grant_key(g) }],
+        );
+        Ok(())
     }
 
     pub fn remove_grant(&self, g: &Grant) -> Result<()> {
-        self.stage(Staged::GrantDrop { key: grant_key(g) });
+        self.stage(None, None, vec![Staged::GrantDrop { key: grant_key(g) }]);
         Ok(())
     }
 
     pub fn write_audit(&self, record: &AuditRecord) -> Result<()> {
-        self.stage_audit(record);
+        self.stage(Some(record), None, Vec::new());
         Ok(())
     }
 
     pub fn write_run(&self, run: &Run, record: &AuditRecord) -> Result<()> {
-        self.stage_audit(record);
-        self.stage(Staged::Run {
+        let w = Staged::Run {
             id: run.id.to_string(),
             active: !run.status.is_finished(),
             json: to_json(run),
-        });
+        };
+        self.stage(Some(record), None, vec![w]);
         Ok(())
+    }
+
+    /// After a lost connection: forget everything staged and every version (nothing of it
+    /// was acknowledged; the runner reloads from the database), once the database answers.
+    pub fn reconnect(&self) -> Result<()> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| self.fail("the PostgreSQL store needs a tokio runtime"))?;
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let _order = self.shared.committing.lock().await;
+                let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                lock(&self.shared.staged).clear();
+                lock(&self.shared.unit_seqs).clear();
+                *lock(&self.shared.carried) = None;
+                *lock(&self.versions) = Versions::default();
+                Ok(())
+            })
+        })
+    }
+
+    /// The runner starts following the database after the record `seq` it loaded.
+    pub fn follow_from(&self, seq: u64) {
+        *lock(&self.shared.known) = seq as i64;
+    }
+
+    /// Book what a commit did (on the runner's task) and tell the runner what to apply: a
+    /// foreign record or a dropped unit's stored approval is applied to memory only when no
+    /// later write of this daemon to the same approval is still on its way (that write
+    /// lands on top of it, or is dropped and reported in turn).
+    pub fn settle(&self, c: PgCommitted) -> super::Settled {
+        let mut v = lock(&self.versions);
+        let mut foreign = Vec::with_capacity(c.foreign.len());
+        for r in c.foreign {
+            let apply = match r.approval_id {
+                Some(id) if matches!(v.by_approval.get(&id), Some(Version::Unit(_))) => false,
+                Some(id) => {
+                    if r.approval().is_some_and(|a| a.is_pending()) {
+                        v.by_approval.insert(id, Version::Seq(r.seq as i64));
+                    } else {
+                        v.by_approval.remove(&id);
+                    }
+                    true
+                }
+                None => true,
+            };
+            foreign.push((r, apply));
+        }
+        for (no, id, seq) in c.landed {
+            if v.by_approval.get(&id) == Some(&Version::Unit(no)) {
+                v.by_approval.insert(id, Version::Seq(seq));
+            }
+        }
+        let mut dropped = Vec::with_capacity(c.dropped.len());
+        for (no, id, stored) in c.dropped {
+            let latest = v.by_approval.get(&id) == Some(&Version::Unit(no));
+            match &stored {
+                Some((seq, a)) if latest && a.is_pending() => {
+                    v.by_approval.insert(id, Version::Seq(*seq));
+                }
+                _ if latest => {
+                    v.by_approval.remove(&id);
+                }
+                _ => {}
+            }
+            if let Some((_, a)) = stored {
+                dropped.push((a, latest));
+            }
+        }
+        super::Settled {
+            foreign,
+            own: Some(c.own),
+            dropped,
+        }
     }
 
     /// Every write is one transaction with its audit record: nothing to redo.
@@ -362,12 +518,21 @@ impl PgStore {
         self.read(async {
             let rows = self
                 .rows(
-                    "SELECT approval FROM gatehouse_approvals WHERE status = 'pending' ORDER BY id",
+                    "SELECT approval, seq FROM gatehouse_approvals WHERE status = 'pending' \
+                     ORDER BY id",
                     &[],
                 )
                 .await?;
+            let mut v = lock(&self.versions);
             rows.iter()
-                .map(|r| self.decode("approval", r.get::<_, &str>(0)))
+                .map(|r| {
+                    let a: Approval = self.decode("approval", r.get::<_, &str>(0))?;
+                    // The version later writes to it are conditional on.
+                    v.by_approval
+                        .entry(a.id)
+                        .or_insert(Version::Seq(r.get::<_, i64>(1)));
+                    Ok(a)
+                })
                 .collect()
         })
     }
