@@ -121,12 +121,18 @@ impl Runner {
         // starts an empty one now and then to do the same.
         let shared = syncer.shared();
         let mut poll_at = tokio::time::Instant::now() + follow::POLL;
+        let mut reconnect_at = tokio::time::Instant::now();
         loop {
             if self.ledger.failed.is_none() {
                 let poll = shared && tokio::time::Instant::now() >= poll_at;
                 if self.ledger.commit.maybe_start(&syncer, poll) {
                     poll_at = tokio::time::Instant::now() + follow::POLL;
                 }
+            }
+            if self.ledger.failed.is_none() {
+                // A deadline kept across turns of the loop: commands arriving all the time
+                // (clients retrying on 503) must not keep postponing the next attempt.
+                reconnect_at = tokio::time::Instant::now() + follow::RECONNECT;
             }
             let polling = shared
                 && self.ledger.failed.is_none()
@@ -197,9 +203,11 @@ impl Runner {
                 _ = tokio::time::sleep_until(poll_at), if polling => {}
                 // Backoff between attempts to reach a database that is down: nothing can
                 // tell this runner it is back but trying.
-                _ = tokio::time::sleep(follow::RECONNECT),
+                _ = tokio::time::sleep_until(reconnect_at),
                     if shared && self.ledger.failed.is_some() && stop.is_none() => {
-                    self.recover();
+                    if !self.recover() {
+                        reconnect_at = tokio::time::Instant::now() + follow::RECONNECT;
+                    }
                 }
             }
         }
