@@ -440,3 +440,114 @@ async fn a_database_restart_under_load_answers_503_loses_nothing_and_recovers() 
     assert_chain(&log);
     assert_eq!(b.api().audit_all().await, log);
 }
+
+/// An agent with one gated tool (a refund that appends its arguments to `log`), on a
+/// scripted model server.
+fn agent_config(model: &common::model_server::ModelServer, log: &std::path::Path) -> String {
+    let cmd = format!(
+        "[{}]",
+        [
+            "/bin/sh",
+            "-c",
+            r#"cat >> "$1"; echo >> "$1"; printf 'refund issued'"#,
+            "sh",
+            log.to_str().unwrap_or_default(),
+        ]
+        .iter()
+        .map(|a| toml_str(a))
+        .collect::<Vec<_>>()
+        .join(", ")
+    );
+    format!(
+        r#"
+[models.fake]
+kind = "openai"
+base_url = {base}
+model = "test-model"
+api_key_env = "PATH"
+timeout = "10s"
+
+[[agents]]
+name = "Support"
+instructions = "Help."
+model = "fake"
+tools = ["issue_refund"]
+max_turns = 4
+
+[[tools]]
+name = "issue_refund"
+description = "Issue a refund."
+parameters = {{ type = "object", properties = {{ order_id = {{ type = "string" }}, amount = {{ type = "number" }} }}, required = ["order_id", "amount"] }}
+kind = "command"
+command = {cmd}
+needs_approval = "refunds"
+timeout = "20s"
+"#,
+        base = toml_str(&model.base_url()),
+    )
+}
+
+async fn run_of(api: &Api, id: &str) -> Value {
+    let r = api.get(Some(ALICE), &format!("/v1/runs/{id}")).await;
+    assert_eq!(r.status, 200, "get run: {r:?}");
+    r.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
+    use common::model_server::{ModelServer, Reply, call};
+    let model = ModelServer::scripted(vec![
+        Reply::tools(
+            Some("Refunding the duplicate charge."),
+            &[call(
+                "call_1",
+                "issue_refund",
+                json!({"order_id": "A1", "amount": 120}),
+            )],
+        ),
+        Reply::text("Refunded $120."),
+    ]);
+    let tools = tempfile::tempdir().expect("a temp dir");
+    let log = tools.path().join("refunds.log");
+    let mut c = Cluster::new(&agent_config(&model, &log));
+    let mut a = c.daemon();
+    let b = c.daemon();
+    let (api_a, api_b) = (a.api(), b.api());
+
+    let r = api_a
+        .post(
+            Some(BOT),
+            "/v1/runs",
+            &json!({"agent": "Support", "input": "charged twice for A1"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
+    until(
+        "the run waits for approval",
+        Duration::from_secs(20),
+        || {
+            let (api_a, run_id) = (api_a.clone(), run_id.clone());
+            async move { run_of(&api_a, &run_id).await["status"] == "pending_approval" }
+        },
+    )
+    .await;
+    let approval = run_of(&api_a, &run_id).await["pending"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.kill();
+
+    // Decided on B while nobody drives the run: B takes it over once A's lease lapses.
+    let r = api_b.decide(ALICE, &approval, "approve", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    until("B finishes the run", Duration::from_secs(30), || {
+        let (api_b, run_id) = (api_b.clone(), run_id.clone());
+        async move { run_of(&api_b, &run_id).await["status"] == "completed" }
+    })
+    .await;
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 1, "the refund ran once: {ran:?}");
+    assert_eq!(model.count(), 2);
+    assert_chain(&api_b.audit_all().await);
+}

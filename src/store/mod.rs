@@ -113,6 +113,8 @@ pub struct Settled {
     /// Approvals whose write did not apply (another daemon changed them first), as stored,
     /// each with whether to apply it to memory.
     pub dropped: Vec<(Approval, bool)>,
+    /// Runs whose daemon stopped renewing their lease, now this daemon's to drive.
+    pub taken: Vec<Run>,
 }
 
 impl Syncer {

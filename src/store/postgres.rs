@@ -33,7 +33,8 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 /// Schema of the tables below; a database written by a newer gatehouse is refused.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+/// Version 2 added run leases (several daemons on one database).
+pub const PG_SCHEMA_VERSION: i32 = 2;
 const PAGE: i64 = 500;
 
 const SCHEMA: &str = r#"
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS gatehouse_runs (
     active boolean NOT NULL,
     run text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gatehouse_run_leases (
+    run_id text COLLATE "C" PRIMARY KEY,
+    owner text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
 "#;
 
 pub struct PgStore {
@@ -88,6 +94,10 @@ pub(super) struct Shared {
     /// What the units of the last commit became (their sequence number, or dropped): the
     /// next commit's units may build on them.
     unit_seqs: Mutex<HashMap<u64, Option<i64>>>,
+    /// This process, as the owner of the run leases it holds.
+    owner: String,
+    /// When this daemon last renewed its leases and looked for lapsed ones.
+    renewed: Mutex<Option<std::time::Instant>>,
     /// A commit a read made (reads see every write applied before them): its outcome goes
     /// to the runner with the next commit's.
     carried: Mutex<Option<std::result::Result<PgCommitted, String>>>,
@@ -187,6 +197,17 @@ impl PgStore {
             .map_err(|e| db(format!("cannot read the head row: {e}")))?;
         let found: i32 = head.get(0);
         let head_seq: i64 = head.get(1);
+        if found < PG_SCHEMA_VERSION {
+            // The tables above were added with `IF NOT EXISTS`: the database is up to date.
+            client
+                .execute(
+                    "UPDATE gatehouse_head SET schema_version = $1 WHERE id = 1 \
+                     AND schema_version < $1",
+                    &[&PG_SCHEMA_VERSION],
+                )
+                .await
+                .map_err(|e| db(format!("cannot update the schema version: {e}")))?;
+        }
         if found > PG_SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
                 dir: label,
@@ -201,6 +222,8 @@ impl PgStore {
                 staged: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
                 known: Mutex::new(head_seq),
+                owner: Uuid::new_v4().to_string(),
+                renewed: Mutex::new(None),
                 unit_seqs: Mutex::new(HashMap::new()),
                 carried: Mutex::new(None),
             }),
@@ -358,6 +381,7 @@ impl PgStore {
             id: run.id.to_string(),
             active: !run.status.is_finished(),
             json: to_json(run),
+            owner: self.shared.owner.clone(),
         };
         self.stage(Some(record), None, vec![w]);
         Ok(())
@@ -395,6 +419,17 @@ impl PgStore {
     /// later write of this daemon to the same approval is still on its way (that write
     /// lands on top of it, or is dropped and reported in turn).
     pub fn settle(&self, c: PgCommitted) -> super::Settled {
+        let taken = c
+            .taken
+            .iter()
+            .filter_map(|json| match serde_json::from_str::<Run>(json) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!("a run taken over does not decode: {e}");
+                    None
+                }
+            })
+            .collect();
         let mut v = lock(&self.versions);
         let mut foreign = Vec::with_capacity(c.foreign.len());
         for r in c.foreign {
@@ -437,6 +472,7 @@ impl PgStore {
             foreign,
             own: Some(c.own),
             dropped,
+            taken,
         }
     }
 
@@ -470,16 +506,15 @@ impl PgStore {
         })
     }
 
+    /// The unfinished runs this daemon drives from now on: its own, and those whose lease
+    /// lapsed (their daemon is gone) or that have none, taken over here.
     pub fn active_runs(&self) -> Result<Vec<Run>> {
         self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT run FROM gatehouse_runs WHERE active ORDER BY id",
-                    &[],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("run", r.get::<_, &str>(0)))
+            commit::claim_runs(&self.pool, &self.shared)
+                .await
+                .map_err(|e| self.fail(e))?
+                .iter()
+                .map(|json| self.decode("run", json))
                 .collect()
         })
     }

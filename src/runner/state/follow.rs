@@ -72,6 +72,11 @@ impl Runner {
         for e in events {
             let _ = self.ledger.events.send(e);
         }
+        if !self.stopping {
+            for run in settled.taken {
+                self.take_over_run(run);
+            }
+        }
         if let Some(n) = &self.notifier {
             for notice in batch.notices {
                 n.send(notice);

@@ -53,6 +53,7 @@ pub(super) enum Staged {
         id: String,
         active: bool,
         json: String,
+        owner: String,
     },
 }
 
@@ -75,6 +76,8 @@ pub struct PgCommitted {
     pub landed: Vec<(u64, Uuid, i64)>,
     /// Units whose approval write did not apply, with the approval as stored.
     pub dropped: Vec<(u64, Uuid, Option<(i64, Approval)>)>,
+    /// Runs taken over from a daemon whose lease lapsed (as stored).
+    pub taken: Vec<String>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +113,57 @@ pub(super) fn classify(e: tokio_postgres::Error) -> SendError {
     }
 }
 
+/// How long a run lease lasts without renewal: a daemon gone this long loses its runs.
+pub(super) const LEASE_SECONDS: f64 = 5.0;
+/// How often a daemon renews its leases and looks for lapsed ones.
+const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Renew this daemon's run leases and take every unfinished run whose lease lapsed (or that
+/// has none); `SKIP LOCKED` lets two daemons looking at once take different runs. Returns
+/// the runs taken, as stored.
+pub(super) async fn claim_runs(
+    pool: &Pool,
+    shared: &Shared,
+) -> std::result::Result<Vec<String>, SendError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| SendError::Lost(e.to_string()))?;
+    let tx = client.transaction().await.map_err(classify)?;
+    tx.execute(
+        "UPDATE gatehouse_run_leases SET lease_until = now() + make_interval(secs => $2) \
+         WHERE owner = $1",
+        &[&shared.owner, &LEASE_SECONDS],
+    )
+    .await
+    .map_err(classify)?;
+    let rows = tx
+        .query(
+            "SELECT r.id, r.run FROM gatehouse_runs r \
+             LEFT JOIN gatehouse_run_leases l ON l.run_id = r.id \
+             WHERE r.active AND (l.run_id IS NULL OR l.lease_until < now()) \
+             FOR UPDATE OF r SKIP LOCKED",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let mut taken = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: &str = row.get(0);
+        tx.execute(
+            "INSERT INTO gatehouse_run_leases (run_id, owner, lease_until) \
+             VALUES ($1, $2, now() + make_interval(secs => $3)) ON CONFLICT (run_id) \
+             DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until",
+            &[&id, &shared.owner, &LEASE_SECONDS],
+        )
+        .await
+        .map_err(classify)?;
+        taken.push(row.get::<_, String>(1));
+    }
+    tx.commit().await.map_err(classify)?;
+    Ok(taken)
+}
+
 /// How many foreign records one idle poll reads at most; the next poll reads on.
 const POLL_LIMIT: i64 = 2000;
 
@@ -121,7 +175,7 @@ pub(super) async fn commit_staged(
     let _order = shared.committing.lock().await;
     let units = std::mem::take(&mut *lock(&shared.staged));
     let known = *lock(&shared.known);
-    let out = if units.is_empty() {
+    let mut out = if units.is_empty() {
         let foreign = read_after(pool, known, POLL_LIMIT).await?;
         PgCommitted {
             foreign,
@@ -130,6 +184,11 @@ pub(super) async fn commit_staged(
     } else {
         send(pool, shared, &units, known).await?
     };
+    let due = lock(&shared.renewed).is_none_or(|at| at.elapsed() >= RENEW_EVERY);
+    if due {
+        out.taken = claim_runs(pool, shared).await?;
+        *lock(&shared.renewed) = Some(std::time::Instant::now());
+    }
     if let Some(last) = out.own.last().or(out.foreign.last()) {
         *lock(&shared.known) = last.seq as i64;
     }
@@ -352,13 +411,31 @@ async fn write_one(
             tx.execute("DELETE FROM gatehouse_grants WHERE key = $1", &[key])
                 .await
         }
-        Staged::Run { id, active, json } => {
+        Staged::Run {
+            id,
+            active,
+            json,
+            owner,
+        } => {
             tx.execute(
                 "INSERT INTO gatehouse_runs (id, active, run) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO UPDATE SET active = EXCLUDED.active, run = EXCLUDED.run",
                 &[id, active, json],
             )
-            .await
+            .await?;
+            // The daemon that writes a run drives it: it holds the lease until it ends.
+            if *active {
+                tx.execute(
+                    "INSERT INTO gatehouse_run_leases (run_id, owner, lease_until) \
+                     VALUES ($1, $2, now() + make_interval(secs => $3)) ON CONFLICT (run_id) \
+                     DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until",
+                    &[id, owner, &LEASE_SECONDS],
+                )
+                .await
+            } else {
+                tx.execute("DELETE FROM gatehouse_run_leases WHERE run_id = $1", &[id])
+                    .await
+            }
         }
     }
 }
