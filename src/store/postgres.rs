@@ -16,6 +16,7 @@
 
 mod commit;
 mod copy;
+mod send;
 
 pub use copy::Copied;
 
