@@ -31,6 +31,30 @@ impl Cluster {
         }
     }
 
+    /// `gatehouse audit export --config …` read straight from the database (no daemon asked),
+    /// then `audit verify` on the export: the number of records it verified.
+    fn export_and_verify(&self) -> usize {
+        let ws = Workspace::new();
+        ws.write_config(&self.config);
+        let mut c = command();
+        c.env(URL_ENV, &self.pg.url)
+            .args(["audit", "export", "--config"])
+            .arg(ws.config());
+        let export = run(c);
+        assert_eq!(export.code, Some(0), "{export:?}");
+        let file = ws.dir.path().join("export.jsonl");
+        std::fs::write(&file, &export.stdout).expect("write the export");
+        let mut c = command();
+        c.args(["audit", "verify", "--file"]).arg(&file);
+        let verified = run(c);
+        assert_eq!(verified.code, Some(0), "{verified:?}");
+        assert!(
+            verified.stdout.contains("the chain is intact"),
+            "{verified:?}"
+        );
+        export.stdout.lines().count() - 1
+    }
+
     fn daemon(&mut self) -> Daemon {
         let ws = Workspace::new();
         ws.write_config(&self.config);
@@ -178,6 +202,8 @@ async fn two_reviewers_racing_on_two_daemons_one_wins_one_gets_409() {
     for id in &ids {
         assert_eq!(records_of(&log, "approval.decided", id).len(), 1, "{id}");
     }
+    let exported = tokio::task::block_in_place(|| c.export_and_verify());
+    assert_eq!(exported, log.len());
 }
 
 const TIERS: &str = "[[escalation]]\nqueue = \"primary\"\nreviewers = [\"alice\"]\nafter = \"1s\"\n\n[[escalation]]\nqueue = \"backup\"\nreviewers = [\"bob\"]\nafter = \"1s\"\n";
