@@ -193,8 +193,18 @@ async fn two_reviewers_racing_on_two_daemons_one_wins_one_gets_409() {
         assert_eq!(winner.body["status"], verdict, "{winner:?}");
         assert_eq!(loser.expect_error(409), "already_decided");
         // Whoever asks, the decision is the winner's.
-        assert_eq!(status_of(&api_a, &id).await, verdict);
-        assert_eq!(status_of(&api_b, &id).await, verdict);
+        for (name, api) in [("A", &api_a), ("B", &api_b)] {
+            let seen = status_of(api, &id).await;
+            if seen != verdict {
+                let log = api.audit_all().await;
+                panic!(
+                    "round {n}: {name} says {seen}, the winner {verdict}; {ra:?} {rb:?}; {:#?}",
+                    log.iter()
+                        .filter(|r| r["approval_id"] == json!(id))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
         ids.push(id);
     }
     let log = api_b.audit_all().await;

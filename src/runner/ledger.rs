@@ -21,6 +21,10 @@ pub(super) struct Ledger {
     pub events: broadcast::Sender<Event>,
     /// The newest record published (its events sent): where a new subscriber starts.
     pub published: u64,
+    /// Commits finished so far, and the approvals whose write lost a race (on a shared
+    /// store) by the commit that said so: answered 409 to the reply that waits for them.
+    pub flushes: u64,
+    pub conflicts: std::collections::HashMap<Uuid, (u64, crate::domain::Approval)>,
 }
 
 impl Ledger {
@@ -38,6 +42,8 @@ impl Ledger {
             fatal,
             events,
             published: 0,
+            flushes: 0,
+            conflicts: Default::default(),
         }
     }
 

@@ -122,6 +122,7 @@ impl Runner {
         let shared = syncer.shared();
         let mut poll_at = tokio::time::Instant::now() + follow::POLL;
         let mut reconnect_at = tokio::time::Instant::now();
+        let wake = self.ledger.store.wake_hint();
         loop {
             if self.ledger.failed.is_none() {
                 let poll = shared && tokio::time::Instant::now() >= poll_at;
@@ -201,6 +202,15 @@ impl Runner {
                     self.flush_unauthenticated(false);
                 }
                 _ = tokio::time::sleep_until(poll_at), if polling => {}
+                // Another daemon committed: read it now rather than at the next poll.
+                _ = async {
+                    match &wake {
+                        Some(w) => w.notified().await,
+                        None => std::future::pending().await,
+                    }
+                }, if polling => {
+                    poll_at = tokio::time::Instant::now();
+                }
                 // Backoff between attempts to reach a database that is down: nothing can
                 // tell this runner it is back but trying.
                 _ = tokio::time::sleep_until(reconnect_at),
@@ -242,16 +252,25 @@ impl Runner {
         value: Result<T, RunnerError>,
         about: Option<Uuid>,
     ) {
+        // A change that leaves the approval pending (an escalation) conflicts with any lost
+        // race; a decision or withdrawal only with one the approval did not survive pending
+        // (an escalation elsewhere leaves it decidable, and the decision then lands).
+        let leaves_pending = (&value as &dyn std::any::Any)
+            .downcast_ref::<Result<Approval, RunnerError>>()
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|a| a.is_pending());
         let deferred: Deferred = Box::new(move |outcome| {
             let _ = tx.send(match outcome {
                 Outcome::Failed(e) => Err(RunnerError::Unavailable(e.to_string())),
                 Outcome::Durable { conflicts, .. } => {
                     match about.and_then(|id| conflicts.get(&id)) {
-                        Some(a) if value.is_ok() => Err(RunnerError::Conflict {
-                            code: "already_decided",
-                            message: standing(a),
-                            approval: Box::new(a.clone()),
-                        }),
+                        Some(a) if value.is_ok() && (leaves_pending || !a.is_pending()) => {
+                            Err(RunnerError::Conflict {
+                                code: "already_decided",
+                                message: standing(a),
+                                approval: Box::new(a.clone()),
+                            })
+                        }
                         _ => value,
                     }
                 }

@@ -245,6 +245,14 @@ impl Store {
         }
     }
 
+    /// On a shared store: woken when another daemon commits (a hint; poll as well).
+    pub fn wake_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        match &self.backend {
+            Backend::Postgres(s) => Some(s.wake_hint()),
+            Backend::Sled(_) => None,
+        }
+    }
+
     /// The runner loaded everything up to the record `seq`: a shared store hands back only
     /// records after it.
     pub fn follow_from(&self, seq: u64) {

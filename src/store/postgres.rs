@@ -19,6 +19,7 @@
 
 mod commit;
 mod copy;
+mod listen;
 mod reads;
 mod send;
 
@@ -88,6 +89,9 @@ pub struct PgStore {
     shared: Arc<Shared>,
     versions: Mutex<Versions>,
     label: PathBuf,
+    url: String,
+    /// Woken by the `LISTEN` connection, once started (see [`PgStore::wake_hint`]).
+    wake: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 pub(super) struct Shared {
@@ -132,20 +136,9 @@ pub struct PgSyncer {
 
 impl PgSyncer {
     pub async fn commit(self) -> io::Result<PgCommitted> {
-        let mine = commit_staged(&self.pool, &self.shared).await;
-        let carried = lock(&self.shared.carried).take();
-        match (carried, mine) {
-            (Some(Err(e)), _) => Err(io::Error::other(e)),
-            (_, Err(e)) => Err(io::Error::other(e.to_string())),
-            (Some(Ok(mut first)), Ok(then)) => {
-                first.foreign.extend(then.foreign);
-                first.own.extend(then.own);
-                first.landed.extend(then.landed);
-                first.dropped.extend(then.dropped);
-                Ok(first)
-            }
-            (None, Ok(then)) => Ok(then),
-        }
+        commit_staged(&self.pool, &self.shared)
+            .await
+            .map_err(io::Error::other)
     }
 }
 
@@ -234,6 +227,8 @@ impl PgStore {
             }),
             versions: Mutex::new(Versions::default()),
             label,
+            url: url.to_string(),
+            wake: Mutex::new(None),
         })
     }
 
@@ -307,27 +302,9 @@ impl PgStore {
         }
         tokio::task::block_in_place(|| {
             handle.block_on(async {
-                if !lock(&self.shared.staged).is_empty() {
-                    let done = commit_staged(&self.pool, &self.shared)
-                        .await
-                        .map_err(|e| e.to_string());
-                    let failed = done.as_ref().err().cloned();
-                    let mut carried = lock(&self.shared.carried);
-                    *carried = Some(match (carried.take(), done) {
-                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                        (Some(Ok(mut first)), Ok(then)) => {
-                            first.foreign.extend(then.foreign);
-                            first.own.extend(then.own);
-                            first.landed.extend(then.landed);
-                            first.dropped.extend(then.dropped);
-                            Ok(first)
-                        }
-                        (None, Ok(then)) => Ok(then),
-                    });
-                    if let Some(e) = failed {
-                        return Err(self.fail(e));
-                    }
-                }
+                commit::commit_for_read(&self.pool, &self.shared)
+                    .await
+                    .map_err(|e| self.fail(e))?;
                 f.await
             })
         })
@@ -414,6 +391,23 @@ impl PgStore {
         })
     }
 
+    /// Woken when another daemon commits (a hint: the runner polls as well). The first call
+    /// starts the `LISTEN` connection; the CLI's readers never make it.
+    pub fn wake_hint(&self) -> Arc<tokio::sync::Notify> {
+        let mut wake = lock(&self.wake);
+        if let Some(w) = &*wake {
+            return w.clone();
+        }
+        let w = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(listen::listen(
+            self.url.clone(),
+            self.shared.clone(),
+            w.clone(),
+        ));
+        *wake = Some(w.clone());
+        w
+    }
+
     /// The runner starts following the database after the record `seq` it loaded.
     pub fn follow_from(&self, seq: u64) {
         *lock(&self.shared.known) = seq as i64;
@@ -439,7 +433,12 @@ impl PgStore {
         let mut foreign = Vec::with_capacity(c.foreign.len());
         for r in c.foreign {
             let apply = match r.approval_id {
+                // A write of this daemon is on its way (it lands on top, or is dropped and
+                // reported), or a newer state is already known.
                 Some(id) if matches!(v.by_approval.get(&id), Some(Version::Unit(_))) => false,
+                Some(id) if matches!(v.by_approval.get(&id), Some(Version::Seq(s)) if *s >= r.seq as i64) => {
+                    false
+                }
                 Some(id) => {
                     if r.approval().is_some_and(|a| a.is_pending()) {
                         v.by_approval.insert(id, Version::Seq(r.seq as i64));
@@ -461,7 +460,7 @@ impl PgStore {
         for (no, id, stored) in c.dropped {
             let latest = v.by_approval.get(&id) == Some(&Version::Unit(no));
             match &stored {
-                Some((seq, a)) if latest && a.is_pending() => {
+                Some((seq, _)) if latest => {
                     v.by_approval.insert(id, Version::Seq(*seq));
                 }
                 _ if latest => {

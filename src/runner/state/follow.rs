@@ -43,13 +43,26 @@ impl Runner {
             events.extend(Event::from_record(r));
             newest = Some(r.seq);
         }
-        let mut conflicts = HashMap::new();
+        // A unit may be committed by an earlier commit than the one its reply waits for (a
+        // commit takes every unit staged when it starts, and reads commit too), so lost races
+        // are kept for the next commit's replies as well.
+        self.ledger.flushes += 1;
+        let flushes = self.ledger.flushes;
+        self.ledger
+            .conflicts
+            .retain(|_, (at, _)| *at + 1 >= flushes);
         for (a, apply) in settled.dropped {
             if apply {
                 self.adopt(a.clone());
             }
-            conflicts.insert(a.id, a);
+            self.ledger.conflicts.insert(a.id, (flushes, a));
         }
+        let conflicts: HashMap<Uuid, Approval> = self
+            .ledger
+            .conflicts
+            .iter()
+            .map(|(id, (_, a))| (*id, a.clone()))
+            .collect();
         match settled.own {
             Some(own) => {
                 events.extend(own.iter().filter_map(Event::from_record));

@@ -167,12 +167,60 @@ pub(super) async fn claim_runs(
 /// How many foreign records one idle poll reads at most; the next poll reads on.
 const POLL_LIMIT: i64 = 2000;
 
-/// Commit every staged unit (or, with none, only read what other daemons committed).
+/// Commit every staged unit (or, with none, only read what other daemons committed), and
+/// hand back with it what commits made by reads since the last one did, oldest first.
 pub(super) async fn commit_staged(
     pool: &Pool,
     shared: &Shared,
-) -> std::result::Result<PgCommitted, SendError> {
+) -> std::result::Result<PgCommitted, String> {
     let _order = shared.committing.lock().await;
+    // Taken under the same lock: a read's commit cannot slip in between.
+    let carried = lock(&shared.carried).take();
+    let mine = commit_locked(pool, shared).await.map_err(|e| e.to_string());
+    merge(carried, mine)
+}
+
+/// A read's commit (reads see every write applied before them): its outcome is carried to
+/// the runner with the next commit's. Returns its error, if any.
+pub(super) async fn commit_for_read(
+    pool: &Pool,
+    shared: &Shared,
+) -> std::result::Result<(), String> {
+    let _order = shared.committing.lock().await;
+    if lock(&shared.staged).is_empty() {
+        return Ok(());
+    }
+    let mine = commit_locked(pool, shared).await.map_err(|e| e.to_string());
+    let failed = mine.as_ref().err().cloned();
+    let mut carried = lock(&shared.carried);
+    let merged = merge(carried.take(), mine);
+    *carried = Some(merged);
+    failed.map_or(Ok(()), Err)
+}
+
+fn merge(
+    first: Option<std::result::Result<PgCommitted, String>>,
+    then: std::result::Result<PgCommitted, String>,
+) -> std::result::Result<PgCommitted, String> {
+    match (first, then) {
+        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+        (Some(Ok(mut first)), Ok(then)) => {
+            first.foreign.extend(then.foreign);
+            first.own.extend(then.own);
+            first.landed.extend(then.landed);
+            first.dropped.extend(then.dropped);
+            first.taken.extend(then.taken);
+            Ok(first)
+        }
+        (None, Ok(then)) => Ok(then),
+    }
+}
+
+/// One commit, with `committing` held by the caller.
+async fn commit_locked(
+    pool: &Pool,
+    shared: &Shared,
+) -> std::result::Result<PgCommitted, SendError> {
     let units = std::mem::take(&mut *lock(&shared.staged));
     let known = *lock(&shared.known);
     let mut out = if units.is_empty() {
@@ -184,13 +232,20 @@ pub(super) async fn commit_staged(
     } else {
         super::send::send(pool, shared, &units, known).await?
     };
-    let due = lock(&shared.renewed).is_none_or(|at| at.elapsed() >= RENEW_EVERY);
-    if due {
-        out.taken = claim_runs(pool, shared).await?;
-        *lock(&shared.renewed) = Some(std::time::Instant::now());
-    }
     if let Some(last) = out.own.last().or(out.foreign.last()) {
         *lock(&shared.known) = last.seq as i64;
+    }
+    let due = lock(&shared.renewed).is_none_or(|at| at.elapsed() >= RENEW_EVERY);
+    if due {
+        // After the commit: its outcome stands whatever happens here; a failed attempt is
+        // made again at the next commit.
+        match claim_runs(pool, shared).await {
+            Ok(taken) => {
+                out.taken = taken;
+                *lock(&shared.renewed) = Some(std::time::Instant::now());
+            }
+            Err(e) => tracing::warn!("renewing run leases: {e}"),
+        }
     }
     Ok(out)
 }

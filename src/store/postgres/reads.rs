@@ -67,13 +67,23 @@ impl PgStore {
         self.read(async {
             let rows = self
                 .rows(
-                    "SELECT approval FROM gatehouse_approvals WHERE id = $1",
+                    "SELECT approval, seq FROM gatehouse_approvals WHERE id = $1",
                     &[&id.to_string()],
                 )
                 .await?;
-            rows.first()
-                .map(|r| self.decode(&format!("approval {id}"), r.get::<_, &str>(0)))
-                .transpose()
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            let a: Approval = self.decode(&format!("approval {id}"), r.get::<_, &str>(0))?;
+            if !a.is_pending() {
+                // Final: records about it from before, not yet read from the log, must not
+                // bring an older state back into the runner's memory.
+                lock(&self.versions)
+                    .by_approval
+                    .entry(id)
+                    .or_insert(Version::Seq(r.get::<_, i64>(1)));
+            }
+            Ok(Some(a))
         })
     }
 
