@@ -181,7 +181,7 @@ async fn submit(
 async fn probe(client: &reqwest::Client, url: &str, token: &str) -> Result<(), Failure> {
     let probe = client
         .post(url)
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .header("content-type", "application/json")
         .body(r#"{"tool":"bench_probe","arguments":{}}"#)
         .send()

@@ -65,6 +65,9 @@ pub(super) struct Unit {
     pub writes: Vec<Staged>,
 }
 
+/// A unit whose approval write did not apply: (unit, approval, its stored version and state).
+pub type Dropped = (u64, Uuid, Option<(i64, Approval)>);
+
 /// What one commit did, handed back to the runner.
 #[derive(Default)]
 pub struct PgCommitted {
@@ -75,7 +78,7 @@ pub struct PgCommitted {
     /// Units whose approval write applied: (unit, approval, sequence number).
     pub landed: Vec<(u64, Uuid, i64)>,
     /// Units whose approval write did not apply, with the approval as stored.
-    pub dropped: Vec<(u64, Uuid, Option<(i64, Approval)>)>,
+    pub dropped: Vec<Dropped>,
     /// Runs taken over from a daemon whose lease lapsed (as stored).
     pub taken: Vec<String>,
 }
@@ -276,8 +279,7 @@ pub(super) fn decode_chain(
     rows: &[tokio_postgres::Row],
 ) -> std::result::Result<Vec<AuditRecord>, SendError> {
     let mut out = Vec::with_capacity(rows.len());
-    let mut expect = known + 1;
-    for row in rows {
+    for (expect, row) in (known + 1..).zip(rows) {
         let seq: i64 = row.get(0);
         if seq != expect {
             return Err(SendError::Refused(format!(
@@ -287,7 +289,6 @@ pub(super) fn decode_chain(
         let r: AuditRecord = serde_json::from_str(row.get::<_, &str>(1))
             .map_err(|e| SendError::Refused(format!("audit record {seq}: {e}")))?;
         out.push(r);
-        expect += 1;
     }
     Ok(out)
 }
