@@ -93,6 +93,9 @@ pub enum SendError {
     Lost(String),
     /// The database refused it.
     Refused(String),
+    /// A serialisation failure or deadlock (SQLSTATE 40001, 40P01; CockroachDB reports
+    /// contention so): nothing was written, the same transaction may be sent again.
+    Retry(String),
 }
 
 impl std::fmt::Display for SendError {
@@ -100,6 +103,7 @@ impl std::fmt::Display for SendError {
         match self {
             Self::Lost(m) => write!(f, "lost the connection to PostgreSQL: {m}"),
             Self::Refused(m) => write!(f, "PostgreSQL refused a commit: {m}"),
+            Self::Retry(m) => write!(f, "PostgreSQL could not serialise a commit: {m}"),
         }
     }
 }
@@ -112,6 +116,7 @@ pub(super) fn classify(e: tokio_postgres::Error) -> SendError {
         Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
             SendError::Lost(e.to_string())
         }
+        Some("40001" | "40P01") => SendError::Retry(e.to_string()),
         Some(_) => SendError::Refused(e.to_string()),
     }
 }
@@ -166,6 +171,9 @@ pub(super) async fn claim_runs(
     tx.commit().await.map_err(classify)?;
     Ok(taken)
 }
+
+/// How often a commit that could not be serialised is sent again before it fails.
+const SERIALISATION_RETRIES: u32 = 5;
 
 /// How many foreign records one idle poll reads at most; the next poll reads on.
 const POLL_LIMIT: i64 = 2000;
@@ -233,7 +241,16 @@ async fn commit_locked(
             ..Default::default()
         }
     } else {
-        super::send::send(pool, shared, &units, known).await?
+        let mut attempts = 0;
+        loop {
+            match super::send::send(pool, shared, &units, known).await {
+                Err(SendError::Retry(why)) if attempts < SERIALISATION_RETRIES => {
+                    attempts += 1;
+                    tracing::debug!("retrying a commit: {why}");
+                }
+                done => break done?,
+            }
+        }
     };
     if let Some(last) = out.own.last().or(out.foreign.last()) {
         *lock(&shared.known) = last.seq as i64;
