@@ -28,11 +28,14 @@ impl Runner {
             Ok(c) => c,
             Err(msg) => return self.flush_failed(batch, msg),
         };
-        self.metrics.commits.inc();
-        self.metrics.committed_writes.inc_by(batch.writes as u64);
-        self.metrics
-            .commit_seconds
-            .inc_by(started.elapsed().as_secs_f64());
+        // A shared store's idle polls are reads, not commits.
+        if batch.writes > 0 {
+            self.metrics.commits.inc();
+            self.metrics.committed_writes.inc_by(batch.writes as u64);
+            self.metrics
+                .commit_seconds
+                .inc_by(started.elapsed().as_secs_f64());
+        }
         let settled = self.ledger.store.settle(committed);
         let mut events = Vec::new();
         let mut newest = None;
