@@ -451,9 +451,14 @@ impl PgStore {
             };
             foreign.push((r, apply));
         }
-        for (no, id, seq) in c.landed {
+        for (no, id, seq, pending) in c.landed {
             if v.by_approval.get(&id) == Some(&Version::Unit(no)) {
-                v.by_approval.insert(id, Version::Seq(seq));
+                if pending {
+                    v.by_approval.insert(id, Version::Seq(seq));
+                } else {
+                    // Final, and every record before it has been read: nothing to guard.
+                    v.by_approval.remove(&id);
+                }
             }
         }
         let mut dropped = Vec::with_capacity(c.dropped.len());

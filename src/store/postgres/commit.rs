@@ -75,8 +75,8 @@ pub struct PgCommitted {
     pub foreign: Vec<AuditRecord>,
     /// This daemon's records as sealed, in order.
     pub own: Vec<AuditRecord>,
-    /// Units whose approval write applied: (unit, approval, sequence number).
-    pub landed: Vec<(u64, Uuid, i64)>,
+    /// Units whose approval write applied: (unit, approval, sequence number, still pending).
+    pub landed: Vec<(u64, Uuid, i64, bool)>,
     /// Units whose approval write did not apply, with the approval as stored.
     pub dropped: Vec<Dropped>,
     /// Runs taken over from a daemon whose lease lapsed (as stored).

@@ -75,13 +75,14 @@ impl PgStore {
                 return Ok(None);
             };
             let a: Approval = self.decode(&format!("approval {id}"), r.get::<_, &str>(0))?;
-            if !a.is_pending() {
+            let seq: i64 = r.get(1);
+            if !a.is_pending() && seq > *lock(&self.shared.known) {
                 // Final: records about it from before, not yet read from the log, must not
                 // bring an older state back into the runner's memory.
                 lock(&self.versions)
                     .by_approval
                     .entry(id)
-                    .or_insert(Version::Seq(r.get::<_, i64>(1)));
+                    .or_insert(Version::Seq(seq));
             }
             Ok(Some(a))
         })

@@ -97,7 +97,8 @@ pub(super) async fn send(
                 continue;
             }
             results.insert(u.no, Some(next));
-            out.landed.push((u.no, row.id, next));
+            out.landed
+                .push((u.no, row.id, next, row.status == "pending"));
             stored.insert(id.clone(), (next, row.status.to_string()));
             rows.approvals
                 .insert(id, (row.status.to_string(), next, row.json.clone()));
