@@ -35,44 +35,44 @@ pub(super) async fn send(
         .await
         .map_err(|e| SendError::Lost(e.to_string()))?;
     let tx = client.transaction().await.map_err(classify)?;
-    let head = tx
-        .prepare_cached("SELECT seq, head_hash FROM gatehouse_head WHERE id = 1 FOR UPDATE")
-        .await
-        .map_err(classify)?;
-    let head = tx.query_one(&head, &[]).await.map_err(classify)?;
-    let mut seq: i64 = head.get(0);
-    let mut hash: String = head.get(1);
-    let mut out = PgCommitted::default();
-    if seq > known {
-        let rows = tx
-            .query(
-                "SELECT seq, record FROM gatehouse_audit WHERE seq > $1 ORDER BY seq",
-                &[&known],
-            )
-            .await
-            .map_err(classify)?;
-        out.foreign = decode_chain(known, &rows)?;
-    } else if seq < known {
-        return Err(SendError::Refused(format!(
-            "the database's head ({seq}) is behind records this daemon has seen ({known}): \
-             it was restored or replaced underneath"
-        )));
-    }
     // The stored version (seq, status) of every approval the batch writes.
     let ids: Vec<String> = units
         .iter()
         .filter_map(|u| u.approval.as_ref().map(|a| a.id.to_string()))
         .collect();
-    let mut stored: HashMap<String, (i64, String)> = HashMap::new();
-    if !ids.is_empty() {
-        let versions = tx
-            .prepare_cached("SELECT id, seq, status FROM gatehouse_approvals WHERE id = ANY($1)")
-            .await
-            .map_err(classify)?;
-        for r in tx.query(&versions, &[&ids]).await.map_err(classify)? {
-            stored.insert(r.get(0), (r.get(1), r.get(2)));
-        }
+    let (head_sql, catch_up_sql, versions_sql) = futures::try_join!(
+        tx.prepare_cached("SELECT seq, head_hash FROM gatehouse_head WHERE id = 1 FOR UPDATE"),
+        tx.prepare_cached("SELECT seq, record FROM gatehouse_audit WHERE seq > $1 ORDER BY seq"),
+        tx.prepare_cached("SELECT id, seq, status FROM gatehouse_approvals WHERE id = ANY($1)"),
+    )
+    .map_err(classify)?;
+    // One round trip for the three: the server runs them in order, so the catch-up and the
+    // versions are read once the head row is locked (each statement sees what committed
+    // before it started), and nothing can change them before this transaction ends.
+    let after: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&known];
+    let among: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (head, catch_up, versions) = futures::try_join!(
+        tx.query_one(&head_sql, &[]),
+        tx.query(&catch_up_sql, &after),
+        tx.query(&versions_sql, &among),
+    )
+    .map_err(classify)?;
+    let mut seq: i64 = head.get(0);
+    let mut hash: String = head.get(1);
+    if seq < known {
+        return Err(SendError::Refused(format!(
+            "the database's head ({seq}) is behind records this daemon has seen ({known}): \
+             it was restored or replaced underneath"
+        )));
     }
+    let mut out = PgCommitted {
+        foreign: decode_chain(known, &catch_up)?,
+        ..Default::default()
+    };
+    let mut stored: HashMap<String, (i64, String)> = versions
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
     // Units of the previous commit this one may build on: what they became.
     let mut results = lock(&shared.unit_seqs).clone();
     let mut rows = Rows::default();
@@ -139,7 +139,6 @@ pub(super) async fn send(
             }
         }
     }
-    write_rows(&tx, &rows).await.map_err(classify)?;
     // Dropped units are reported with the approval as stored (rare: a lost race).
     for (no, uuid, id) in dropped_ids {
         let r = tx
@@ -159,16 +158,7 @@ pub(super) async fn send(
         };
         out.dropped.push((no, uuid, now));
     }
-    // With a wake-up hint for the other daemons; they poll as well (NOTIFY is only a hint,
-    // and not every PostgreSQL-compatible database has it).
-    let update = tx
-        .prepare_cached(
-            "WITH moved AS (UPDATE gatehouse_head SET seq = $1, head_hash = $2 WHERE id = 1) \
-             SELECT pg_notify('gatehouse_audit', $1::text)",
-        )
-        .await
-        .map_err(classify)?;
-    tx.query(&update, &[&seq, &hash]).await.map_err(classify)?;
+    write_rows(&tx, &rows, seq, &hash).await.map_err(classify)?;
     tx.commit().await.map_err(classify)?;
     // Only the next commit's units can build on this one's (the runner settles this commit
     // before it starts the next), so older results are dropped.
@@ -182,11 +172,13 @@ pub(super) async fn send(
 async fn write_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
+    seq: i64,
+    hash: &str,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let (seqs, records): (Vec<i64>, Vec<&str>) =
         rows.audit.iter().map(|(s, r)| (*s, r.as_str())).unzip();
     let audit_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seqs, &records];
-    let (audit_sql, approvals_sql, idempotency_sql) = futures::try_join!(
+    let (audit_sql, approvals_sql, idempotency_sql, head_sql) = futures::try_join!(
         tx.prepare_cached(
             "INSERT INTO gatehouse_audit (seq, record) \
              SELECT * FROM unnest($1::bigint[], $2::text[])"
@@ -201,6 +193,12 @@ async fn write_rows(
             "INSERT INTO gatehouse_idempotency (identity, key, approval_id) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
              ON CONFLICT (identity, key) DO UPDATE SET approval_id = EXCLUDED.approval_id"
+        ),
+        // The new head, with a wake-up hint for the other daemons; they poll as well
+        // (NOTIFY is only a hint, and not every PostgreSQL-compatible database has it).
+        tx.prepare_cached(
+            "WITH moved AS (UPDATE gatehouse_head SET seq = $1, head_hash = $2 WHERE id = 1) \
+             SELECT pg_notify('gatehouse_audit', $1::text)"
         ),
     )?;
     let audit = tx.execute(&audit_sql, &audit_params);
@@ -226,7 +224,9 @@ async fn write_rows(
     let idempotency_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
         [&who, &keys, &targets];
     let idempotency = tx.execute(&idempotency_sql, &idempotency_params);
-    futures::try_join!(audit, approvals, idempotency)?;
+    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&seq, &hash];
+    let head = tx.query(&head_sql, &head_params);
+    futures::try_join!(audit, approvals, idempotency, head)?;
     for (key, json) in &rows.grants {
         match json {
             Some(json) => {
