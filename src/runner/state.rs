@@ -9,6 +9,7 @@ mod grants;
 mod list;
 mod load;
 mod quorum;
+mod reply;
 mod resume;
 mod runs;
 mod submit;
@@ -16,7 +17,6 @@ mod submit;
 use deadlines::after;
 use list::standing;
 
-use super::commit::{Deferred, Outcome};
 use super::ledger::Ledger;
 use super::*;
 use crate::config::RuleAction;
@@ -237,62 +237,6 @@ impl Runner {
         if let Some(reply) = stop {
             let _ = reply.send(());
         }
-    }
-
-    pub(super) fn reply<T: Send + 'static>(&mut self, tx: Reply<T>, value: Result<T, RunnerError>) {
-        self.reply_about(tx, value, None);
-    }
-
-    /// A reply about a change to the approval `about`: on a shared store the change may not
-    /// apply (another daemon changed the approval first), and the reply is then a 409 with
-    /// the approval as stored.
-    pub(super) fn reply_about<T: Send + 'static>(
-        &mut self,
-        tx: Reply<T>,
-        value: Result<T, RunnerError>,
-        about: Option<Uuid>,
-    ) {
-        // A change that leaves the approval pending (an escalation) conflicts with any lost
-        // race; a decision or withdrawal only with one the approval did not survive pending
-        // (an escalation elsewhere leaves it decidable, and the decision then lands).
-        let leaves_pending = (&value as &dyn std::any::Any)
-            .downcast_ref::<Result<Approval, RunnerError>>()
-            .and_then(|r| r.as_ref().ok())
-            .is_some_and(|a| a.is_pending());
-        let deferred: Deferred = Box::new(move |outcome| {
-            let _ = tx.send(match outcome {
-                Outcome::Failed(e) => Err(RunnerError::Unavailable(e.to_string())),
-                Outcome::Durable { conflicts, .. } => {
-                    match about.and_then(|id| conflicts.get(&id)) {
-                        Some(a) if value.is_ok() && (leaves_pending || !a.is_pending()) => {
-                            Err(RunnerError::Conflict {
-                                code: "already_decided",
-                                message: standing(a),
-                                approval: Box::new(a.clone()),
-                            })
-                        }
-                        _ => value,
-                    }
-                }
-            });
-        });
-        self.ledger.commit.defer(deferred, self.ledger.published);
-    }
-
-    /// A reply built once the commit it waits for has ended, from the newest published
-    /// record (where a subscriber asking now starts).
-    fn reply_published<T: Send + 'static>(
-        &mut self,
-        tx: Reply<T>,
-        make: impl FnOnce(u64) -> T + Send + 'static,
-    ) {
-        let deferred: Deferred = Box::new(move |outcome| {
-            let _ = tx.send(match outcome {
-                Outcome::Failed(e) => Err(RunnerError::Unavailable(e.to_string())),
-                Outcome::Durable { published, .. } => Ok(make(*published)),
-            });
-        });
-        self.ledger.commit.defer(deferred, self.ledger.published);
     }
 
     fn handle(&mut self, cmd: Command) {
