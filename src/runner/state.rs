@@ -234,6 +234,11 @@ impl Runner {
             let r = syncer.commit().await;
             self.finish_flush(batch, std::time::Instant::now(), r);
         }
+        // A clean stop hands this daemon's runs to the others at once, not when the lease
+        // lapses.
+        if self.ledger.failed.is_none() {
+            self.ledger.store.release_runs();
+        }
         if let Some(reply) = stop {
             let _ = reply.send(());
         }

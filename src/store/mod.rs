@@ -253,6 +253,14 @@ impl Store {
         }
     }
 
+    /// At a clean stop: give up the runs this daemon drives (a shared store's leases), so
+    /// another daemon takes them over at once.
+    pub fn release_runs(&self) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.release_runs();
+        }
+    }
+
     /// The runner loaded everything up to the record `seq`: a shared store hands back only
     /// records after it.
     pub fn follow_from(&self, seq: u64) {

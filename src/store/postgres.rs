@@ -408,6 +408,24 @@ impl PgStore {
         w
     }
 
+    /// Drop this daemon's run leases (at a clean stop); a failure only delays the takeover
+    /// until the leases lapse.
+    pub fn release_runs(&self) {
+        let released = self.read(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            client
+                .execute(
+                    "DELETE FROM gatehouse_run_leases WHERE owner = $1",
+                    &[&self.shared.owner],
+                )
+                .await
+                .map_err(|e| self.fail(e))
+        });
+        if let Err(e) = released {
+            tracing::warn!("could not hand over this daemon's runs: {e}");
+        }
+    }
+
     /// The runner starts following the database after the record `seq` it loaded.
     pub fn follow_from(&self, seq: u64) {
         *lock(&self.shared.known) = seq as i64;
