@@ -1,5 +1,6 @@
 //! The PostgreSQL store (`[store] kind = "postgres"`) against a real PostgreSQL server of the
 //! test's own (see `common::postgres`): the durability essentials of the sled store.
+//! Several daemons on one database: tests/postgres_daemons.rs.
 
 mod common;
 
@@ -138,25 +139,6 @@ async fn submissions_and_decisions_survive_kill_9_on_postgres() {
     );
 }
 
-/// A second writer on the same database is detected at its first commit (the head row no
-/// longer matches), and its write is refused instead of forking the chain.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_daemon_on_the_same_database_cannot_fork_the_chain() {
-    let pg = Postgres::start();
-    let ws = postgres_workspace();
-    let env = [(URL_ENV, pg.url.as_str())];
-    let a = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
-    let b = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
-    let r = a.api().submit(BOT, &submission(1)).await;
-    assert_eq!(r.status, 201, "{r:?}");
-    // b loaded the head before a wrote: its record 1 collides with a's.
-    let r = b.api().submit(BOT, &submission(2)).await;
-    assert!(r.status >= 500, "{r:?}");
-    let records = a.api().audit_all().await;
-    assert_chain(&records);
-    assert_eq!(records.len(), 1, "{records:?}");
-}
-
 #[test]
 fn postgres_store_without_its_url_variable_is_refused() {
     let ws = postgres_workspace();
@@ -255,54 +237,4 @@ async fn store_copy_moves_a_sled_store_into_postgres() {
     let r = api.decide(BOB, &ids[1], "deny", None).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_chain(&api.audit_all().await);
-}
-
-/// The database restarts while a submission waits for its commit: the commit is retried, the
-/// submission is acknowledged once the database is back, and it is there after a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_waits_out_a_database_restart() {
-    let pg = Postgres::start();
-    let ws = postgres_workspace();
-    let env = [(URL_ENV, pg.url.as_str())];
-    let mut daemon = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
-    let api = daemon.api();
-    let first = api
-        .submit(BOT, &json!({"tool": "transfer", "arguments": {"n": 1}}))
-        .await;
-    assert_eq!(first.status, 201, "{first:?}");
-
-    pg.stop_server();
-    let waiting = {
-        let api = daemon.api();
-        tokio::spawn(async move {
-            api.submit(BOT, &json!({"tool": "transfer", "arguments": {"n": 2}}))
-                .await
-        })
-    };
-    // The daemon says it is retrying: the submission is staged and its commit failed once.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !daemon.stderr().contains("retrying the commit") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no retry logged:\n{}",
-            daemon.stderr()
-        );
-        tokio::task::yield_now().await;
-        std::thread::park_timeout(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        !waiting.is_finished(),
-        "acknowledged while the database was down"
-    );
-    pg.start_server();
-    let second = waiting.await.expect("the submission task");
-    assert_eq!(second.status, 201, "{second:?}");
-
-    daemon.kill();
-    let daemon = Daemon::start_with_env(&ws.config(), &ws.data(), &env);
-    let api = daemon.api();
-    assert_eq!(api.approval(&second.id()).await["status"], "pending");
-    let records = api.audit_all().await;
-    assert_eq!(records.len(), 2, "{records:?}");
-    assert_chain(&records);
 }

@@ -39,6 +39,16 @@ const PAGE: usize = 1000;
 /// The data directory's store, read directly. `in_use_hint` is added when a running daemon
 /// holds it.
 fn open_store(local: &CommonArgs, in_use_hint: &str) -> Result<Store, Failure> {
+    // A config naming a PostgreSQL store: its log is read from the database (no runner is
+    // started, so nothing is written).
+    if let Some(path) = &local.config {
+        let cfg = super::load_config(Some(path))?;
+        if cfg.store.kind == crate::config::StoreKind::Postgres {
+            let dir = super::data_dir(local.data.as_ref())?;
+            return Store::open_configured(&cfg.store, &dir)
+                .map_err(|e| Failure::runtime(e.to_string()));
+        }
+    }
     let local = super::existing_data(local)?;
     let dir = super::data_dir(local.data.as_ref())?;
     Store::open(&dir).map_err(|e| match e {

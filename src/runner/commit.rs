@@ -14,8 +14,20 @@ use tokio::task::JoinHandle;
 pub const MAX_IN_FLIGHT: usize = 2;
 pub const MIN_OVERLAP_BATCH: usize = 32;
 
-/// Sends one reply: with `None` when its writes are durable, with the error otherwise.
-pub type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
+/// How the commit a reply waited for ended.
+pub enum Outcome<'a> {
+    /// Durable. `conflicts`: approvals whose write in this commit did not apply because
+    /// another daemon changed them first, as the database has them (always empty on sled).
+    Durable {
+        conflicts: &'a std::collections::HashMap<uuid::Uuid, crate::domain::Approval>,
+        /// The newest record published so far.
+        published: u64,
+    },
+    Failed(&'a str),
+}
+
+/// Sends one reply once the commit it waits for has ended.
+pub type Deferred = Box<dyn FnOnce(&Outcome<'_>) + Send>;
 
 #[derive(Default)]
 pub struct Batch {
@@ -23,11 +35,13 @@ pub struct Batch {
     pub events: Vec<Event>,
     pub notices: Vec<crate::notify::Notice>,
     pub writes: usize,
+    /// The newest record written into this batch (as numbered before the commit).
+    pub last_seq: u64,
 }
 
 pub struct InFlight {
     pub batch: Batch,
-    pub task: JoinHandle<std::io::Result<()>>,
+    pub task: JoinHandle<std::io::Result<crate::store::Committed>>,
     pub started: Instant,
 }
 
@@ -41,13 +55,16 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Queue a reply behind every write applied so far.
-    pub fn defer(&mut self, reply: Deferred) {
+    pub fn defer(&mut self, reply: Deferred, published: u64) {
         if self.open.writes > 0 {
             self.open.replies.push(reply);
         } else if let Some(newest) = self.in_flight.back_mut() {
             newest.batch.replies.push(reply);
         } else {
-            reply(None);
+            reply(&Outcome::Durable {
+                conflicts: &Default::default(),
+                published,
+            });
         }
     }
 
@@ -56,24 +73,28 @@ impl GroupCommit {
         self.open.notices.push(n);
     }
 
-    pub fn wrote(&mut self, event: Option<Event>) {
+    pub fn wrote(&mut self, seq: u64, event: Option<Event>) {
         self.open.writes += 1;
+        self.open.last_seq = seq;
         if let Some(e) = event {
             self.open.events.push(e);
         }
     }
 
-    /// Start a flush when there is something to flush and a slot is free.
-    pub fn maybe_start(&mut self, syncer: &Syncer) {
-        if self.in_flight.len() >= MAX_IN_FLIGHT.min(syncer.max_in_flight())
-            || self.open.writes == 0
-        {
-            return;
+    /// Start a flush when there is something to flush and a slot is free. `poll`: on a
+    /// shared store, start one even with nothing written, to read other daemons' records.
+    /// Returns whether one started.
+    pub fn maybe_start(&mut self, syncer: &Syncer, poll: bool) -> bool {
+        if self.in_flight.len() >= MAX_IN_FLIGHT.min(syncer.max_in_flight()) {
+            return false;
+        }
+        if self.open.writes == 0 && !(poll && self.in_flight.is_empty()) {
+            return false;
         }
         // Overlap only a batch worth a flush of its own; a small one waits for the running
         // flush to end (each flush also wakes every thread of sled's IO pool).
         if !self.in_flight.is_empty() && self.open.writes < MIN_OVERLAP_BATCH {
-            return;
+            return false;
         }
         let batch = std::mem::take(&mut self.open);
         let task = syncer.commit();
@@ -82,5 +103,6 @@ impl GroupCommit {
             task,
             started: Instant::now(),
         });
+        true
     }
 }

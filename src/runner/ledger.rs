@@ -19,6 +19,12 @@ pub(super) struct Ledger {
     pub fatal: watch::Sender<Option<String>>,
     /// Published once durable, in commit order.
     pub events: broadcast::Sender<Event>,
+    /// The newest record published (its events sent): where a new subscriber starts.
+    pub published: u64,
+    /// Commits finished so far, and the approvals whose write lost a race (on a shared
+    /// store) by the commit that said so: answered 409 to the reply that waits for them.
+    pub flushes: u64,
+    pub conflicts: std::collections::HashMap<Uuid, (u64, crate::domain::Approval)>,
 }
 
 impl Ledger {
@@ -35,6 +41,9 @@ impl Ledger {
             failed: None,
             fatal,
             events,
+            published: 0,
+            flushes: 0,
+            conflicts: Default::default(),
         }
     }
 
@@ -67,7 +76,7 @@ impl Ledger {
     pub fn appended(&mut self, rec: &AuditRecord, event: Option<Event>) {
         self.seq = rec.seq;
         self.last_hash.clone_from(&rec.hash);
-        self.commit.wrote(event);
+        self.commit.wrote(rec.seq, event);
     }
 
     /// A write failed: nothing more can be promised, so the runner stops accepting work.

@@ -2,12 +2,14 @@
 
 mod cancel;
 mod deadlines;
+mod follow;
 mod gate;
 mod gateway;
 mod grants;
 mod list;
 mod load;
 mod quorum;
+mod reply;
 mod resume;
 mod runs;
 mod submit;
@@ -16,7 +18,6 @@ mod waiters;
 use deadlines::after;
 use list::standing;
 
-use super::commit::Deferred;
 use super::ledger::Ledger;
 use super::*;
 use crate::config::RuleAction;
@@ -118,11 +119,29 @@ impl Runner {
         let mut buf = Vec::with_capacity(256);
         let mut stop = None;
         self.resume_runs();
+        let syncer = self.ledger.store.syncer();
+        // On a shared store every commit reads what other daemons wrote; an idle runner
+        // starts an empty one now and then to do the same.
+        let shared = syncer.shared();
+        let mut poll_at = tokio::time::Instant::now() + follow::POLL;
+        let mut reconnect_at = tokio::time::Instant::now();
+        let wake = self.ledger.store.wake_hint();
         loop {
             if self.ledger.failed.is_none() {
-                let syncer = self.ledger.store.syncer();
-                self.ledger.commit.maybe_start(&syncer);
+                let poll = shared && tokio::time::Instant::now() >= poll_at;
+                if self.ledger.commit.maybe_start(&syncer, poll) {
+                    poll_at = tokio::time::Instant::now() + follow::POLL;
+                }
             }
+            if self.ledger.failed.is_none() {
+                // A deadline kept across turns of the loop: commands arriving all the time
+                // (clients retrying on 503) must not keep postponing the next attempt.
+                reconnect_at = tokio::time::Instant::now() + follow::RECONNECT;
+            }
+            let polling = shared
+                && self.ledger.failed.is_none()
+                && stop.is_none()
+                && self.ledger.commit.in_flight.is_empty();
             let next_deadline = match (
                 self.approvals.deadlines.first().map(|(at, _)| *at),
                 self.unauthenticated_due(),
@@ -185,6 +204,24 @@ impl Runner {
                     self.fire_deadlines();
                     self.flush_unauthenticated(false);
                 }
+                _ = tokio::time::sleep_until(poll_at), if polling => {}
+                // Another daemon committed: read it now rather than at the next poll.
+                _ = async {
+                    match &wake {
+                        Some(w) => w.notified().await,
+                        None => std::future::pending().await,
+                    }
+                }, if polling => {
+                    poll_at = tokio::time::Instant::now();
+                }
+                // Backoff between attempts to reach a database that is down: nothing can
+                // tell this runner it is back but trying.
+                _ = tokio::time::sleep_until(reconnect_at),
+                    if shared && self.ledger.failed.is_some() && stop.is_none() => {
+                    if !self.recover() {
+                        reconnect_at = tokio::time::Instant::now() + follow::RECONNECT;
+                    }
+                }
             }
         }
         if self.ledger.failed.is_none() {
@@ -197,76 +234,17 @@ impl Runner {
         }
         if self.ledger.commit.open.writes > 0 && self.ledger.failed.is_none() {
             let batch = std::mem::take(&mut self.ledger.commit.open);
-            let syncer = self.ledger.store.syncer();
             let r = syncer.commit().await;
             self.finish_flush(batch, std::time::Instant::now(), r);
+        }
+        // A clean stop hands this daemon's runs to the others at once, not when the lease
+        // lapses.
+        if self.ledger.failed.is_none() {
+            self.ledger.store.release_runs();
         }
         if let Some(reply) = stop {
             let _ = reply.send(());
         }
-    }
-
-    fn finish_flush(
-        &mut self,
-        batch: super::commit::Batch,
-        started: std::time::Instant,
-        done: Result<std::io::Result<()>, tokio::task::JoinError>,
-    ) {
-        let result = match done {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("the store could not make writes durable: {e}")),
-            Err(e) => Err(format!("the store's flush failed: {e}")),
-        };
-        match result {
-            Ok(()) => {
-                self.metrics.commits.inc();
-                self.metrics.committed_writes.inc_by(batch.writes as u64);
-                self.metrics
-                    .commit_seconds
-                    .inc_by(started.elapsed().as_secs_f64());
-                for e in batch.events {
-                    let _ = self.ledger.events.send(e);
-                }
-                if let Some(n) = &self.notifier {
-                    for notice in batch.notices {
-                        n.send(notice);
-                    }
-                }
-                for r in batch.replies {
-                    r(None);
-                }
-            }
-            Err(msg) => {
-                // Nothing more can be promised: refuse everything and tell the process to stop.
-                tracing::error!("{msg}");
-                for r in batch.replies {
-                    r(Some(&msg));
-                }
-                // Later batches cannot be durable either: their flushes came after this one.
-                for f in std::mem::take(&mut self.ledger.commit.in_flight) {
-                    for r in f.batch.replies {
-                        r(Some(&msg));
-                    }
-                }
-                for r in std::mem::take(&mut self.ledger.commit.open.replies) {
-                    r(Some(&msg));
-                }
-                self.ledger.failed = Some(msg.clone());
-                let _ = self.ledger.fatal.send(Some(msg));
-                // Tools whose start was waiting on this flush never start.
-                self.runs.tools_running = 0;
-            }
-        }
-    }
-
-    pub(super) fn reply<T: Send + 'static>(&mut self, tx: Reply<T>, value: Result<T, RunnerError>) {
-        let deferred: Deferred = Box::new(move |err| {
-            let _ = tx.send(match err {
-                None => value,
-                Some(e) => Err(RunnerError::Unavailable(e.to_string())),
-            });
-        });
-        self.ledger.commit.defer(deferred);
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -303,8 +281,9 @@ impl Runner {
                 self.reply(reply, r);
             }
             Command::Decide { who, req, reply } => {
+                let id = req.id;
                 let r = self.decide(&who, req);
-                self.reply(reply, r);
+                self.reply_about(reply, r, Some(id));
             }
             Command::Get { id, reply } => {
                 let r = self.get(id);
@@ -331,7 +310,7 @@ impl Runner {
                 self.reply(reply, r);
             }
             Command::Snapshot { reply } => {
-                let r = Ok(Snapshot {
+                let snapshot = Snapshot {
                     pending: self.approvals.pending.values().cloned().collect(),
                     recent: self.approvals.recent.iter().cloned().collect(),
                     runs: self
@@ -341,9 +320,9 @@ impl Runner {
                         .cloned()
                         .chain(self.runs.active.values().map(Run::summary))
                         .collect(),
-                    seq: self.ledger.seq,
-                });
-                self.reply(reply, r);
+                    seq: 0,
+                };
+                self.reply_published(reply, move |seq| Snapshot { seq, ..snapshot });
             }
             Command::StartRun {
                 who,
@@ -389,7 +368,7 @@ impl Runner {
             }
             Command::CancelApproval { who, id, reply } => {
                 let r = self.withdraw(&who, id);
-                self.reply(reply, r);
+                self.reply_about(reply, r, Some(id));
             }
             Command::SubmitMcpCall { who, call, reply } => {
                 let r = self.submit_mcp_call(&who, call);
@@ -408,17 +387,14 @@ impl Runner {
                 let r = self.cancel_run(&who, id);
                 self.reply(reply, r);
             }
-            Command::Position { reply } => {
-                let seq = self.ledger.seq;
-                self.reply(reply, Ok(seq));
-            }
+            Command::Position { reply } => self.reply_published(reply, |seq| seq),
             Command::Grants { reply } => {
                 let all = self.live_grants();
                 self.reply(reply, Ok(all));
             }
             Command::Escalate { who, id, reply } => {
                 let r = self.escalate_by_hand(&who, id);
-                self.reply(reply, r);
+                self.reply_about(reply, r, Some(id));
             }
             Command::RevokeGrant {
                 who,

@@ -95,17 +95,48 @@ enum SyncerBackend {
     Postgres(PgSyncer),
 }
 
+/// What a commit did besides making writes durable: empty for sled (the only writer, so
+/// everything is as written); for PostgreSQL, what other daemons wrote and how this daemon's
+/// writes were sealed.
+#[derive(Default)]
+pub struct Committed {
+    pg: Option<postgres::PgCommitted>,
+}
+
+/// A commit's outcome as the runner applies it (see [`Store::settle`]).
+#[derive(Default)]
+pub struct Settled {
+    /// Records other daemons wrote, in order, each with whether to apply it to memory.
+    pub foreign: Vec<(AuditRecord, bool)>,
+    /// This daemon's records as sealed in the database; `None`: as written.
+    pub own: Option<Vec<AuditRecord>>,
+    /// Approvals whose write did not apply (another daemon changed them first), as stored,
+    /// each with whether to apply it to memory.
+    pub dropped: Vec<(Approval, bool)>,
+    /// Runs whose daemon stopped renewing their lease, now this daemon's to drive.
+    pub taken: Vec<Run>,
+}
+
 impl Syncer {
     /// Start a commit of every write applied so far. The runner task keeps serving meanwhile;
     /// the writes are durable once the returned task yields `Ok`.
-    pub fn commit(&self) -> tokio::task::JoinHandle<io::Result<()>> {
+    pub fn commit(&self) -> tokio::task::JoinHandle<io::Result<Committed>> {
         match &self.backend {
             SyncerBackend::Sled(s) => {
                 let s = s.clone();
-                tokio::task::spawn_blocking(move || s.sync())
+                tokio::task::spawn_blocking(move || s.sync().map(|()| Committed::default()))
             }
-            SyncerBackend::Postgres(s) => tokio::spawn(s.clone().commit()),
+            SyncerBackend::Postgres(s) => {
+                let s = s.clone();
+                tokio::spawn(async move { s.commit().await.map(|c| Committed { pg: Some(c) }) })
+            }
         }
+    }
+
+    /// Whether other daemons may write to the same store, so an idle runner must still look
+    /// for their records now and then (a commit with nothing staged only reads them).
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, SyncerBackend::Postgres(_))
     }
 
     /// How many commits may run at once. They are released in the order they started.
@@ -195,6 +226,47 @@ impl Store {
 
     pub fn grants(&self) -> Result<Vec<Grant>> {
         each!(self, s => s.grants())
+    }
+
+    /// Book a finished commit and say what the runner applies (see [`Settled`]).
+    pub fn settle(&self, c: Committed) -> Settled {
+        match (&self.backend, c.pg) {
+            (Backend::Postgres(s), Some(pg)) => s.settle(pg),
+            _ => Settled::default(),
+        }
+    }
+
+    /// A shared store whose connection was lost: wait for it to answer, then drop every
+    /// unacknowledged write; the runner reloads its state next. (sled never loses its store.)
+    pub fn reconnect(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Postgres(s) => s.reconnect(),
+            Backend::Sled(_) => Ok(()),
+        }
+    }
+
+    /// On a shared store: woken when another daemon commits (a hint; poll as well).
+    pub fn wake_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        match &self.backend {
+            Backend::Postgres(s) => Some(s.wake_hint()),
+            Backend::Sled(_) => None,
+        }
+    }
+
+    /// At a clean stop: give up the runs this daemon drives (a shared store's leases), so
+    /// another daemon takes them over at once.
+    pub fn release_runs(&self) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.release_runs();
+        }
+    }
+
+    /// The runner loaded everything up to the record `seq`: a shared store hands back only
+    /// records after it.
+    pub fn follow_from(&self, seq: u64) {
+        if let Backend::Postgres(s) = &self.backend {
+            s.follow_from(seq);
+        }
     }
 
     /// Re-apply the entries derived from the newest audit record and make them durable.

@@ -1,11 +1,14 @@
-//! The PostgreSQL store (`[store] kind = "postgres"`), one daemon per database for now.
+//! The PostgreSQL store (`[store] kind = "postgres"`): several daemons on one database
+//! behave as one gatehouse (DESIGN §12).
 //!
-//! Writes are staged in memory in the runner's order and sent in one transaction by the
-//! commit task (group commit: PostgreSQL's own commit replaces flush + fsync). Each
-//! transaction takes the single head row `FOR UPDATE` and checks that its first audit record
-//! follows the head's sequence number, so sequence numbers stay gap-free and in commit order
-//! and the hash chain is checked at every commit; a second daemon writing to the same
-//! database is detected there and stops the store instead of forking the chain.
+//! Writes are staged in memory in the runner's order, grouped into units (an audit record and
+//! what it describes), and sent in one transaction by the commit task (group commit:
+//! PostgreSQL's own commit replaces flush + fsync). Each transaction takes the single head
+//! row `FOR UPDATE`, reads what other daemons committed since (the catch-up), and seals its
+//! own records on top of the head: one gap-free order and one hash chain for every daemon.
+//! Approval writes are conditional on the version the runner based them on; see
+//! `commit.rs` and `send.rs`. Run leases (`gatehouse_run_leases`) say which daemon drives
+//! each unfinished run.
 //!
 //! Reads first commit whatever is staged (in order, under the same lock as the commit task),
 //! so they see every write applied before them. The runner calls the store synchronously, so
@@ -16,14 +19,18 @@
 
 mod commit;
 mod copy;
+mod listen;
+mod reads;
+mod send;
 
 pub use copy::Copied;
 
 use super::{ApprovalWrite, Result, StoreError};
 use crate::domain::{Approval, AuditKind, AuditRecord, GENESIS_HASH, Grant, Run};
-use commit::{Staged, commit_staged, lock};
+pub use commit::PgCommitted;
+use commit::{ApprovalRow, Expect, Staged, Unit, commit_staged, lock};
 use deadpool_postgres::{Pool, Runtime};
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,7 +39,8 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 /// Schema of the tables below; a database written by a newer gatehouse is refused.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+/// Version 2 added run leases (several daemons on one database).
+pub const PG_SCHEMA_VERSION: i32 = 2;
 const PAGE: i64 = 500;
 
 const SCHEMA: &str = r#"
@@ -69,20 +77,55 @@ CREATE TABLE IF NOT EXISTS gatehouse_runs (
     active boolean NOT NULL,
     run text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gatehouse_run_leases (
+    run_id text COLLATE "C" PRIMARY KEY,
+    owner text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
 "#;
 
 pub struct PgStore {
     pool: Pool,
     shared: Arc<Shared>,
+    versions: Mutex<Versions>,
     label: PathBuf,
+    url: String,
+    /// Woken by the `LISTEN` connection, once started (see [`PgStore::wake_hint`]).
+    wake: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
-struct Shared {
-    staged: Mutex<Vec<Staged>>,
-    /// Held from taking the staged writes until their transaction ends: commits stay in order.
+pub(super) struct Shared {
+    staged: Mutex<Vec<Unit>>,
+    /// Held from taking the staged units until their transaction ends: commits stay in order.
     committing: tokio::sync::Mutex<()>,
-    /// Set when a commit failed: its writes are gone, so nothing may be acknowledged after.
-    broken: Mutex<Option<String>>,
+    /// The newest record this daemon has sealed or read: the catch-up starts after it.
+    known: Mutex<i64>,
+    /// What the units of the last commit became (their sequence number, or dropped): the
+    /// next commit's units may build on them.
+    unit_seqs: Mutex<HashMap<u64, Option<i64>>>,
+    /// This process, as the owner of the run leases it holds.
+    owner: String,
+    /// When this daemon last renewed its leases and looked for lapsed ones.
+    renewed: Mutex<Option<std::time::Instant>>,
+    /// A commit a read made (reads see every write applied before them): its outcome goes
+    /// to the runner with the next commit's.
+    carried: Mutex<Option<std::result::Result<PgCommitted, String>>>,
+}
+
+/// The version of an approval this daemon's runner last based a change on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Version {
+    /// As written by the audit record with this sequence number.
+    Seq(i64),
+    /// As written by this daemon's unit, not yet settled.
+    Unit(u64),
+}
+
+/// The runner-side bookkeeping of versions (touched only from the runner's task).
+#[derive(Default)]
+struct Versions {
+    by_approval: HashMap<Uuid, Version>,
+    next_unit: u64,
 }
 
 #[derive(Clone)]
@@ -92,7 +135,7 @@ pub struct PgSyncer {
 }
 
 impl PgSyncer {
-    pub async fn commit(self) -> io::Result<()> {
+    pub async fn commit(self) -> io::Result<PgCommitted> {
         commit_staged(&self.pool, &self.shared)
             .await
             .map_err(io::Error::other)
@@ -119,6 +162,9 @@ impl PgStore {
         };
         let cfg = deadpool_postgres::Config {
             url: Some(url.to_string()),
+            // A database that does not answer fails the commit soon (callers get 503) rather
+            // than holding every reply.
+            connect_timeout: Some(std::time::Duration::from_secs(3)),
             ..Default::default()
         };
         let pool = cfg
@@ -140,14 +186,26 @@ impl PgStore {
             )
             .await
             .map_err(|e| db(format!("cannot write the head row: {e}")))?;
-        let found: i32 = client
+        let head = client
             .query_one(
-                "SELECT schema_version FROM gatehouse_head WHERE id = 1",
+                "SELECT schema_version, seq FROM gatehouse_head WHERE id = 1",
                 &[],
             )
             .await
-            .map_err(|e| db(format!("cannot read the head row: {e}")))?
-            .get(0);
+            .map_err(|e| db(format!("cannot read the head row: {e}")))?;
+        let found: i32 = head.get(0);
+        let head_seq: i64 = head.get(1);
+        if found < PG_SCHEMA_VERSION {
+            // The tables above were added with `IF NOT EXISTS`: the database is up to date.
+            client
+                .execute(
+                    "UPDATE gatehouse_head SET schema_version = $1 WHERE id = 1 \
+                     AND schema_version < $1",
+                    &[&PG_SCHEMA_VERSION],
+                )
+                .await
+                .map_err(|e| db(format!("cannot update the schema version: {e}")))?;
+        }
         if found > PG_SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
                 dir: label,
@@ -161,9 +219,16 @@ impl PgStore {
             shared: Arc::new(Shared {
                 staged: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
-                broken: Mutex::new(None),
+                known: Mutex::new(head_seq),
+                owner: Uuid::new_v4().to_string(),
+                renewed: Mutex::new(None),
+                unit_seqs: Mutex::new(HashMap::new()),
+                carried: Mutex::new(None),
             }),
+            versions: Mutex::new(Versions::default()),
             label,
+            url: url.to_string(),
+            wake: Mutex::new(None),
         })
     }
 
@@ -196,11 +261,39 @@ impl PgStore {
         serde_json::from_str(text).map_err(|e| self.corrupt(format!("{what}: {e}")))
     }
 
-    fn stage(&self, w: Staged) {
-        lock(&self.shared.staged).push(w);
+    /// Stage one unit: an audit record, the approval row it writes, and the rest.
+    fn stage(
+        &self,
+        audit: Option<&AuditRecord>,
+        approval: Option<(&Approval, bool)>,
+        writes: Vec<Staged>,
+    ) {
+        let mut v = lock(&self.versions);
+        let no = v.next_unit;
+        v.next_unit += 1;
+        let approval = approval.map(|(a, created)| {
+            let expect = match v.by_approval.get(&a.id) {
+                Some(Version::Seq(s)) => Expect::Seq(*s),
+                Some(Version::Unit(n)) => Expect::Unit(*n),
+                None if created => Expect::Absent,
+                None => Expect::Pending,
+            };
+            v.by_approval.insert(a.id, Version::Unit(no));
+            ApprovalRow {
+                id: a.id,
+                status: a.status.as_str(),
+                json: to_json(a),
+                expect,
+            }
+        });
+        lock(&self.shared.staged).push(Unit {
+            no,
+            audit: audit.cloned(),
+            approval,
+            writes,
+        });
     }
 
-    /// Run a read after committing what is staged, waiting for it on this thread.
     fn read<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| self.fail("the PostgreSQL store needs a tokio runtime"))?;
@@ -209,7 +302,7 @@ impl PgStore {
         }
         tokio::task::block_in_place(|| {
             handle.block_on(async {
-                commit_staged(&self.pool, &self.shared)
+                commit::commit_for_read(&self.pool, &self.shared)
                     .await
                     .map_err(|e| self.fail(e))?;
                 f.await
@@ -226,261 +319,192 @@ impl PgStore {
         client.query(sql, params).await.map_err(|e| self.fail(e))
     }
 
-    fn stage_audit(&self, r: &AuditRecord) {
-        self.stage(Staged::Audit {
-            seq: r.seq,
-            hash: r.hash.clone(),
-            json: to_json(r),
-        });
-    }
-
     pub fn write_approval(&self, w: ApprovalWrite<'_>) -> Result<()> {
-        self.stage_audit(w.audit);
-        self.stage(Staged::Approval {
-            id: w.approval.id.to_string(),
-            status: w.approval.status.as_str(),
-            seq: w.audit.seq,
-            json: to_json(w.approval),
-            decides: w.audit.kind == AuditKind::ApprovalDecided,
-        });
+        let mut writes = Vec::new();
         if let Some((identity, key)) = w.idempotency {
-            self.stage(Staged::Idempotency {
+            writes.push(Staged::Idempotency {
                 identity: identity.into(),
                 key: key.into(),
                 id: w.approval.id.to_string(),
             });
         }
         if let Some(g) = w.grant {
-            self.stage(Staged::GrantPut {
+            writes.push(Staged::GrantPut {
                 key: grant_key(g),
                 json: to_json(g),
             });
         }
+        let created = w.audit.kind == AuditKind::ApprovalCreated;
+        self.stage(Some(w.audit), Some((w.approval, created)), writes);
         Ok(())
     }
 
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
-        self.stage_audit(record);
-        self.remove_grant(g)
+        self.stage(
+            Some(record),
+            None,
+            vec![Staged::GrantDrop { key: grant_key(g) }],
+        );
+        Ok(())
     }
 
     pub fn remove_grant(&self, g: &Grant) -> Result<()> {
-        self.stage(Staged::GrantDrop { key: grant_key(g) });
+        self.stage(None, None, vec![Staged::GrantDrop { key: grant_key(g) }]);
         Ok(())
     }
 
     pub fn write_audit(&self, record: &AuditRecord) -> Result<()> {
-        self.stage_audit(record);
+        self.stage(Some(record), None, Vec::new());
         Ok(())
     }
 
     pub fn write_run(&self, run: &Run, record: &AuditRecord) -> Result<()> {
-        self.stage_audit(record);
-        self.stage(Staged::Run {
+        let w = Staged::Run {
             id: run.id.to_string(),
             active: !run.status.is_finished(),
             json: to_json(run),
-        });
+            owner: self.shared.owner.clone(),
+        };
+        self.stage(Some(record), None, vec![w]);
         Ok(())
+    }
+
+    /// After a lost connection: forget everything staged and every version (nothing of it
+    /// was acknowledged; the runner reloads from the database), once the database answers.
+    pub fn reconnect(&self) -> Result<()> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| self.fail("the PostgreSQL store needs a tokio runtime"))?;
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let _order = self.shared.committing.lock().await;
+                let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                lock(&self.shared.staged).clear();
+                lock(&self.shared.unit_seqs).clear();
+                *lock(&self.shared.carried) = None;
+                *lock(&self.versions) = Versions::default();
+                Ok(())
+            })
+        })
+    }
+
+    /// Woken when another daemon commits (a hint: the runner polls as well). The first call
+    /// starts the `LISTEN` connection; the CLI's readers never make it.
+    pub fn wake_hint(&self) -> Arc<tokio::sync::Notify> {
+        let mut wake = lock(&self.wake);
+        if let Some(w) = &*wake {
+            return w.clone();
+        }
+        let w = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(listen::listen(
+            self.url.clone(),
+            self.shared.clone(),
+            w.clone(),
+        ));
+        *wake = Some(w.clone());
+        w
+    }
+
+    /// Drop this daemon's run leases (at a clean stop); a failure only delays the takeover
+    /// until the leases lapse.
+    pub fn release_runs(&self) {
+        let released = self.read(async {
+            let client = self.pool.get().await.map_err(|e| self.fail(e))?;
+            client
+                .execute(
+                    "DELETE FROM gatehouse_run_leases WHERE owner = $1",
+                    &[&self.shared.owner],
+                )
+                .await
+                .map_err(|e| self.fail(e))
+        });
+        if let Err(e) = released {
+            tracing::warn!("could not hand over this daemon's runs: {e}");
+        }
+    }
+
+    /// The runner starts following the database after the record `seq` it loaded.
+    pub fn follow_from(&self, seq: u64) {
+        *lock(&self.shared.known) = seq as i64;
+    }
+
+    /// Book what a commit did (on the runner's task) and tell the runner what to apply: a
+    /// foreign record or a dropped unit's stored approval is applied to memory only when no
+    /// later write of this daemon to the same approval is still on its way (that write
+    /// lands on top of it, or is dropped and reported in turn).
+    pub fn settle(&self, c: PgCommitted) -> super::Settled {
+        let taken = c
+            .taken
+            .iter()
+            .filter_map(|json| match serde_json::from_str::<Run>(json) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!("a run taken over does not decode: {e}");
+                    None
+                }
+            })
+            .collect();
+        let mut v = lock(&self.versions);
+        let mut foreign = Vec::with_capacity(c.foreign.len());
+        for r in c.foreign {
+            let apply = match r.approval_id {
+                // A write of this daemon is on its way (it lands on top, or is dropped and
+                // reported), or a newer state is already known.
+                Some(id) if matches!(v.by_approval.get(&id), Some(Version::Unit(_))) => false,
+                Some(id) if matches!(v.by_approval.get(&id), Some(Version::Seq(s)) if *s >= r.seq as i64) => {
+                    false
+                }
+                Some(id) => {
+                    if r.approval().is_some_and(|a| a.is_pending()) {
+                        v.by_approval.insert(id, Version::Seq(r.seq as i64));
+                    } else {
+                        v.by_approval.remove(&id);
+                    }
+                    true
+                }
+                None => true,
+            };
+            foreign.push((r, apply));
+        }
+        for (no, id, seq, pending) in c.landed {
+            if v.by_approval.get(&id) == Some(&Version::Unit(no)) {
+                if pending {
+                    v.by_approval.insert(id, Version::Seq(seq));
+                } else {
+                    // Final, and every record before it has been read: nothing to guard.
+                    v.by_approval.remove(&id);
+                }
+            }
+        }
+        let mut dropped = Vec::with_capacity(c.dropped.len());
+        for (no, id, stored) in c.dropped {
+            let latest = v.by_approval.get(&id) == Some(&Version::Unit(no));
+            match &stored {
+                Some((seq, _)) if latest => {
+                    v.by_approval.insert(id, Version::Seq(*seq));
+                }
+                _ if latest => {
+                    v.by_approval.remove(&id);
+                }
+                _ => {}
+            }
+            if let Some((_, a)) = stored {
+                dropped.push((a, latest));
+            }
+        }
+        super::Settled {
+            foreign,
+            own: Some(c.own),
+            dropped,
+            taken,
+        }
     }
 
     /// Every write is one transaction with its audit record: nothing to redo.
     pub fn redo_last(&self, _last: &AuditRecord) -> Result<()> {
         Ok(())
-    }
-
-    pub fn grants(&self) -> Result<Vec<Grant>> {
-        self.read(async {
-            let rows = self
-                .rows("SELECT grant_json FROM gatehouse_grants ORDER BY key", &[])
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("grant", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    pub fn run(&self, id: Uuid) -> Result<Option<Run>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT run FROM gatehouse_runs WHERE id = $1",
-                    &[&id.to_string()],
-                )
-                .await?;
-            rows.first()
-                .map(|r| self.decode(&format!("run {id}"), r.get::<_, &str>(0)))
-                .transpose()
-        })
-    }
-
-    pub fn active_runs(&self) -> Result<Vec<Run>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT run FROM gatehouse_runs WHERE active ORDER BY id",
-                    &[],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("run", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    pub fn runs_before(&self, before: Option<Uuid>, limit: usize) -> Result<Vec<Run>> {
-        let before = before.map(|b| b.to_string());
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT run FROM gatehouse_runs WHERE ($1::text IS NULL OR id < $1) \
-                     ORDER BY id DESC LIMIT $2",
-                    &[&before, &(limit as i64)],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("run", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    pub fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT approval FROM gatehouse_approvals WHERE id = $1",
-                    &[&id.to_string()],
-                )
-                .await?;
-            rows.first()
-                .map(|r| self.decode(&format!("approval {id}"), r.get::<_, &str>(0)))
-                .transpose()
-        })
-    }
-
-    pub fn pending(&self) -> Result<Vec<Approval>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT approval FROM gatehouse_approvals WHERE status = 'pending' ORDER BY id",
-                    &[],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("approval", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    fn approvals_page(&self, after: Option<&str>) -> Result<Vec<Approval>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT approval FROM gatehouse_approvals \
-                     WHERE status <> 'pending' AND ($1::text IS NULL OR id > $1) \
-                     ORDER BY id LIMIT $2",
-                    &[&after, &PAGE],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("approval", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    /// Decided approvals in id order after `after`, fetched a page at a time.
-    pub fn approvals_after(
-        &self,
-        after: Option<Uuid>,
-    ) -> impl Iterator<Item = Result<Approval>> + '_ {
-        let mut cursor = after.map(|a| a.to_string());
-        let mut page: VecDeque<Approval> = VecDeque::new();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if page.is_empty() && !done {
-                match self.approvals_page(cursor.as_deref()) {
-                    Ok(p) => {
-                        done = (p.len() as i64) < PAGE;
-                        cursor = p.last().map(|a| a.id.to_string()).or(cursor.take());
-                        page.extend(p);
-                    }
-                    Err(e) => {
-                        done = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            page.pop_front().map(Ok)
-        })
-    }
-
-    pub fn idempotent(&self, identity: &str, k: &str) -> Result<Option<Uuid>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT approval_id FROM gatehouse_idempotency \
-                     WHERE identity = $1 AND key = $2",
-                    &[&identity, &k],
-                )
-                .await?;
-            rows.first()
-                .map(|r| {
-                    Uuid::parse_str(r.get::<_, &str>(0))
-                        .map_err(|_| self.corrupt("bad idempotency entry".into()))
-                })
-                .transpose()
-        })
-    }
-
-    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT record FROM gatehouse_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    &[&(after as i64), &(limit as i64)],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("audit record", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    fn audit_page_before(&self, before: Option<i64>) -> Result<Vec<AuditRecord>> {
-        self.read(async {
-            let rows = self
-                .rows(
-                    "SELECT record FROM gatehouse_audit WHERE ($1::bigint IS NULL OR seq < $1) \
-                     ORDER BY seq DESC LIMIT $2",
-                    &[&before, &PAGE],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| self.decode("audit record", r.get::<_, &str>(0)))
-                .collect()
-        })
-    }
-
-    /// Audit records from the newest backwards, fetched a page at a time.
-    pub fn audit_rev(&self) -> impl Iterator<Item = Result<AuditRecord>> + '_ {
-        let mut before: Option<i64> = None;
-        let mut page: VecDeque<AuditRecord> = VecDeque::new();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if page.is_empty() && !done {
-                match self.audit_page_before(before) {
-                    Ok(p) => {
-                        done = (p.len() as i64) < PAGE;
-                        before = p.last().map(|r| r.seq as i64).or(before);
-                        page.extend(p);
-                    }
-                    Err(e) => {
-                        done = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            page.pop_front().map(Ok)
-        })
     }
 }

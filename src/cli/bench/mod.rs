@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 pub enum Action {
     /// Durable submissions per second and their latency.
     Submit {
-        #[arg(long)]
-        connect: String,
+        /// A daemon's URL; give it several times to split the load across daemons that
+        /// share one database (worker k talks to daemon k mod n).
+        #[arg(long, required = true)]
+        connect: Vec<String>,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -127,7 +129,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
 }
 
 async fn submit(
-    connect: String,
+    connect: Vec<String>,
     concurrency: usize,
     duration: Duration,
     token_env: String,
@@ -144,34 +146,29 @@ async fn submit(
         .ok()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Failure::usage(format!("no token: set {token_env} to an agent token")))?;
-    let url = format!("{}/v1/approvals", connect.trim_end_matches('/'));
+    let urls: Vec<String> = connect
+        .iter()
+        .map(|c| format!("{}/v1/approvals", c.trim_end_matches('/')))
+        .collect();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
-    // One request first, so a wrong URL or token fails fast with its message.
-    let probe = client
-        .post(&url)
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"tool":"bench_probe","arguments":{}}"#)
-        .send()
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot reach {url}: {e}")))?;
-    if !probe.status().is_success() {
-        let status = probe.status();
-        let text = probe.text().await.unwrap_or_default();
-        return Err(Failure::runtime(format!(
-            "the daemon refused a submission: HTTP {status}: {text}"
-        )));
+    // One request to each first, so a wrong URL or token fails fast with its message.
+    for url in &urls {
+        probe(&client, url, &token).await?;
     }
     eprintln!(
-        "bench: {concurrency} workers for {} against {url}",
-        humantime::format_duration(duration)
+        "bench: {concurrency} workers for {} against {}",
+        humantime::format_duration(duration),
+        urls.join(", ")
     );
     // Parsed once: the generator should spend its CPU on requests, not on re-parsing them.
-    let url = reqwest::Url::parse(&url).map_err(|e| Failure::usage(format!("--connect: {e}")))?;
+    let urls = urls
+        .iter()
+        .map(|u| reqwest::Url::parse(u).map_err(|e| Failure::usage(format!("--connect: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let auth =
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             Failure::usage(format!(
@@ -183,7 +180,7 @@ async fn submit(
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let client = client.clone();
-        let url = url.clone();
+        let url = urls[w % urls.len()].clone();
         let auth = auth.clone();
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(1 << 16);
@@ -242,5 +239,25 @@ async fn submit(
         pct(0.99),
         all.last().copied().unwrap_or(0) as f64 / 1000.0
     );
+    Ok(())
+}
+
+/// One submission, so a wrong URL or token fails fast with its message.
+async fn probe(client: &reqwest::Client, url: &str, token: &str) -> Result<(), Failure> {
+    let probe = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"tool":"bench_probe","arguments":{}}"#)
+        .send()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot reach {url}: {e}")))?;
+    if !probe.status().is_success() {
+        let status = probe.status();
+        let text = probe.text().await.unwrap_or_default();
+        return Err(Failure::runtime(format!(
+            "the daemon refused a submission: HTTP {status}: {text}"
+        )));
+    }
     Ok(())
 }

@@ -86,6 +86,13 @@ impl Runner {
         }
     }
 
+    /// Forget a grant another daemon revoked (its record says so; the store row is gone).
+    pub(super) fn forget_grant(&mut self, g: &Grant) {
+        if let Some(k) = key_of(g) {
+            self.approvals.grants.remove(&k);
+        }
+    }
+
     pub(super) fn keep_grant(&mut self, g: Grant) {
         if let Some(k) = key_of(&g) {
             self.approvals.grants.insert(k, g);

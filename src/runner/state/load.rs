@@ -78,6 +78,9 @@ impl Runner {
         }
         recent.reverse();
         self.approvals.recent = recent.into();
+        self.ledger.published = self.ledger.seq;
+        // On a shared store, what other daemons write from here on comes with the commits.
+        self.ledger.store.follow_from(self.ledger.seq);
         self.metrics.audit_seq.set(self.ledger.seq as i64);
         tracing::info!(
             pending = self.approvals.pending.len(),

@@ -9,22 +9,7 @@ impl Runner {
     pub(super) fn resume_runs(&mut self) {
         let ids: Vec<Uuid> = self.runs.active.keys().copied().collect();
         for id in &ids {
-            self.mark_outcome_unknown(*id);
-            // Decisions written just before the crash, which the run never took.
-            let awaited: Vec<Uuid> = self.runs.active.get(id).map_or_else(Vec::new, |r| {
-                r.calls
-                    .iter()
-                    .filter_map(|c| c.state.awaited_approval())
-                    .collect()
-            });
-            for approval_id in awaited {
-                if self.approvals.pending.contains_key(&approval_id) {
-                    continue;
-                }
-                if let Ok(Some(a)) = self.ledger.store.approval(approval_id) {
-                    self.approval_settled(&a);
-                }
-            }
+            self.settle_cut_short(*id);
         }
         // Approvals no active run waits on: proposed by a model turn that was cut short (and
         // will be asked again), or left by a run that was cancelled.
@@ -47,8 +32,9 @@ impl Runner {
                         "gatehouse restarted before the model's turn was saved; the turn is asked again"
                             .to_string(),
                     )),
+                    // A run another daemon drives (a shared store) keeps its approvals.
                     None => match self.ledger.store.run(run_id) {
-                        Ok(Some(r)) => Some((
+                        Ok(Some(r)) if r.status.is_finished() => Some((
                             a.id,
                             format!("run {run_id} is already {}", r.status.as_str()),
                         )),
@@ -65,6 +51,39 @@ impl Runner {
         for id in ids {
             self.advance(id);
         }
+    }
+
+    /// What the end of the daemon that drove run `id` left half done: calls cut short
+    /// become `outcome_unknown`, and decisions it never took are taken.
+    fn settle_cut_short(&mut self, id: Uuid) {
+        self.mark_outcome_unknown(id);
+        let awaited: Vec<Uuid> = self.runs.active.get(&id).map_or_else(Vec::new, |r| {
+            r.calls
+                .iter()
+                .filter_map(|c| c.state.awaited_approval())
+                .collect()
+        });
+        for approval_id in awaited {
+            if self.approvals.pending.contains_key(&approval_id) {
+                continue;
+            }
+            if let Ok(Some(a)) = self.ledger.store.approval(approval_id) {
+                self.approval_settled(&a);
+            }
+        }
+    }
+
+    /// A run whose daemon's lease lapsed (it died), taken over on a shared store: recovered
+    /// exactly as at start, then it goes on here.
+    pub(super) fn take_over_run(&mut self, run: Run) {
+        let id = run.id;
+        if self.runs.active.contains_key(&id) {
+            return;
+        }
+        tracing::warn!("taking over run {id}: the daemon that drove it stopped renewing its lease");
+        self.runs.active.insert(id, run);
+        self.settle_cut_short(id);
+        self.advance(id);
     }
 
     /// Calls found `executing` at start died with the process: never run them again on our

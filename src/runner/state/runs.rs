@@ -156,7 +156,7 @@ impl Runner {
         self.ledger.last_hash = rec.hash.clone();
         self.ledger
             .commit
-            .wrote(Some(Event::for_run(&rec, summary.clone())));
+            .wrote(rec.seq, Some(Event::for_run(&rec, summary.clone())));
         if run.status.is_finished() {
             self.runs.active.remove(&run.id);
             self.runs.recent.retain(|r| r.run_id != run.id);
@@ -262,20 +262,24 @@ impl Runner {
             // can never lead to running it a second time.
             let tx = self.runs.internal.clone();
             self.runs.tools_running += 1;
-            self.ledger.commit.defer(Box::new(move |err| {
-                if err.is_some() {
-                    return;
-                }
-                tokio::spawn(async move {
-                    let output = agents.call(&target, &arguments).await;
-                    let _ = tx.send(Internal::ToolDone {
-                        run: id,
-                        call_id,
-                        tool,
-                        output,
+            let published = self.ledger.published;
+            self.ledger.commit.defer(
+                Box::new(move |outcome| {
+                    if matches!(outcome, super::super::commit::Outcome::Failed(_)) {
+                        return;
+                    }
+                    tokio::spawn(async move {
+                        let output = agents.call(&target, &arguments).await;
+                        let _ = tx.send(Internal::ToolDone {
+                            run: id,
+                            call_id,
+                            tool,
+                            output,
+                        });
                     });
-                });
-            }));
+                }),
+                published,
+            );
             return;
         }
         let mut run = run.clone();

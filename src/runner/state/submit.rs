@@ -244,15 +244,24 @@ impl Runner {
         who: &str,
         req: DecideRequest,
     ) -> Result<Approval, RunnerError> {
-        let Some(current) = self.approvals.pending.get(&req.id).cloned() else {
-            return match self.ledger.store.approval(req.id).map_err(store_err)? {
-                None => Err(RunnerError::NotFound(format!("no approval {}", req.id))),
-                Some(a) => Err(RunnerError::Conflict {
-                    code: "already_decided",
-                    message: standing(&a),
-                    approval: Box::new(a),
-                }),
-            };
+        let current = match self.approvals.pending.get(&req.id).cloned() {
+            Some(c) => c,
+            None => match self.ledger.store.approval(req.id).map_err(store_err)? {
+                None => return Err(RunnerError::NotFound(format!("no approval {}", req.id))),
+                // Another daemon on a shared store took it moments ago and this one has not
+                // caught up yet: take it as stored (the decision is conditional on it).
+                Some(a) if a.is_pending() => {
+                    self.adopt(a.clone());
+                    a
+                }
+                Some(a) => {
+                    return Err(RunnerError::Conflict {
+                        code: "already_decided",
+                        message: standing(&a),
+                        approval: Box::new(a),
+                    });
+                }
+            },
         };
         if current.requested_by == who {
             let msg = format!("{who} requested this approval and cannot decide it");
