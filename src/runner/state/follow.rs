@@ -213,6 +213,7 @@ impl Runner {
             }
             self.approvals.pending.insert(a.id, a);
         } else {
+            self.wake_waiters_now(&a);
             self.remember(a.clone());
             self.approval_settled(&a);
         }

@@ -4,6 +4,7 @@
 //! 10,000 of them open, each submission woke 10,000 tasks and cloned its event 10,000 times.
 //! Here a waiter costs nothing until its own approval is decided, expires or is cancelled.
 
+use super::super::commit::{Deferred, Outcome};
 use super::*;
 use std::collections::HashMap;
 use tokio::sync::oneshot;
@@ -65,6 +66,14 @@ impl Runner {
         }))
     }
 
+    /// `a`, no longer pending, was written by another daemon and is durable: its waiters
+    /// here get it now.
+    pub(super) fn wake_waiters_now(&mut self, a: &Approval) {
+        for tx in self.approvals.waiters.take(a.id) {
+            let _ = tx.send(a.clone());
+        }
+    }
+
     /// `a` was just written: if it left `pending`, its waiters get it once the write is
     /// durable (the same moment its event is published). A failed commit drops them, and
     /// their long polls read the runner's state, which then reports the failure.
@@ -77,12 +86,16 @@ impl Runner {
             return;
         }
         let a = a.clone();
-        self.ledger.commit.defer(Box::new(move |err| {
-            if err.is_none() {
+        let reply: Deferred = Box::new(move |outcome| {
+            if let Outcome::Durable { conflicts, .. } = outcome {
+                // On a shared store this write may have lost to another daemon's: the
+                // waiters get the approval as the database has it.
+                let a = conflicts.get(&a.id).cloned().unwrap_or(a);
                 for tx in waiters {
                     let _ = tx.send(a.clone());
                 }
             }
-        }));
+        });
+        self.ledger.commit.defer(reply, self.ledger.published);
     }
 }
