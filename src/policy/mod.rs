@@ -234,6 +234,14 @@ impl PolicySet {
         };
         policy.evaluate(&self.env, call, now, limits)
     }
+
+    /// Whether a `max_per_hour` rule may count a call of `tool` (so its outcome depends on
+    /// auto-approvals made elsewhere, e.g. by another daemon on a shared store).
+    pub fn counts_rate(&self, tool: &str) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.covers(tool) && p.rules.iter().any(|r| r.max_per_hour.is_some()))
+    }
 }
 
 impl Policy {

@@ -37,6 +37,10 @@ pub struct Batch {
     pub writes: usize,
     /// The newest record written into this batch (as numbered before the commit).
     pub last_seq: u64,
+    /// Commands that must see every other daemon's records committed before they arrived
+    /// (a submission a `max_per_hour` rule may count): handled once this commit, which reads
+    /// those records, has ended.
+    pub parked: Vec<super::Command>,
 }
 
 pub struct InFlight {
@@ -88,7 +92,8 @@ impl GroupCommit {
         if self.in_flight.len() >= MAX_IN_FLIGHT.min(syncer.max_in_flight()) {
             return false;
         }
-        if self.open.writes == 0 && !(poll && self.in_flight.is_empty()) {
+        let read = (poll || !self.open.parked.is_empty()) && self.in_flight.is_empty();
+        if self.open.writes == 0 && !read {
             return false;
         }
         // Overlap only a batch worth a flush of its own; a small one waits for the running

@@ -232,7 +232,8 @@ impl Runner {
             let r = f.task.await;
             self.finish_flush(f.batch, f.started, r);
         }
-        if self.ledger.commit.open.writes > 0 && self.ledger.failed.is_none() {
+        let open = &self.ledger.commit.open;
+        if (open.writes > 0 || !open.parked.is_empty()) && self.ledger.failed.is_none() {
             let batch = std::mem::take(&mut self.ledger.commit.open);
             let r = syncer.commit().await;
             self.finish_flush(batch, std::time::Instant::now(), r);
@@ -277,6 +278,14 @@ impl Runner {
         }
         match cmd {
             Command::Submit { who, req, reply } => {
+                // On a shared store another daemon's auto-approvals count toward this one's
+                // `max_per_hour`: evaluate only after a commit has read them (any submission
+                // answered before this one arrived is then counted).
+                if self.ledger.store.syncer().shared() && self.policies.counts_rate(&req.tool) {
+                    let cmd = Command::Submit { who, req, reply };
+                    self.ledger.commit.open.parked.push(cmd);
+                    return;
+                }
                 let r = self.submit(&who, req);
                 self.reply(reply, r);
             }

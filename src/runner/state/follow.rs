@@ -15,7 +15,7 @@ pub(super) const RECONNECT: Duration = Duration::from_millis(500);
 impl Runner {
     pub(super) fn finish_flush(
         &mut self,
-        batch: Batch,
+        mut batch: Batch,
         started: std::time::Instant,
         done: Result<std::io::Result<Committed>, tokio::task::JoinError>,
     ) {
@@ -36,6 +36,7 @@ impl Runner {
                 .commit_seconds
                 .inc_by(started.elapsed().as_secs_f64());
         }
+        let parked = std::mem::take(&mut batch.parked);
         let settled = self.ledger.store.settle(committed);
         let mut events = Vec::new();
         let mut newest = None;
@@ -105,11 +106,25 @@ impl Runner {
         for r in batch.replies {
             r(&outcome);
         }
+        // What parked submissions waited for has been read: evaluate them now.
+        for cmd in parked {
+            if let Command::Submit { who, req, reply } = cmd {
+                let r = self.submit(&who, req);
+                self.reply(reply, r);
+            } else {
+                self.handle(cmd);
+            }
+        }
     }
 
     /// Nothing more can be promised: refuse everything and tell the process to stop.
-    fn flush_failed(&mut self, batch: Batch, msg: String) {
+    fn flush_failed(&mut self, mut batch: Batch, msg: String) {
         tracing::error!("{msg}");
+        let mut parked = std::mem::take(&mut batch.parked);
+        for f in &mut self.ledger.commit.in_flight {
+            parked.append(&mut f.batch.parked);
+        }
+        parked.append(&mut self.ledger.commit.open.parked);
         let failed = Outcome::Failed(&msg);
         for r in batch.replies {
             r(&failed);
@@ -124,6 +139,10 @@ impl Runner {
             r(&failed);
         }
         self.ledger.failed = Some(msg.clone());
+        // Parked commands are refused like every other command while the store is down.
+        for cmd in parked {
+            self.handle(cmd);
+        }
         // Tools whose start was waiting on this flush never start.
         self.runs.tools_running = 0;
         if self.ledger.store.syncer().shared() {
