@@ -588,3 +588,87 @@ async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
     assert_eq!(model.count(), 2);
     assert_chain(&api_b.audit_all().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_stalls_past_its_lease_never_drives_the_run_taken_from_it() {
+    use common::model_server::{ModelServer, Reply, call};
+    let model = ModelServer::scripted(vec![
+        Reply::tools(
+            Some("Refunding the duplicate charge."),
+            &[call(
+                "call_1",
+                "issue_refund",
+                json!({"order_id": "S1", "amount": 80}),
+            )],
+        ),
+        Reply::text("Refunded $80."),
+    ]);
+    let tools = tempfile::tempdir().expect("a temp dir");
+    let log = tools.path().join("refunds.log");
+    let mut c = Cluster::new(&agent_config(&model, &log));
+    let a = c.daemon();
+    let b = c.daemon();
+    let (api_a, api_b) = (a.api(), b.api());
+
+    let r = api_a
+        .post(
+            Some(BOT),
+            "/v1/runs",
+            &json!({"agent": "Support", "input": "charged twice for S1"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
+    until(
+        "the run waits for approval",
+        Duration::from_secs(20),
+        || {
+            let (api_a, run_id) = (api_a.clone(), run_id.clone());
+            async move { run_of(&api_a, &run_id).await["status"] == "pending_approval" }
+        },
+    )
+    .await;
+    let approval = run_of(&api_a, &run_id).await["pending"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // A stalls (SIGSTOP) while it holds the run's lease; B takes the run over once the lease
+    // lapses, and finishes it after the decision.
+    let stopped = unsafe { libc::kill(a.pid as libc::pid_t, libc::SIGSTOP) };
+    assert_eq!(stopped, 0, "SIGSTOP");
+    let r = api_b.decide(ALICE, &approval, "approve", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    until("B finishes the run", Duration::from_secs(30), || {
+        let (api_b, run_id) = (api_b.clone(), run_id.clone());
+        async move { run_of(&api_b, &run_id).await["status"] == "completed" }
+    })
+    .await;
+
+    // A wakes up believing it still drives a run whose approval was just decided: its
+    // writes are fenced off, and it never runs the tool a second time.
+    let resumed = unsafe { libc::kill(a.pid as libc::pid_t, libc::SIGCONT) };
+    assert_eq!(resumed, 0, "SIGCONT");
+    until(
+        "A has caught up with B's records",
+        Duration::from_secs(20),
+        || {
+            let (api_a, api_b) = (api_a.clone(), api_b.clone());
+            async move { api_a.audit_all().await == api_b.audit_all().await }
+        },
+    )
+    .await;
+    // Whatever A was about to do with the run went through a commit by now (the catch-up
+    // came in one); one more round of A's writes settles it.
+    let probe = api_a
+        .submit_pending(BOT, "transfer", json!({"n": "after"}))
+        .await;
+    assert!(probe["id"].is_string(), "{probe:?}");
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 1, "the refund ran once: {ran:?}");
+    assert_eq!(model.count(), 2, "the model was asked once per turn, by B");
+    let run = run_of(&api_a, &run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_chain(&api_b.audit_all().await);
+    drop(a);
+}

@@ -22,6 +22,9 @@ pub enum Outcome<'a> {
         conflicts: &'a std::collections::HashMap<uuid::Uuid, crate::domain::Approval>,
         /// The newest record published so far.
         published: u64,
+        /// Runs another daemon took over from this one: nothing more may happen in them here
+        /// (a tool whose start waited on this commit does not start).
+        lost_runs: &'a [uuid::Uuid],
     },
     Failed(&'a str),
 }
@@ -68,6 +71,7 @@ impl GroupCommit {
             reply(&Outcome::Durable {
                 conflicts: &Default::default(),
                 published,
+                lost_runs: &[],
             });
         }
     }

@@ -115,6 +115,9 @@ pub struct Settled {
     pub dropped: Vec<(Approval, bool)>,
     /// Runs whose daemon stopped renewing their lease, now this daemon's to drive.
     pub taken: Vec<Run>,
+    /// Runs another daemon took over from this one (it stalled past their lease): their
+    /// writes were dropped, and this daemon must stop driving them.
+    pub lost_runs: Vec<Uuid>,
 }
 
 impl Syncer {

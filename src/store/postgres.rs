@@ -495,11 +495,17 @@ impl PgStore {
                 dropped.push((a, latest));
             }
         }
+        let lost_runs = c
+            .lost_runs
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
         super::Settled {
             foreign,
             own: Some(c.own),
             dropped,
             taken,
+            lost_runs,
         }
     }
 

@@ -99,9 +99,18 @@ impl Runner {
                 n.send(notice);
             }
         }
+        for id in &settled.lost_runs {
+            if self.runs.active.remove(id).is_some() {
+                tracing::warn!(
+                    "run {id} was taken over by another daemon while this one stalled past its \
+                     lease; it is no longer driven here"
+                );
+            }
+        }
         let outcome = Outcome::Durable {
             conflicts: &conflicts,
             published: self.ledger.published,
+            lost_runs: &settled.lost_runs,
         };
         for r in batch.replies {
             r(&outcome);

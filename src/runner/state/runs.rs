@@ -35,6 +35,8 @@ pub(in crate::runner) enum Internal {
         tool: String,
         output: ToolOutput,
     },
+    /// A tool whose start waited on a commit did not start (its run was taken over).
+    NotStarted,
 }
 
 /// The runs part: agent runs not yet finished, and what is in flight for them.
@@ -73,6 +75,9 @@ impl Runner {
                 tool,
                 output,
             } => self.tool_done(run, call_id, tool, output),
+            Internal::NotStarted => {
+                self.runs.tools_running = self.runs.tools_running.saturating_sub(1);
+            }
         }
     }
 
@@ -265,7 +270,14 @@ impl Runner {
             let published = self.ledger.published;
             self.ledger.commit.defer(
                 Box::new(move |outcome| {
-                    if matches!(outcome, super::super::commit::Outcome::Failed(_)) {
+                    use super::super::commit::Outcome;
+                    let lost = match outcome {
+                        Outcome::Failed(_) => return,
+                        Outcome::Durable { lost_runs, .. } => lost_runs.contains(&id),
+                    };
+                    if lost {
+                        // Another daemon drives the run now: this one never starts its tool.
+                        let _ = tx.send(Internal::NotStarted);
                         return;
                     }
                     tokio::spawn(async move {

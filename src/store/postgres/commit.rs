@@ -81,6 +81,10 @@ pub struct PgCommitted {
     pub dropped: Vec<Dropped>,
     /// Runs taken over from a daemon whose lease lapsed (as stored).
     pub taken: Vec<String>,
+    /// Runs this daemon wrote while another live daemon held their lease (this one stalled
+    /// past its lease and the run was taken over): those units were dropped, and this
+    /// daemon must stop driving the runs.
+    pub lost_runs: Vec<String>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -40,10 +40,28 @@ pub(super) async fn send(
         .iter()
         .filter_map(|u| u.approval.as_ref().map(|a| a.id.to_string()))
         .collect();
-    let (head_sql, catch_up_sql, versions_sql) = futures::try_join!(
+    // The runs the batch writes, each with the daemon that writes it (this one) and whether
+    // it writes the run as still active.
+    let run_writes: Vec<(&str, &str, bool)> = units
+        .iter()
+        .flat_map(|u| u.writes.iter())
+        .filter_map(|w| match w {
+            Staged::Run {
+                id, owner, active, ..
+            } => Some((id.as_str(), owner.as_str(), *active)),
+            _ => None,
+        })
+        .collect();
+    let (head_sql, catch_up_sql, versions_sql, leases_sql, ended_sql) = futures::try_join!(
         tx.prepare_cached("SELECT seq, head_hash FROM gatehouse_head WHERE id = 1 FOR UPDATE"),
         tx.prepare_cached("SELECT seq, record FROM gatehouse_audit WHERE seq > $1 ORDER BY seq"),
         tx.prepare_cached("SELECT id, seq, status FROM gatehouse_approvals WHERE id = ANY($1)"),
+        // Leases of those runs that another daemon holds and has renewed in time.
+        tx.prepare_cached(
+            "SELECT run_id, owner FROM gatehouse_run_leases \
+             WHERE run_id = ANY($1) AND lease_until >= now()"
+        ),
+        tx.prepare_cached("SELECT id FROM gatehouse_runs WHERE id = ANY($1) AND NOT active"),
     )
     .map_err(classify)?;
     // One round trip for the three: the server runs them in order, so the catch-up and the
@@ -51,12 +69,29 @@ pub(super) async fn send(
     // before it started), and nothing can change them before this transaction ends.
     let after: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&known];
     let among: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (head, catch_up, versions) = futures::try_join!(
+    let run_ids: Vec<String> = run_writes.iter().map(|(id, ..)| id.to_string()).collect();
+    let runs_among: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&run_ids];
+    let (head, catch_up, versions, leases, ended) = futures::try_join!(
         tx.query_one(&head_sql, &[]),
         tx.query(&catch_up_sql, &after),
         tx.query(&versions_sql, &among),
+        tx.query(&leases_sql, &runs_among),
+        tx.query(&ended_sql, &runs_among),
     )
     .map_err(classify)?;
+    // A run whose live lease is another daemon's, or that another daemon already finished,
+    // was taken over from this one (it stalled past its lease): this one's writes that would
+    // still drive it are fenced off, so two daemons never drive one run (nor run its tool
+    // twice). A write recording the end of a run it ended itself is not fenced.
+    let leased: HashMap<String, String> = leases.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let ended: std::collections::HashSet<String> = ended.iter().map(|r| r.get(0)).collect();
+    let fenced: std::collections::HashSet<&str> = run_writes
+        .iter()
+        .filter(|(id, me, active)| {
+            leased.get(*id).is_some_and(|owner| owner != me) || (*active && ended.contains(*id))
+        })
+        .map(|(id, ..)| *id)
+        .collect();
     let mut seq: i64 = head.get(0);
     let mut hash: String = head.get(1);
     if seq < known {
@@ -79,6 +114,17 @@ pub(super) async fn send(
     let mut dropped_ids = Vec::new();
     for u in units {
         let next = seq + 1;
+        let lost = u.writes.iter().find_map(|w| match w {
+            Staged::Run { id, .. } if fenced.contains(id.as_str()) => Some(id),
+            _ => None,
+        });
+        if let Some(id) = lost {
+            results.insert(u.no, None);
+            if !out.lost_runs.contains(id) {
+                out.lost_runs.push(id.clone());
+            }
+            continue;
+        }
         if let Some(row) = &u.approval {
             let id = row.id.to_string();
             let now = stored.get(&id);
