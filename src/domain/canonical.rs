@@ -38,23 +38,27 @@ pub fn write_value(out: &mut String, v: &Value) {
 }
 
 fn write_object(out: &mut String, m: &Map<String, Value>) {
-    let mut keys: Vec<&String> = m.keys().collect();
+    // Entries, not keys: looking each key up again cost more than writing its value.
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
     // JCS orders by UTF-16 code units. That differs from UTF-8 byte order only for keys with
     // a character at or above U+E000 (UTF-8 lead byte 0xEE or more), which sort below the
-    // surrogate pairs in UTF-16; other keys compare as bytes, far cheaper than re-encoding.
-    if keys.iter().all(|k| k.bytes().all(|b| b < 0xEE)) {
-        keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    // surrogate pairs in UTF-16; other keys compare as bytes, far cheaper than re-encoding,
+    // and a map that iterates in byte order already (serde_json's default) needs no sort.
+    if entries.iter().all(|(k, _)| k.bytes().all(|b| b < 0xEE)) {
+        if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
     } else {
-        keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     }
     out.push('{');
-    for (i, k) in keys.iter().enumerate() {
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_string(out, k);
         out.push(':');
-        write_value(out, &m[k.as_str()]);
+        write_value(out, v);
     }
     out.push('}');
 }
