@@ -63,6 +63,28 @@ fn write_object(out: &mut String, m: &Map<String, Value>) {
     out.push('}');
 }
 
+/// Whether the canonical text of `v` parses back to `v` itself: no integer beyond 2^53 (it is
+/// written as a double) and no float written without a fraction or exponent (it would read
+/// back as an integer, e.g. `2.0` as `2`).
+pub fn reads_back_exactly(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return i.unsigned_abs() <= (1u64 << 53);
+            }
+            if n.is_u64() {
+                return false;
+            }
+            let mut text = String::new();
+            write_number(&mut text, n);
+            text.contains(['.', 'e'])
+        }
+        Value::Array(a) => a.iter().all(reads_back_exactly),
+        Value::Object(m) => m.values().all(reads_back_exactly),
+        _ => true,
+    }
+}
+
 fn write_number(out: &mut String, n: &serde_json::Number) {
     if let Some(i) = n.as_i64() {
         // Integers beyond 2^53 are not exactly representable as IEEE doubles; JCS
