@@ -38,19 +38,51 @@ pub fn write_value(out: &mut String, v: &Value) {
 }
 
 fn write_object(out: &mut String, m: &Map<String, Value>) {
-    let mut keys: Vec<&String> = m.keys().collect();
-    // JCS orders by UTF-16 code units, which differs from UTF-8 byte order above the BMP.
-    keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+    // Entries, not keys: looking each key up again cost more than writing its value.
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    // JCS orders by UTF-16 code units. That differs from UTF-8 byte order only for keys with
+    // a character at or above U+E000 (UTF-8 lead byte 0xEE or more), which sort below the
+    // surrogate pairs in UTF-16; other keys compare as bytes, far cheaper than re-encoding,
+    // and a map that iterates in byte order already (serde_json's default) needs no sort.
+    if entries.iter().all(|(k, _)| k.bytes().all(|b| b < 0xEE)) {
+        if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
+    } else {
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    }
     out.push('{');
-    for (i, k) in keys.iter().enumerate() {
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_string(out, k);
         out.push(':');
-        write_value(out, &m[k.as_str()]);
+        write_value(out, v);
     }
     out.push('}');
+}
+
+/// Whether the canonical text of `v` parses back to `v` itself: no integer beyond 2^53 (it is
+/// written as a double) and no float written without a fraction or exponent (it would read
+/// back as an integer, e.g. `2.0` as `2`).
+pub fn reads_back_exactly(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return i.unsigned_abs() <= (1u64 << 53);
+            }
+            if n.is_u64() {
+                return false;
+            }
+            let mut text = String::new();
+            write_number(&mut text, n);
+            text.contains(['.', 'e'])
+        }
+        Value::Array(a) => a.iter().all(reads_back_exactly),
+        Value::Object(m) => m.values().all(reads_back_exactly),
+        _ => true,
+    }
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) {
@@ -73,27 +105,28 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
 
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    // Copy runs of characters that need no escaping in one go.
+    // Copy runs that need no escaping in one go. Every character that needs it is ASCII, and
+    // no byte of a multi-byte UTF-8 character is ASCII, so a byte scan finds them all.
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\u{08}' => "\\b",
-            '\u{0c}' => "\\f",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
             _ => continue,
         };
         out.push_str(&s[start..i]);
         if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            let _ = write!(out, "\\u{:04x}", b);
         } else {
             out.push_str(esc);
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -141,6 +174,26 @@ mod tests {
         // U+1F600 (surrogate pair D83D..) sorts before U+FB01 in UTF-16 but after it in UTF-8.
         let v = json!({"\u{fb01}": 1, "\u{1f600}": 2});
         assert_eq!(canonical_json(&v), "{\"\u{1f600}\":2,\"\u{fb01}\":1}");
+    }
+
+    #[test]
+    fn byte_order_fast_path_agrees_with_utf16_order() {
+        // Keys below U+E000 take the byte comparison: it must give the UTF-16 order.
+        let keys = [
+            "b", "B", "a\u{7f}", "\u{e9}", "\u{ff}x", "\u{d7ff}", "\u{800}", "", "a",
+        ];
+        let m: Map<String, Value> = keys.iter().map(|k| (k.to_string(), json!(0))).collect();
+        let mut by_utf16: Vec<&str> = keys.to_vec();
+        by_utf16.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+        let expected = format!(
+            "{{{}}}",
+            by_utf16
+                .iter()
+                .map(|k| format!("{}:0", serde_json::to_string(k).unwrap()))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(canonical_json(&Value::Object(m)), expected);
     }
 
     #[test]

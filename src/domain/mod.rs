@@ -361,6 +361,24 @@ impl AuditRecord {
         hex::encode(Sha256::digest(self.canonical_without_hash().as_bytes()))
     }
 
+    /// Set `hash`, and return the record's JSON for storage when the canonical text the hash
+    /// covers can be it: that text plus `hash` reads back as this very record, so the record
+    /// is serialised once instead of twice. `None` when some number would read back otherwise
+    /// (see [`canonical::reads_back_exactly`]); the store then serialises the record itself.
+    pub fn seal_text(&mut self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let mut text = self.canonical_without_hash();
+        self.hash = hex::encode(Sha256::digest(text.as_bytes()));
+        if !canonical::reads_back_exactly(&self.details) || !text.ends_with('}') {
+            return None;
+        }
+        text.pop();
+        text.push_str(",\"hash\":\"");
+        text.push_str(&self.hash);
+        text.push_str("\"}");
+        Some(text)
+    }
+
     /// RFC 8785 form of the record minus `hash`, written field by field in sorted key order
     /// (cheaper than cloning the record into a `Value`; a test checks both agree).
     fn canonical_without_hash(&self) -> String {
@@ -492,6 +510,40 @@ mod tests {
                 canonical_json(&v),
                 "actor {actor:?}"
             );
+        }
+    }
+
+    #[test]
+    fn sealed_text_reads_back_as_the_record() {
+        let escapes = json!({"s": "\u{1b}\"\\\u{2028}é", "n": [-3, 9007199254740992_u64, 75.5, 1e21, -2.5e-7]});
+        for (actor, details) in [
+            ("alice", json!({"z": 1, "a": {"y": [1, 2.5, "x"]}})),
+            ("x\"y", escapes),
+        ] {
+            let mut r = record(actor);
+            r.details = details;
+            let text = r.seal_text().expect("these numbers read back exactly");
+            assert_eq!(r.hash, r.compute_hash());
+            let back: AuditRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&r).unwrap()
+            );
+            assert_eq!(back.compute_hash(), r.hash);
+        }
+    }
+
+    #[test]
+    fn sealed_text_is_refused_when_a_number_would_change() {
+        for details in [
+            json!({"f": 2.0}),
+            json!({"big": 9007199254740993_u64}),
+            json!([-0.0]),
+        ] {
+            let mut r = record("alice");
+            r.details = details.clone();
+            assert_eq!(r.seal_text(), None, "{details}");
+            assert_eq!(r.hash, r.compute_hash());
         }
     }
 

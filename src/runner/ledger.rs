@@ -57,6 +57,20 @@ impl Ledger {
         run_id: Option<String>,
         details: Value,
     ) -> AuditRecord {
+        self.seal_text(at, kind, actor, approval_id, run_id, details)
+            .0
+    }
+
+    /// [`Ledger::seal`], with the record's JSON for the store when the hashed text can be it.
+    pub fn seal_text(
+        &self,
+        at: Timestamp,
+        kind: AuditKind,
+        actor: &str,
+        approval_id: Option<Uuid>,
+        run_id: Option<String>,
+        details: Value,
+    ) -> (AuditRecord, Option<String>) {
         let mut rec = AuditRecord {
             seq: self.seq + 1,
             at,
@@ -68,8 +82,8 @@ impl Ledger {
             prev_hash: self.last_hash.clone(),
             hash: String::new(),
         };
-        rec.hash = rec.compute_hash();
-        rec
+        let text = rec.seal_text();
+        (rec, text)
     }
 
     /// `rec` was written to the store: it is the new head, durable at the next commit.

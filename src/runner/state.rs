@@ -516,7 +516,7 @@ impl Runner {
                 serde_json::to_value(a).unwrap_or(Value::Null),
             );
         }
-        let rec = self.ledger.seal(
+        let (rec, text) = self.ledger.seal_text(
             self.now(),
             kind,
             actor,
@@ -525,12 +525,15 @@ impl Runner {
             details,
         );
         let written = match approval {
-            Some(a) => self.ledger.store.write_approval(ApprovalWrite {
-                approval: a,
-                audit: &rec,
-                idempotency,
-                grant,
-            }),
+            Some(a) => self.ledger.store.write_approval_text(
+                ApprovalWrite {
+                    approval: a,
+                    audit: &rec,
+                    idempotency,
+                    grant,
+                },
+                text.as_deref(),
+            ),
             None => match (kind, grant) {
                 (AuditKind::GrantRevoked, Some(g)) => self.ledger.store.revoke_grant(&rec, g),
                 _ => self.ledger.store.write_audit(&rec),

@@ -15,6 +15,16 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// A body already serialised as JSON.
+pub fn encode_text(json: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + json.len());
+    out.extend_from_slice(&[MAGIC, SCHEMA_VERSION as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(json.as_bytes());
+    let crc = crc32fast::hash(&out[HEADER..]);
+    out[2..HEADER].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
 pub enum DecodeError {
     Newer(u32),
     Bad(String),

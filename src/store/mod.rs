@@ -217,6 +217,15 @@ impl Store {
         each!(self, s => s.write_approval(w))
     }
 
+    /// [`Store::write_approval`] with the audit record's JSON already made (see
+    /// [`AuditRecord::seal_text`]); a store that keeps records otherwise ignores it.
+    pub fn write_approval_text(&self, w: ApprovalWrite<'_>, text: Option<&str>) -> Result<()> {
+        match &self.backend {
+            Backend::Sled(s) => s.write_approval_text(w, text),
+            Backend::Postgres(s) => s.write_approval(w),
+        }
+    }
+
     /// Withdraw a grant: its `grant.revoked` record first, then the entry.
     pub fn revoke_grant(&self, record: &AuditRecord, g: &Grant) -> Result<()> {
         each!(self, s => s.revoke_grant(record, g))
