@@ -6,7 +6,6 @@
 mod console_support;
 
 use console_support::*;
-use gatehouse::tui::state::DECIDE_GUARD_UNASKED;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -59,25 +58,6 @@ fn console_with(dir: &std::path::Path, base: &str, ui: &str) -> Console {
         80,
         24,
     )
-}
-
-/// How the notice of a decide key refused by the guard begins (src/tui/decisions.rs); the
-/// rest may not fit a narrow screen.
-const GUARD_REFUSED: &str = "key ignored:";
-
-/// Press `key` and wait (bounded) for the screen to show `want`. A decide key pressed within
-/// the console's guard (at most 1 s after the approval came on screen) is refused with a
-/// notice; the guard runs on the console's own clock, so then time must really pass: wait out
-/// the guard's longest span from the refusal and press once more.
-fn press_until(c: &mut Console, key: &str, what: &str, want: impl Fn(&str) -> bool) {
-    c.send(key);
-    c.wait_for(what, |s| want(s) || s.contains(GUARD_REFUSED));
-    if want(&c.text()) {
-        return;
-    }
-    std::thread::sleep(DECIDE_GUARD_UNASKED + Duration::from_millis(100));
-    c.send(key);
-    c.wait_for(what, want);
 }
 
 #[test]

@@ -6,10 +6,8 @@
 mod console_support;
 
 use console_support::*;
-use gatehouse::tui::state::DECIDE_GUARD_UNASKED;
 use serde_json::{Map, Value, json};
 use std::process::Command;
-use std::time::Duration;
 
 /// The detail's scroll indicator on screen: `(first, last, total)` of ` 12-22/47 `.
 fn scroll_position(screen: &str) -> Option<(usize, usize, usize)> {
@@ -28,25 +26,6 @@ fn scroll_position(screen: &str) -> Option<(usize, usize, usize)> {
         }
     }
     None
-}
-
-/// How the notice of a decide key refused by the guard begins (src/tui/decisions.rs); the
-/// rest may not fit a narrow screen.
-const GUARD_REFUSED: &str = "key ignored:";
-
-/// Press `key` and wait (bounded) for the screen to show `want`. A decide key pressed within
-/// the console's guard (at most 1 s after the approval came on screen) is refused with a
-/// notice; the guard runs on the console's own clock, so then time must really pass: wait out
-/// the guard's longest span from the refusal and press once more.
-fn press_until(c: &mut Console, key: &str, what: &str, want: impl Fn(&str) -> bool) {
-    c.send(key);
-    c.wait_for(what, |s| want(s) || s.contains(GUARD_REFUSED));
-    if want(&c.text()) {
-        return;
-    }
-    std::thread::sleep(DECIDE_GUARD_UNASKED + Duration::from_millis(100));
-    c.send(key);
-    c.wait_for(what, want);
 }
 
 fn status(base: &str, id: &str) -> Value {

@@ -530,8 +530,16 @@ async fn run_of(api: &Api, id: &str) -> Value {
     r.body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
+/// A refund agent whose model asks for one refund of `order` and then answers; the refund
+/// tool appends to `refunds.log` in the returned directory.
+fn refund_world(
+    order: &str,
+    amount: u32,
+) -> (
+    common::model_server::ModelServer,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     use common::model_server::{ModelServer, Reply, call};
     let model = ModelServer::scripted(vec![
         Reply::tools(
@@ -539,23 +547,23 @@ async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
             &[call(
                 "call_1",
                 "issue_refund",
-                json!({"order_id": "A1", "amount": 120}),
+                json!({"order_id": order, "amount": amount}),
             )],
         ),
-        Reply::text("Refunded $120."),
+        Reply::text(&format!("Refunded ${amount}.")),
     ]);
     let tools = tempfile::tempdir().expect("a temp dir");
     let log = tools.path().join("refunds.log");
-    let mut c = Cluster::new(&agent_config(&model, &log));
-    let mut a = c.daemon();
-    let b = c.daemon();
-    let (api_a, api_b) = (a.api(), b.api());
+    (model, tools, log)
+}
 
-    let r = api_a
+/// Start a run on `api` and wait until it waits for approval: (run id, approval id).
+async fn run_waiting_for_approval(api: &Api, input: &str) -> (String, String) {
+    let r = api
         .post(
             Some(BOT),
             "/v1/runs",
-            &json!({"agent": "Support", "input": "charged twice for A1"}),
+            &json!({"agent": "Support", "input": input}),
         )
         .await;
     assert_eq!(r.status, 202, "{r:?}");
@@ -564,25 +572,41 @@ async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
         "the run waits for approval",
         Duration::from_secs(20),
         || {
-            let (api_a, run_id) = (api_a.clone(), run_id.clone());
-            async move { run_of(&api_a, &run_id).await["status"] == "pending_approval" }
+            let (api, run_id) = (api.clone(), run_id.clone());
+            async move { run_of(&api, &run_id).await["status"] == "pending_approval" }
         },
     )
     .await;
-    let approval = run_of(&api_a, &run_id).await["pending"][0]
+    let approval = run_of(api, &run_id).await["pending"][0]
         .as_str()
         .unwrap_or_default()
         .to_string();
+    (run_id, approval)
+}
+
+/// Wait until the run is completed as `api` sees it.
+async fn completed_on(api: &Api, run_id: &str, what: &str) {
+    until(what, Duration::from_secs(30), || {
+        let (api, run_id) = (api.clone(), run_id.to_string());
+        async move { run_of(&api, &run_id).await["status"] == "completed" }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
+    let (model, _tools, log) = refund_world("A1", 120);
+    let mut c = Cluster::new(&agent_config(&model, &log));
+    let mut a = c.daemon();
+    let b = c.daemon();
+    let (api_a, api_b) = (a.api(), b.api());
+    let (run_id, approval) = run_waiting_for_approval(&api_a, "charged twice for A1").await;
     a.kill();
 
     // Decided on B while nobody drives the run: B takes it over once A's lease lapses.
     let r = api_b.decide(ALICE, &approval, "approve", None).await;
     assert_eq!(r.status, 200, "{r:?}");
-    until("B finishes the run", Duration::from_secs(30), || {
-        let (api_b, run_id) = (api_b.clone(), run_id.clone());
-        async move { run_of(&api_b, &run_id).await["status"] == "completed" }
-    })
-    .await;
+    completed_on(&api_b, &run_id, "B finishes the run").await;
     let ran = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(ran.lines().count(), 1, "the refund ran once: {ran:?}");
     assert_eq!(model.count(), 2);
@@ -591,47 +615,12 @@ async fn a_paused_run_started_on_one_daemon_resumes_on_another_after_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_stalls_past_its_lease_never_drives_the_run_taken_from_it() {
-    use common::model_server::{ModelServer, Reply, call};
-    let model = ModelServer::scripted(vec![
-        Reply::tools(
-            Some("Refunding the duplicate charge."),
-            &[call(
-                "call_1",
-                "issue_refund",
-                json!({"order_id": "S1", "amount": 80}),
-            )],
-        ),
-        Reply::text("Refunded $80."),
-    ]);
-    let tools = tempfile::tempdir().expect("a temp dir");
-    let log = tools.path().join("refunds.log");
+    let (model, _tools, log) = refund_world("S1", 80);
     let mut c = Cluster::new(&agent_config(&model, &log));
     let a = c.daemon();
     let b = c.daemon();
     let (api_a, api_b) = (a.api(), b.api());
-
-    let r = api_a
-        .post(
-            Some(BOT),
-            "/v1/runs",
-            &json!({"agent": "Support", "input": "charged twice for S1"}),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{r:?}");
-    let run_id = r.body["run_id"].as_str().unwrap_or_default().to_string();
-    until(
-        "the run waits for approval",
-        Duration::from_secs(20),
-        || {
-            let (api_a, run_id) = (api_a.clone(), run_id.clone());
-            async move { run_of(&api_a, &run_id).await["status"] == "pending_approval" }
-        },
-    )
-    .await;
-    let approval = run_of(&api_a, &run_id).await["pending"][0]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (run_id, approval) = run_waiting_for_approval(&api_a, "charged twice for S1").await;
 
     // A stalls (SIGSTOP) while it holds the run's lease; B takes the run over once the lease
     // lapses, and finishes it after the decision.
@@ -639,11 +628,7 @@ async fn a_daemon_that_stalls_past_its_lease_never_drives_the_run_taken_from_it(
     assert_eq!(stopped, 0, "SIGSTOP");
     let r = api_b.decide(ALICE, &approval, "approve", None).await;
     assert_eq!(r.status, 200, "{r:?}");
-    until("B finishes the run", Duration::from_secs(30), || {
-        let (api_b, run_id) = (api_b.clone(), run_id.clone());
-        async move { run_of(&api_b, &run_id).await["status"] == "completed" }
-    })
-    .await;
+    completed_on(&api_b, &run_id, "B finishes the run").await;
 
     // A wakes up believing it still drives a run whose approval was just decided: its
     // writes are fenced off, and it never runs the tool a second time.

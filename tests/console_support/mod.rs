@@ -269,3 +269,22 @@ pub fn serve_config(dir: &Path, cfg: &Path, listen: &str) -> (Daemon, String) {
         .expect("daemon did not start");
     (Daemon(child), url)
 }
+
+/// How the notice of a decide key refused by the guard begins (src/tui/decisions.rs); the
+/// rest may not fit a narrow screen.
+pub const GUARD_REFUSED: &str = "key ignored:";
+
+/// Press `key` and wait (bounded) for the screen to show `want`. A decide key pressed within
+/// the console's guard (at most 1 s after the approval came on screen) is refused with a
+/// notice; the guard runs on the console's own clock, so then time must really pass: wait out
+/// the guard's longest span from the refusal and press once more.
+pub fn press_until(c: &mut Console, key: &str, what: &str, want: impl Fn(&str) -> bool) {
+    c.send(key);
+    c.wait_for(what, |s| want(s) || s.contains(GUARD_REFUSED));
+    if want(&c.text()) {
+        return;
+    }
+    std::thread::sleep(gatehouse::tui::state::DECIDE_GUARD_UNASKED + Duration::from_millis(100));
+    c.send(key);
+    c.wait_for(what, want);
+}
