@@ -118,6 +118,40 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Count one request's answer: the body of a 2xx, `None` (counted as an error) otherwise,
+    /// after which the caller opens a new connection (the server closes after an error).
+    pub fn answer(&mut self, since: Instant, r: Result<(u16, Bytes), String>) -> Option<Bytes> {
+        match r {
+            Ok((status, bytes)) if (200..300).contains(&status) => {
+                self.ok(since);
+                Some(bytes)
+            }
+            Ok((status, bytes)) => {
+                self.error(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ));
+                None
+            }
+            Err(e) => {
+                self.error(e);
+                None
+            }
+        }
+    }
+
+    /// The tallies of every worker, joined.
+    pub async fn join(workers: Vec<tokio::task::JoinHandle<Tally>>, who: &str) -> Tally {
+        let mut all = Tally::default();
+        for w in workers {
+            match w.await {
+                Ok(t) => all.merge(t),
+                Err(e) => all.error(format!("a {who} failed: {e}")),
+            }
+        }
+        all
+    }
+
     pub fn ok(&mut self, since: Instant) {
         self.lat
             .push(since.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -215,36 +249,17 @@ pub async fn closed_loop(
                 let body = submission(w, n);
                 n += 1;
                 let t = Instant::now();
-                match c.post(body).await {
-                    Ok((status, bytes)) if (200..300).contains(&status) => {
-                        tally.ok(t);
+                match tally.answer(t, c.post(body).await) {
+                    Some(bytes) => {
                         if let Some(tx) = &answered {
                             let _ = tx.send(bytes);
                         }
                     }
-                    Ok((status, bytes)) => {
-                        tally.error(format!(
-                            "HTTP {status}: {}",
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                        ));
-                        // The server closes after an error status; start a new connection.
-                        conn = None;
-                    }
-                    Err(e) => {
-                        tally.error(e);
-                        conn = None;
-                    }
+                    None => conn = None,
                 }
             }
             tally
         }));
     }
-    let mut all = Tally::default();
-    for w in workers {
-        match w.await {
-            Ok(t) => all.merge(t),
-            Err(e) => all.error(format!("a worker failed: {e}")),
-        }
-    }
-    (all, started.elapsed())
+    (Tally::join(workers, "worker").await, started.elapsed())
 }

@@ -207,34 +207,17 @@ async fn decide_load(
                 };
                 c.set_path(format!("/v1/approvals/{id}/decision"));
                 let t = Instant::now();
-                match c
+                let r = c
                     .post(r#"{"decision":"approve","reason":"bench"}"#.to_string())
-                    .await
-                {
-                    Ok((200, _)) => tally.ok(t),
-                    Ok((status, body)) => {
-                        tally.error(format!(
-                            "HTTP {status}: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(200)])
-                        ));
-                        conn = None;
-                    }
-                    Err(e) => {
-                        tally.error(e);
-                        conn = None;
-                    }
+                    .await;
+                if tally.answer(t, r).is_none() {
+                    conn = None;
                 }
             }
             tally
         }));
     }
-    let mut all = Tally::default();
-    for w in workers {
-        match w.await {
-            Ok(t) => all.merge(t),
-            Err(e) => all.error(format!("a decider failed: {e}")),
-        }
-    }
+    let all = Tally::join(workers, "decider").await;
     feeder.abort();
     (all, started.elapsed())
 }
