@@ -36,19 +36,7 @@ fn model(tool: &'static str, input: Value) -> HostModel {
     })
 }
 
-struct Session {
-    home: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
 impl Session {
-    fn new() -> Session {
-        Session {
-            home: tempfile::tempdir().expect("home"),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
     /// Every transcript Claude Code wrote, for failure messages.
     fn transcripts(&self) -> String {
         let mut out = String::new();
@@ -64,10 +52,6 @@ impl Session {
             }
         }
         out
-    }
-
-    fn marker(&self) -> std::path::PathBuf {
-        self.work.path().join("marker.txt")
     }
 
     /// `claude -p … --settings FILE --output-format json` with `hook` as its PreToolUse hook.

@@ -40,23 +40,7 @@ fn model(args: Value) -> HostModel {
     })
 }
 
-struct Session {
-    home: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
 impl Session {
-    fn new() -> Session {
-        Session {
-            home: tempfile::tempdir().expect("home"),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
-    fn marker(&self) -> std::path::PathBuf {
-        self.work.path().join("marker.txt")
-    }
-
     /// `codex exec …` with `CODEX_HOME/config.toml` naming the stand-in and `hooks.json`
     /// running `hook` for PreToolUse and PermissionRequest.
     fn command(&self, model: &HostModel, hook: &str) -> std::process::Command {

@@ -29,23 +29,7 @@ fn model(tool: &'static str, args: Value) -> HostModel {
     })
 }
 
-struct Session {
-    home: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
 impl Session {
-    fn new() -> Session {
-        Session {
-            home: tempfile::tempdir().expect("home"),
-            work: tempfile::tempdir().expect("work dir"),
-        }
-    }
-
-    fn marker(&self) -> std::path::PathBuf {
-        self.work.path().join("marker.txt")
-    }
-
     /// `gemini -p … --output-format json --approval-mode yolo` with `hook` as its BeforeTool
     /// hook in `~/.gemini/settings.json`. The model is named so that no router model is asked.
     fn command(&self, model: &HostModel, hook: &str) -> std::process::Command {

@@ -3,7 +3,7 @@
 //! `gatehouse hook HOST` as its hook.
 
 use super::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 pub const CLAUDE_CODE: (&str, &str) = ("@anthropic-ai/claude-code", "2.1.332");
@@ -52,35 +52,8 @@ pub fn hook_command(host: &str, daemon_url: &str, extra: &str) -> String {
 }
 
 /// Run a host to its end (bounded), capturing its output.
-pub fn run_host(mut cmd: Command) -> Finished {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the host");
-    let drain = |mut p: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = p.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let status = wait_bounded(&mut child, HOST_TIMEOUT);
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "the host did not finish within {HOST_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        )
-    });
-    Finished {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
+pub fn run_host(cmd: Command) -> Finished {
+    run_within(cmd, HOST_TIMEOUT, "the host")
 }
 
 /// Wait (bounded) for the one approval with this status; returns it.
@@ -101,4 +74,25 @@ pub async fn decide_waiting(api: &Api, verdict: &str, reason: Option<&str>) -> V
 /// The test config plus these TOML lines (policies for the hosts' tools).
 pub fn hook_config(extra: &str) -> String {
     format!("{}\n{extra}\n", config_text())
+}
+
+/// A host's home and working directories, both temporary; each host's tests add how to start
+/// the host in them.
+pub struct Session {
+    pub home: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            home: tempfile::tempdir().expect("home"),
+            work: tempfile::tempdir().expect("work dir"),
+        }
+    }
+
+    /// The file the hosts' tool call creates when it is let through.
+    pub fn marker(&self) -> std::path::PathBuf {
+        self.work.path().join("marker.txt")
+    }
 }

@@ -323,13 +323,19 @@ pub struct Finished {
 }
 
 /// Run a prepared command to its end (bounded by [`PROCESS_TIMEOUT`]), capturing its output.
-pub fn run(mut cmd: Command) -> Finished {
+pub fn run(cmd: Command) -> Finished {
+    run_within(cmd, PROCESS_TIMEOUT, "gatehouse")
+}
+
+/// Run a prepared command (`what`, for messages) to its end within `limit`, capturing its
+/// output.
+pub fn run_within(mut cmd: Command, limit: Duration, what: &str) -> Finished {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn gatehouse");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let drain = |mut p: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -339,11 +345,11 @@ pub fn run(mut cmd: Command) -> Finished {
     };
     let out = drain(Box::new(child.stdout.take().expect("stdout")));
     let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let status = wait_bounded(&mut child, PROCESS_TIMEOUT);
+    let status = wait_bounded(&mut child, limit);
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     let status = status.unwrap_or_else(|| {
-        panic!("gatehouse did not finish within {PROCESS_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        panic!("{what} did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
     });
     Finished {
         code: status.code(),
