@@ -281,7 +281,7 @@ impl Runner {
                 // On a shared store another daemon's auto-approvals count toward this one's
                 // `max_per_hour`: evaluate only after a commit has read them (any submission
                 // answered before this one arrived is then counted).
-                if self.ledger.store.syncer().shared() && self.policies.counts_rate(&req.tool) {
+                if self.ledger.store.shared() && self.policies.counts_rate(&req.tool) {
                     let cmd = Command::Submit { who, req, reply };
                     self.ledger.commit.open.parked.push(cmd);
                     return;

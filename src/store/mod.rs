@@ -203,6 +203,11 @@ impl Store {
         each!(self, s => s.dir())
     }
 
+    /// Whether other daemons may write to the same store (see [`Syncer::shared`]).
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     pub fn syncer(&self) -> Syncer {
         let backend = match &self.backend {
             Backend::Sled(s) => SyncerBackend::Sled(s.syncer()),

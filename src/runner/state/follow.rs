@@ -154,7 +154,7 @@ impl Runner {
         }
         // Tools whose start was waiting on this flush never start.
         self.runs.tools_running = 0;
-        if self.ledger.store.syncer().shared() {
+        if self.ledger.store.shared() {
             // The database is elsewhere and may come back: refuse work (503) until it does,
             // then reload (see `recover`).
             tracing::warn!("refusing writes until the database answers again");
