@@ -8,6 +8,9 @@ mod gateway;
 mod grants;
 mod list;
 mod load;
+mod pending;
+#[cfg(test)]
+pub(super) use pending::HELD;
 mod quorum;
 mod reply;
 mod resume;
@@ -26,7 +29,7 @@ use crate::notify::Notice;
 use crate::policy::{CallContext, IdentityFacts, PolicySet, RateLimits, ToolAnnotations};
 use crate::store::{ApprovalWrite, Store, StoreError};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use tokio::sync::{broadcast, mpsc, watch};
 
 const MAX_LIST: usize = 1000;
@@ -55,10 +58,9 @@ struct Runner {
 /// The approvals part: everything about approvals the runner keeps in memory.
 #[derive(Default)]
 struct Approvals {
-    /// Pending approvals in id (= creation) order.
-    pending: BTreeMap<Uuid, Approval>,
-    /// When each pending approval next escalates or expires.
-    deadlines: BTreeSet<(Timestamp, Uuid)>,
+    /// Pending approvals in id (= creation) order, with when each next escalates or
+    /// expires; whole only the newest (see [`pending`]).
+    pending: pending::PendingBook,
     /// Decided approvals for consoles' history panes, oldest first.
     recent: VecDeque<Approval>,
     limits: RateLimits,
@@ -80,11 +82,15 @@ pub fn start(
     let (internal, internal_rx) = mpsc::unbounded_channel();
     let (fatal, fatal_rx) = watch::channel(None);
     let cfg_metrics = cfg.metrics.clone();
+    let held = store.reads_back_locally().then_some(pending::HELD);
     let mut runner = Runner {
         ledger: Ledger::new(store, events.clone(), fatal),
         cfg,
         policies,
-        approvals: Approvals::default(),
+        approvals: Approvals {
+            pending: pending::PendingBook::new(held),
+            ..Approvals::default()
+        },
         runs: runs::Runs::new(internal),
         metrics: cfg_metrics,
         notifier: None,
@@ -143,7 +149,7 @@ impl Runner {
                 && stop.is_none()
                 && self.ledger.commit.in_flight.is_empty();
             let next_deadline = match (
-                self.approvals.deadlines.first().map(|(at, _)| *at),
+                self.approvals.pending.next_deadline(),
                 self.unauthenticated_due(),
             ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -319,8 +325,12 @@ impl Runner {
                 self.reply(reply, r);
             }
             Command::Snapshot { reply } => {
+                let pending = match self.pending_all() {
+                    Ok(p) => p,
+                    Err(e) => return self.reply(reply, Err(e)),
+                };
                 let snapshot = Snapshot {
-                    pending: self.approvals.pending.values().cloned().collect(),
+                    pending,
                     recent: self.approvals.recent.iter().cloned().collect(),
                     runs: self
                         .runs
@@ -449,9 +459,9 @@ impl Runner {
         if self.cfg.tiers.is_empty() {
             by_queue.insert("default".into(), 0);
         }
-        for a in self.approvals.pending.values() {
+        for (_, a) in self.approvals.pending.iter() {
             let label = if self.cfg.knows_queue(&a.queue) {
-                a.queue.clone()
+                a.queue.to_string()
             } else {
                 "other".to_string()
             };

@@ -28,7 +28,7 @@ pub use perms::umask_for_children;
 pub use postgres::Copied;
 
 use crate::config::{StoreConfig, StoreKind};
-use crate::domain::{Approval, AuditKind, AuditRecord, Grant, Run};
+use crate::domain::{Approval, AuditKind, AuditRecord, Grant, PendingSummary, Run};
 use postgres::{PgStore, PgSyncer};
 use sled_store::{SledStore, SledSyncer};
 use std::io;
@@ -322,6 +322,22 @@ impl Store {
     /// Every pending approval, verified.
     pub fn pending(&self) -> Result<Vec<Approval>> {
         each!(self, s => s.pending())
+    }
+
+    /// What the runner indexes of every pending approval, verified, without building the
+    /// approvals where the store can avoid it (sled).
+    pub fn pending_summaries(&self) -> Result<Vec<PendingSummary>> {
+        match &self.backend {
+            Backend::Sled(s) => s.pending_summaries(),
+            Backend::Postgres(s) => Ok(s.pending()?.iter().map(PendingSummary::of).collect()),
+        }
+    }
+
+    /// Whether reading an approval back is local and sees this daemon's writes before their
+    /// commit (sled). The runner then holds only the newest pending approvals whole. A shared
+    /// store's read is a round trip, so there it holds them all.
+    pub fn reads_back_locally(&self) -> bool {
+        matches!(self.backend, Backend::Sled(_))
     }
 
     /// Approvals no longer pending, in id (creation) order after `after`.

@@ -81,7 +81,7 @@ impl Runner {
         who: &str,
         reason: &str,
     ) -> Result<(), RunnerError> {
-        let Some(mut a) = self.approvals.pending.get(&id).cloned() else {
+        let Some(mut a) = self.pending_approval(id)? else {
             return Ok(());
         };
         a.status = ApprovalStatus::Cancelled;

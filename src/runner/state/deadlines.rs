@@ -71,10 +71,6 @@ impl Runner {
         let tier = current.tier as usize;
         let from_tier = self.cfg.tiers[tier].clone();
         let next = self.cfg.tiers[tier + 1].clone();
-        let id = current.id;
-        if let Some(old) = current.next_deadline() {
-            self.approvals.deadlines.remove(&(old, id));
-        }
         let mut a = current;
         let from_queue = std::mem::replace(&mut a.queue, next.queue.clone());
         a.tier += 1;
@@ -109,10 +105,7 @@ impl Runner {
             next.reviewers.clone(),
             reason,
         ));
-        if let Some(at) = a.next_deadline() {
-            self.approvals.deadlines.insert((at, id));
-        }
-        self.approvals.pending.insert(id, a.clone());
+        self.approvals.pending.insert(a.clone());
         Ok(a)
     }
 
@@ -123,7 +116,7 @@ impl Runner {
         who: &str,
         id: Uuid,
     ) -> Result<Approval, RunnerError> {
-        let Some(current) = self.approvals.pending.get(&id).cloned() else {
+        let Some(current) = self.pending_approval(id)? else {
             return match self.ledger.store.approval(id).map_err(store_err)? {
                 None => Err(RunnerError::NotFound(format!("no approval {id}"))),
                 Some(a) => Err(RunnerError::Conflict {
@@ -200,17 +193,22 @@ impl Runner {
     /// Escalate or expire every approval whose deadline has passed, oldest first.
     pub(super) fn fire_deadlines(&mut self) {
         let now = self.now();
-        while let Some(&(at, id)) = self.approvals.deadlines.first() {
-            if at > now || self.ledger.failed.is_some() {
-                break;
-            }
-            self.approvals.deadlines.pop_first();
-            let Some(current) = self.approvals.pending.get(&id).cloned() else {
+        while self.ledger.failed.is_none()
+            && let Some((at, id)) = self.approvals.pending.pop_due(now)
+        {
+            if self.approvals.pending.entry(&id).and_then(|e| e.deadline) != Some(at) {
                 continue;
+            }
+            let current = match self.pending_approval(id) {
+                Ok(Some(a)) if a.next_deadline() == Some(at) => a,
+                Ok(_) => continue,
+                Err(e) => {
+                    // Back on the schedule, tried again at the next tick.
+                    tracing::error!("cannot read approval {id} to act on its deadline: {e}");
+                    self.approvals.pending.reschedule(at, id);
+                    break;
+                }
             };
-            if current.next_deadline() != Some(at) {
-                continue;
-            }
             let tier = current.tier as usize;
             let in_chain = self.chain_tier(&current).is_some();
             if current.escalates_at == Some(at) && in_chain && tier + 1 < self.cfg.tiers.len() {

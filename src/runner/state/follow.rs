@@ -229,17 +229,10 @@ impl Runner {
 
     /// Take the approval as the database has it into memory, replacing this runner's copy.
     pub(super) fn adopt(&mut self, a: Approval) {
-        if let Some(old) = self.approvals.pending.remove(&a.id)
-            && let Some(at) = old.next_deadline()
-        {
-            self.approvals.deadlines.remove(&(at, a.id));
-        }
+        self.approvals.pending.remove(&a.id);
         self.approvals.recent.retain(|r| r.id != a.id);
         if a.is_pending() {
-            if let Some(at) = a.next_deadline() {
-                self.approvals.deadlines.insert((at, a.id));
-            }
-            self.approvals.pending.insert(a.id, a);
+            self.approvals.pending.insert(a);
         } else {
             self.wake_waiters_now(&a);
             self.remember(a.clone());

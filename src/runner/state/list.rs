@@ -4,10 +4,41 @@ use super::*;
 
 impl Runner {
     pub(super) fn find(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
-        if let Some(a) = self.approvals.pending.get(&id) {
-            return Ok(Some(a.clone()));
+        if let Some(a) = self.pending_approval(id)? {
+            return Ok(Some(a));
         }
         self.ledger.store.approval(id).map_err(store_err)
+    }
+
+    /// A pending approval, whole: held in memory, or read back from the store (which has
+    /// every write this runner made, flushed or not).
+    pub(super) fn pending_approval(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
+        let Some(entry) = self.approvals.pending.entry(&id) else {
+            return Ok(None);
+        };
+        if let Some(a) = entry.held() {
+            return Ok(Some(a.clone()));
+        }
+        match self.ledger.store.approval(id).map_err(store_err)? {
+            Some(a) if a.is_pending() => Ok(Some(a)),
+            // The index and the store disagree: nothing this runner wrote can cause that.
+            other => Err(RunnerError::Unavailable(format!(
+                "approval {id} is pending in memory but {} in the store",
+                other.map_or("missing", |a| a.status.as_str())
+            ))),
+        }
+    }
+
+    /// Every pending approval, whole, in id order (a snapshot for a new console).
+    pub(super) fn pending_all(&self) -> Result<Vec<Approval>, RunnerError> {
+        let mut out = Vec::with_capacity(self.approvals.pending.len());
+        for (id, entry) in self.approvals.pending.iter() {
+            match entry.held() {
+                Some(a) => out.push(a.clone()),
+                None => out.extend(self.pending_approval(*id)?),
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn get(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
@@ -21,6 +52,14 @@ impl Runner {
                 && q.queue.as_ref().is_none_or(|qq| &a.queue == qq)
                 && q.requested_by.as_ref().is_none_or(|r| &a.requested_by == r)
         };
+        // The same filter over what is kept of a pending approval.
+        let keep_pending = |e: &pending::Entry| {
+            q.status.is_none_or(|s| s == ApprovalStatus::Pending)
+                && q.queue.as_deref().is_none_or(|qq| &*e.queue == qq)
+                && q.requested_by
+                    .as_deref()
+                    .is_none_or(|r| &*e.requested_by == r)
+        };
         let mut out: Vec<Approval> = Vec::new();
         let mut more = false;
         let lower = match q.after {
@@ -30,17 +69,17 @@ impl Runner {
         let mut pending = self
             .approvals
             .pending
-            .range((lower, std::ops::Bound::Unbounded))
-            .map(|(_, a)| a)
-            .filter(|a| keep(a))
+            .range(lower)
+            .filter(|(_, e)| keep_pending(e))
+            .map(|(id, _)| *id)
             .peekable();
         if q.status == Some(ApprovalStatus::Pending) {
-            for a in pending {
+            for id in pending {
                 if out.len() == limit {
                     more = true;
                     break;
                 }
-                out.push(a.clone());
+                out.extend(self.pending_approval(id)?);
             }
         } else {
             // Decided approvals come from the store, pending ones from memory: merge by id.
@@ -58,7 +97,7 @@ impl Runner {
                     None => None,
                 };
                 let next_pending = if include_pending {
-                    pending.peek().map(|a| a.id)
+                    pending.peek().copied()
                 } else {
                     None
                 };
@@ -69,7 +108,10 @@ impl Runner {
                     (None, Some(_)) => false,
                 };
                 let a = if take_pending {
-                    pending.next().cloned()
+                    match pending.next() {
+                        Some(id) => self.pending_approval(id)?,
+                        None => None,
+                    }
                 } else {
                     decided.next().and_then(Result::ok)
                 };

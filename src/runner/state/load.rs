@@ -39,11 +39,16 @@ impl Runner {
             .collect();
         finished.reverse();
         self.runs.recent = finished.into();
-        for a in self.ledger.store.pending()? {
-            if let Some(at) = a.next_deadline() {
-                self.approvals.deadlines.insert((at, a.id));
+        // A store that reads back locally is read for the index only; the approvals are
+        // read whole when something needs them.
+        if self.ledger.store.reads_back_locally() {
+            for s in self.ledger.store.pending_summaries()? {
+                self.approvals.pending.insert_summary(s);
             }
-            self.approvals.pending.insert(a.id, a);
+        } else {
+            for a in self.ledger.store.pending()? {
+                self.approvals.pending.insert(a);
+            }
         }
         let hour_ago = self.now() - chrono::Duration::hours(1);
         let mut recent = Vec::new();
@@ -84,6 +89,7 @@ impl Runner {
         self.metrics.audit_seq.set(self.ledger.seq as i64);
         tracing::info!(
             pending = self.approvals.pending.len(),
+            held = self.approvals.pending.held_count(),
             seq = self.ledger.seq,
             "loaded the store in {} ms",
             started.elapsed().as_millis()

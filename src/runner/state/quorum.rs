@@ -67,7 +67,7 @@ impl Runner {
                 None,
             )?;
             // Same deadlines as before: the escalation clock keeps running.
-            self.approvals.pending.insert(a.id, a.clone());
+            self.approvals.pending.insert(a.clone());
             return Ok(Some(a));
         }
         Ok(None)

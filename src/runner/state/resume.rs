@@ -14,28 +14,29 @@ impl Runner {
         // Approvals no active run waits on: proposed by a model turn that was cut short (and
         // will be asked again), or left by a run that was cancelled.
         let orphans: Vec<(Uuid, String)> = self
-            .approvals.pending
-            .values()
-            .filter_map(|a| {
+            .approvals
+            .pending
+            .iter()
+            .filter_map(|(&id, a)| {
                 let run_id = Uuid::parse_str(a.run_id.as_deref()?).ok()?;
                 let awaited = self.runs.active.get(&run_id).is_some_and(|r| {
                     r.calls
                         .iter()
-                        .any(|c| c.state.awaited_approval() == Some(a.id))
+                        .any(|c| c.state.awaited_approval() == Some(id))
                 });
                 if awaited {
                     return None;
                 }
                 match self.runs.active.get(&run_id) {
                     Some(_) => Some((
-                        a.id,
+                        id,
                         "gatehouse restarted before the model's turn was saved; the turn is asked again"
                             .to_string(),
                     )),
                     // A run another daemon drives (a shared store) keeps its approvals.
                     None => match self.ledger.store.run(run_id) {
                         Ok(Some(r)) if r.status.is_finished() => Some((
-                            a.id,
+                            id,
                             format!("run {run_id} is already {}", r.status.as_str()),
                         )),
                         _ => None,
@@ -64,7 +65,7 @@ impl Runner {
                 .collect()
         });
         for approval_id in awaited {
-            if self.approvals.pending.contains_key(&approval_id) {
+            if self.approvals.pending.contains(&approval_id) {
                 continue;
             }
             if let Ok(Some(a)) = self.ledger.store.approval(approval_id) {

@@ -156,9 +156,6 @@ impl Runner {
                     idem,
                 )?;
                 self.metrics.submitted("queued");
-                if let Some(at) = approval.next_deadline() {
-                    self.approvals.deadlines.insert((at, approval.id));
-                }
                 if self.cfg.notify_on_create {
                     let reason = format!("new approval in queue {}", approval.queue);
                     let reviewers = self.tier_reviewers(&approval);
@@ -169,7 +166,7 @@ impl Runner {
                         reason,
                     ));
                 }
-                self.approvals.pending.insert(approval.id, approval.clone());
+                self.approvals.pending.insert(approval.clone());
             }
             (action, None) => {
                 let by = format!(
@@ -244,7 +241,7 @@ impl Runner {
         who: &str,
         req: DecideRequest,
     ) -> Result<Approval, RunnerError> {
-        let current = match self.approvals.pending.get(&req.id).cloned() {
+        let current = match self.pending_approval(req.id)? {
             Some(c) => c,
             None => match self.ledger.store.approval(req.id).map_err(store_err)? {
                 None => return Err(RunnerError::NotFound(format!("no approval {}", req.id))),
@@ -382,11 +379,7 @@ impl Runner {
 
     /// Take a no-longer-pending approval out of the indexes.
     pub(super) fn settle(&mut self, a: &Approval) {
-        if let Some(old) = self.approvals.pending.remove(&a.id)
-            && let Some(at) = old.next_deadline()
-        {
-            self.approvals.deadlines.remove(&(at, a.id));
-        }
+        self.approvals.pending.remove(&a.id);
         self.remember(a.clone());
         self.approval_settled(a);
     }

@@ -55,8 +55,7 @@ impl Runner {
     /// The approval as it stands and, while it is pending, a receiver that gets it once it
     /// is no longer pending (decided, expired or cancelled) and that is durable.
     pub(super) fn watch(&mut self, id: Uuid) -> Result<Option<Watched>, RunnerError> {
-        if let Some(a) = self.approvals.pending.get(&id) {
-            let current = a.clone();
+        if let Some(current) = self.pending_approval(id)? {
             let decided = Some(self.approvals.waiters.register(id));
             return Ok(Some(Watched { current, decided }));
         }

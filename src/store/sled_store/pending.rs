@@ -7,20 +7,24 @@
 
 use super::keys::{key, show_key};
 use super::{P_AUDIT, P_PENDING, Result, SledStore};
-use crate::domain::{Approval, AuditKind};
+use crate::domain::{Approval, ApprovalStatus, AuditKind, PendingSummary};
 use serde::Deserialize;
 use uuid::Uuid;
 
-/// The part of an audit record that carries an approval.
+/// The part of an audit record that carries an approval (whole, or just its summary).
 #[derive(Deserialize)]
-struct ApprovalRecord {
-    details: ApprovalDetails,
+struct ApprovalRecord<T> {
+    details: ApprovalDetails<T>,
 }
 
 #[derive(Deserialize)]
-struct ApprovalDetails {
-    #[serde(default)]
-    approval: Option<Approval>,
+struct ApprovalDetails<T> {
+    #[serde(default = "none")]
+    approval: Option<T>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// Just the kind of an audit record, for scans that skip most kinds.
@@ -32,6 +36,18 @@ struct RecordKind {
 impl SledStore {
     /// The approval snapshot in the audit record a pointer names.
     pub(super) fn approval_at(&self, k: &[u8], pointer: &[u8], id: Uuid) -> Result<Approval> {
+        self.approval_part_at(k, pointer, id, |a: &Approval| a.id)
+    }
+
+    /// [`SledStore::approval_at`] into any part of the approval `T` (whose id `id_of` gives):
+    /// the record's checksum still covers all of it.
+    fn approval_part_at<T: serde::de::DeserializeOwned>(
+        &self,
+        k: &[u8],
+        pointer: &[u8],
+        id: Uuid,
+        id_of: fn(&T) -> Uuid,
+    ) -> Result<T> {
         let seq: [u8; 8] = pointer
             .try_into()
             .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(k))))?;
@@ -43,9 +59,9 @@ impl SledStore {
                 "approval {id} points at missing audit record {seq}"
             ))
         })?;
-        let record: ApprovalRecord = self.decode(&lk, &raw)?;
+        let record: ApprovalRecord<T> = self.decode(&lk, &raw)?;
         match record.details.approval {
-            Some(a) if a.id == id => Ok(a),
+            Some(a) if id_of(&a) == id => Ok(a),
             _ => Err(self.corrupt(format!("audit record {seq} does not hold approval {id}"))),
         }
     }
@@ -65,6 +81,26 @@ impl SledStore {
                 )));
             }
             out.push(a);
+        }
+        Ok(out)
+    }
+
+    /// What the runner indexes of every pending approval, verified (each record's checksum,
+    /// and that it is pending), without building the approvals.
+    pub fn pending_summaries(&self) -> Result<Vec<PendingSummary>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix([P_PENDING, b'/']) {
+            let (k, pointer) = self.sled(item)?;
+            let id = Uuid::from_slice(&k[2..])
+                .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(&k))))?;
+            let s = self.approval_part_at(&k, &pointer, id, |s: &PendingSummary| s.id)?;
+            if s.status != ApprovalStatus::Pending {
+                return Err(self.corrupt(format!(
+                    "approval {id} is indexed as pending but is {}",
+                    s.status.as_str()
+                )));
+            }
+            out.push(s);
         }
         Ok(out)
     }
