@@ -4,5 +4,14 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // No transparent huge pages: mimalloc asks for them on its arenas, and then any touch of
+    // a 2 MB region makes all of it resident. An idle daemon held 47 MB of them, and a start
+    // over 200,000 pending approvals 40 MB more than it used. (Inherited by children, such
+    // as stdio MCP servers, which lose nothing by it.)
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     gatehouse::cli::main()
 }

@@ -326,10 +326,14 @@ impl Store {
 
     /// What the runner indexes of every pending approval, verified, without building the
     /// approvals where the store can avoid it (sled).
-    pub fn pending_summaries(&self) -> Result<Vec<PendingSummary>> {
+    /// Handed to `each` in id order.
+    pub fn pending_summaries(&self, each: &mut dyn FnMut(PendingSummary)) -> Result<()> {
         match &self.backend {
-            Backend::Sled(s) => s.pending_summaries(),
-            Backend::Postgres(s) => Ok(s.pending()?.iter().map(PendingSummary::of).collect()),
+            Backend::Sled(s) => s.pending_summaries(each),
+            Backend::Postgres(s) => {
+                s.pending()?.iter().map(PendingSummary::of).for_each(each);
+                Ok(())
+            }
         }
     }
 
@@ -362,19 +366,24 @@ impl Store {
         each!(self, s => Box::new(s.audit_rev()))
     }
 
-    /// Audit records of the kinds `keep` accepts, from the newest backwards (a start's scan
-    /// for recent decisions passes over many submissions without building them).
-    pub fn audit_rev_of(
-        &self,
-        keep: fn(AuditKind) -> bool,
-    ) -> Box<dyn Iterator<Item = Result<AuditRecord>> + '_> {
-        match &self.backend {
-            Backend::Sled(s) => Box::new(s.audit_rev_of(keep)),
+    /// The audit records that settled an approval (decided, expired or cancelled), newest
+    /// first (a start's look for recent decisions).
+    pub fn settled_rev(&self) -> Result<Box<dyn Iterator<Item = Result<AuditRecord>> + '_>> {
+        let settled = |k: AuditKind| {
+            matches!(
+                k,
+                AuditKind::ApprovalDecided
+                    | AuditKind::ApprovalExpired
+                    | AuditKind::ApprovalCancelled
+            )
+        };
+        Ok(match &self.backend {
+            Backend::Sled(s) => Box::new(s.settled_rev()?),
             Backend::Postgres(s) => Box::new(
                 s.audit_rev()
-                    .filter(move |r| r.as_ref().map_or(true, |r| keep(r.kind))),
+                    .filter(move |r| r.as_ref().map_or(true, |r| settled(r.kind))),
             ),
-        }
+        })
     }
 }
 

@@ -551,7 +551,7 @@ fn write_marker(dir: &Path) -> io::Result<()> {
 /// sled's page cache (its default is 1 GiB). The runner keeps what it serves often in memory
 /// (pending approvals, recent decisions), so the cache mostly holds pages read once at start:
 /// 64 MiB keeps a start over 200,000 pending approvals well under 200 MB resident.
-const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// sled 0.34 can panic on some corrupt files; a panic here must become an error, not a crash.
 fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {

@@ -42,9 +42,10 @@ impl Runner {
         // A store that reads back locally is read for the index only; the approvals are
         // read whole when something needs them.
         if self.ledger.store.reads_back_locally() {
-            for s in self.ledger.store.pending_summaries()? {
-                self.approvals.pending.insert_summary(s);
-            }
+            let pending = &mut self.approvals.pending;
+            self.ledger
+                .store
+                .pending_summaries(&mut |s| pending.insert_summary(s))?;
         } else {
             for a in self.ledger.store.pending()? {
                 self.approvals.pending.insert(a);
@@ -52,17 +53,8 @@ impl Runner {
         }
         let hour_ago = self.now() - chrono::Duration::hours(1);
         let mut recent = Vec::new();
-        // Only records that settled an approval matter here; the scan passes over the rest
-        // (submissions, most of a busy log) without building them.
-        let settled = |k: AuditKind| {
-            matches!(
-                k,
-                AuditKind::ApprovalDecided
-                    | AuditKind::ApprovalExpired
-                    | AuditKind::ApprovalCancelled
-            )
-        };
-        for r in self.ledger.store.audit_rev_of(settled) {
+        // Only records that settled an approval matter here, newest first.
+        for r in self.ledger.store.settled_rev()? {
             let r = r?;
             let in_hour = r.at >= hour_ago;
             if recent.len() >= self.cfg.recent_limit && !in_hour {

@@ -6,8 +6,8 @@
 //! cost three times as much and was most of a start over 200,000 pending approvals.
 
 use super::keys::{key, show_key};
-use super::{P_AUDIT, P_PENDING, Result, SledStore};
-use crate::domain::{Approval, ApprovalStatus, AuditKind, PendingSummary};
+use super::{P_APPROVAL, P_AUDIT, P_PENDING, Result, SledStore};
+use crate::domain::{Approval, ApprovalStatus, PendingSummary};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -25,12 +25,6 @@ struct ApprovalDetails<T> {
 
 fn none<T>() -> Option<T> {
     None
-}
-
-/// Just the kind of an audit record, for scans that skip most kinds.
-#[derive(Deserialize)]
-struct RecordKind {
-    kind: AuditKind,
 }
 
 impl SledStore {
@@ -86,44 +80,100 @@ impl SledStore {
     }
 
     /// What the runner indexes of every pending approval, verified (each record's checksum,
-    /// and that it is pending), without building the approvals.
-    pub fn pending_summaries(&self) -> Result<Vec<PendingSummary>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix([P_PENDING, b'/']) {
-            let (k, pointer) = self.sled(item)?;
-            let id = Uuid::from_slice(&k[2..])
-                .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(&k))))?;
-            let s = self.approval_part_at(&k, &pointer, id, |s: &PendingSummary| s.id)?;
-            if s.status != ApprovalStatus::Pending {
-                return Err(self.corrupt(format!(
-                    "approval {id} is indexed as pending but is {}",
-                    s.status.as_str()
-                )));
+    /// and that it is pending), handed to `each` in id order without building the approvals.
+    pub fn pending_summaries(&self, each: &mut dyn FnMut(PendingSummary)) -> Result<()> {
+        // Reading and checking the records is most of a start over many pending approvals,
+        // and each is independent: a chunk at a time, spread over the cores. Chunks keep
+        // what is read and not yet handed over small (a start's peak memory).
+        const CHUNK: usize = 16_384;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut scan = self.db.scan_prefix([P_PENDING, b'/']);
+        loop {
+            let mut pointers = Vec::with_capacity(CHUNK);
+            for item in scan.by_ref().take(CHUNK) {
+                pointers.push(self.sled(item)?);
             }
-            out.push(s);
+            if pointers.is_empty() {
+                return Ok(());
+            }
+            for part in self.read_summaries(&pointers, threads) {
+                part?.into_iter().for_each(&mut *each);
+            }
         }
-        Ok(out)
     }
 
-    /// Audit records of the kinds `keep` accepts, from the newest backwards. Every record
-    /// passed over is still checksummed and parsed, but not built.
-    pub fn audit_rev_of(
+    /// The summaries `pointers` lead to, split into `threads` parts read side by side.
+    fn read_summaries(
         &self,
-        keep: fn(AuditKind) -> bool,
-    ) -> impl Iterator<Item = Result<crate::domain::AuditRecord>> + '_ {
-        self.db
-            .scan_prefix([P_AUDIT, b'/'])
-            .rev()
-            .filter_map(move |item| {
-                let (k, v) = match self.sled(item) {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(e)),
-                };
-                match self.decode::<RecordKind>(&k, &v) {
-                    Ok(r) if !keep(r.kind) => None,
-                    Ok(_) => Some(self.decode(&k, &v)),
-                    Err(e) => Some(Err(e)),
-                }
-            })
+        pointers: &[(sled::IVec, sled::IVec)],
+        threads: usize,
+    ) -> Vec<Result<Vec<PendingSummary>>> {
+        let read = |part: &[(sled::IVec, sled::IVec)]| -> Result<Vec<PendingSummary>> {
+            part.iter()
+                .map(|(k, pointer)| self.pending_summary(k, pointer))
+                .collect()
+        };
+        if threads == 1 || pointers.len() < 1024 {
+            return vec![read(pointers)];
+        }
+        std::thread::scope(|scope| {
+            let running: Vec<_> = pointers
+                .chunks(pointers.len().div_ceil(threads))
+                .map(|part| scope.spawn(move || read(part)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    // sled can panic on some corrupt files (see `open_sled`).
+                    t.join().unwrap_or_else(|_| {
+                        Err(self.corrupt(String::from(
+                            "sled failed while reading the pending approvals",
+                        )))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn pending_summary(&self, k: &[u8], pointer: &[u8]) -> Result<PendingSummary> {
+        let id = Uuid::from_slice(&k[2..])
+            .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(k))))?;
+        let s = self.approval_part_at(k, pointer, id, |s: &PendingSummary| s.id)?;
+        if s.status != ApprovalStatus::Pending {
+            return Err(self.corrupt(format!(
+                "approval {id} is indexed as pending but is {}",
+                s.status.as_str()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// The audit records that settled an approval (decided, expired or cancelled), newest
+    /// first. They are found through the settled approvals' index, whose entries point at
+    /// them: a start over a log of mostly submissions reads none of those (scanning the log
+    /// backwards for them read every record of a log of 200,000 submissions).
+    pub fn settled_rev(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<crate::domain::AuditRecord>> + '_> {
+        let mut seqs = Vec::new();
+        for item in self.db.scan_prefix([P_APPROVAL, b'/']) {
+            let (k, pointer) = self.sled(item)?;
+            let seq: [u8; 8] = pointer
+                .as_ref()
+                .try_into()
+                .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(&k))))?;
+            seqs.push(u64::from_be_bytes(seq));
+        }
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(seqs.into_iter().map(move |seq| {
+            let lk = key(P_AUDIT, &seq.to_be_bytes());
+            let r = self.db.get(&lk);
+            let raw = self.sled(r)?.ok_or_else(|| {
+                self.corrupt(format!(
+                    "a settled approval points at missing audit record {seq}"
+                ))
+            })?;
+            self.decode(&lk, &raw)
+        }))
     }
 }
