@@ -56,7 +56,6 @@ struct Runner {
 }
 
 /// The approvals part: everything about approvals the runner keeps in memory.
-#[derive(Default)]
 struct Approvals {
     /// Pending approvals in id (= creation) order, with when each next escalates or
     /// expires; whole only the newest (see [`pending`]).
@@ -72,6 +71,20 @@ struct Approvals {
     waiters: waiters::Waiters,
 }
 
+impl Approvals {
+    /// Nothing yet, holding pending approvals as `store` allows (see [`pending`]).
+    fn for_store(store: &Store) -> Approvals {
+        Approvals {
+            pending: pending::PendingBook::new(store.reads_back_locally().then_some(pending::HELD)),
+            recent: VecDeque::new(),
+            limits: RateLimits::default(),
+            grants: Default::default(),
+            unauthenticated: None,
+            waiters: Default::default(),
+        }
+    }
+}
+
 /// Load the store's state and start the runner task.
 pub fn start(
     store: Store,
@@ -82,15 +95,12 @@ pub fn start(
     let (internal, internal_rx) = mpsc::unbounded_channel();
     let (fatal, fatal_rx) = watch::channel(None);
     let cfg_metrics = cfg.metrics.clone();
-    let held = store.reads_back_locally().then_some(pending::HELD);
+    let approvals = Approvals::for_store(&store);
     let mut runner = Runner {
         ledger: Ledger::new(store, events.clone(), fatal),
         cfg,
         policies,
-        approvals: Approvals {
-            pending: pending::PendingBook::new(held),
-            ..Approvals::default()
-        },
+        approvals,
         runs: runs::Runs::new(internal),
         metrics: cfg_metrics,
         notifier: None,

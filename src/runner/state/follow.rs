@@ -178,7 +178,7 @@ impl Runner {
         let unauthenticated = self.approvals.unauthenticated.take();
         self.approvals = Approvals {
             unauthenticated,
-            ..Default::default()
+            ..Approvals::for_store(&self.ledger.store)
         };
         self.runs.active.clear();
         self.runs.recent.clear();

@@ -53,12 +53,6 @@ pub(super) struct PendingBook {
     names: HashSet<Arc<str>>,
 }
 
-impl Default for PendingBook {
-    fn default() -> PendingBook {
-        PendingBook::new(Some(HELD))
-    }
-}
-
 impl PendingBook {
     pub fn new(cap: Option<usize>) -> PendingBook {
         PendingBook {
