@@ -42,17 +42,8 @@ impl SledStore {
         id: Uuid,
         id_of: fn(&T) -> Uuid,
     ) -> Result<T> {
-        let seq: [u8; 8] = pointer
-            .try_into()
-            .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(k))))?;
-        let seq = u64::from_be_bytes(seq);
-        let lk = key(P_AUDIT, &seq.to_be_bytes());
-        let r = self.db.get(&lk);
-        let raw = self.sled(r)?.ok_or_else(|| {
-            self.corrupt(format!(
-                "approval {id} points at missing audit record {seq}"
-            ))
-        })?;
+        let seq = self.pointer_seq(k, pointer)?;
+        let (lk, raw) = self.pointed_record(seq, || format!("approval {id}"))?;
         let record: ApprovalRecord<T> = self.decode(&lk, &raw)?;
         match record.details.approval {
             Some(a) if id_of(&a) == id => Ok(a),
@@ -158,22 +149,34 @@ impl SledStore {
         let mut seqs = Vec::new();
         for item in self.db.scan_prefix([P_APPROVAL, b'/']) {
             let (k, pointer) = self.sled(item)?;
-            let seq: [u8; 8] = pointer
-                .as_ref()
-                .try_into()
-                .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(&k))))?;
-            seqs.push(u64::from_be_bytes(seq));
+            seqs.push(self.pointer_seq(&k, &pointer)?);
         }
         seqs.sort_unstable_by(|a, b| b.cmp(a));
         Ok(seqs.into_iter().map(move |seq| {
-            let lk = key(P_AUDIT, &seq.to_be_bytes());
-            let r = self.db.get(&lk);
-            let raw = self.sled(r)?.ok_or_else(|| {
-                self.corrupt(format!(
-                    "a settled approval points at missing audit record {seq}"
-                ))
-            })?;
+            let (lk, raw) = self.pointed_record(seq, || "a settled approval".into())?;
             self.decode(&lk, &raw)
         }))
+    }
+
+    /// The audit record an index entry points at.
+    fn pointer_seq(&self, k: &[u8], pointer: &[u8]) -> Result<u64> {
+        let seq: [u8; 8] = pointer
+            .try_into()
+            .map_err(|_| self.corrupt(format!("record {}: bad pointer", show_key(k))))?;
+        Ok(u64::from_be_bytes(seq))
+    }
+
+    /// The raw audit record `seq` (and its key), which `who` points at: missing is corrupt.
+    fn pointed_record(
+        &self,
+        seq: u64,
+        who: impl FnOnce() -> String,
+    ) -> Result<(Vec<u8>, sled::IVec)> {
+        let lk = key(P_AUDIT, &seq.to_be_bytes());
+        let r = self.db.get(&lk);
+        match self.sled(r)? {
+            Some(raw) => Ok((lk, raw)),
+            None => Err(self.corrupt(format!("{} points at missing audit record {seq}", who()))),
+        }
     }
 }
