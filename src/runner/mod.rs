@@ -410,6 +410,8 @@ pub enum Command {
 pub use state::start;
 
 #[cfg(test)]
+mod priority_tests;
+#[cfg(test)]
 mod test_clock;
 #[cfg(test)]
 mod tests;
