@@ -44,6 +44,9 @@ pub struct Batch {
     /// (a submission a `max_per_hour` rule may count): handled once this commit, which reads
     /// those records, has ended.
     pub parked: Vec<super::Command>,
+    /// A reviewer's decision (or withdrawal, escalation) was written into this batch: it
+    /// starts at once, beside the flushes in flight, rather than waiting for a slot.
+    pub urgent: bool,
 }
 
 pub struct InFlight {
@@ -93,7 +96,13 @@ impl GroupCommit {
     /// shared store, start one even with nothing written, to read other daemons' records.
     /// Returns whether one started.
     pub fn maybe_start(&mut self, syncer: &Syncer, poll: bool) -> bool {
-        if self.in_flight.len() >= MAX_IN_FLIGHT.min(syncer.max_in_flight()) {
+        let slots = MAX_IN_FLIGHT.min(syncer.max_in_flight());
+        // One more slot for a decision, where flushes may overlap at all: its reply then
+        // waits for one flush (and the ones before it, which started earlier), not for a
+        // slot to free and then a flush.
+        let urgent = self.open.urgent && self.open.writes > 0 && slots > 1;
+        let slots = if urgent { slots + 1 } else { slots };
+        if self.in_flight.len() >= slots {
             return false;
         }
         let read = (poll || !self.open.parked.is_empty()) && self.in_flight.is_empty();
@@ -102,7 +111,7 @@ impl GroupCommit {
         }
         // Overlap only a batch worth a flush of its own; a small one waits for the running
         // flush to end (each flush also wakes every thread of sled's IO pool).
-        if !self.in_flight.is_empty() && self.open.writes < MIN_OVERLAP_BATCH {
+        if !urgent && !self.in_flight.is_empty() && self.open.writes < MIN_OVERLAP_BATCH {
             return false;
         }
         let batch = std::mem::take(&mut self.open);

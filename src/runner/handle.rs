@@ -6,6 +6,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 #[derive(Clone)]
 pub struct RunnerHandle {
     pub(super) tx: mpsc::Sender<Command>,
+    /// Reviewers' decisions and withdrawals: the runner takes these before queued
+    /// submissions and starts their commit at once, so under a submit flood a decision is
+    /// acknowledged within about one flush rather than behind every queued submission.
+    pub(super) urgent: mpsc::Sender<Command>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) fatal: watch::Receiver<Option<String>>,
     /// The MCP servers the runner's agents use (their state is read, not owned, here).
@@ -16,9 +20,23 @@ pub struct RunnerHandle {
 
 impl RunnerHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunnerError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
+        Self::ask_on(&self.tx, make).await
+    }
+
+    /// As [`RunnerHandle::ask`], on the channel the runner serves first.
+    async fn ask_urgent<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, RunnerError> {
+        Self::ask_on(&self.urgent, make).await
+    }
+
+    async fn ask_on<T>(
+        tx: &mpsc::Sender<Command>,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, RunnerError> {
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply))
             .await
             .map_err(|_| RunnerError::Unavailable("the runner has stopped".into()))?;
         rx.await
@@ -32,7 +50,8 @@ impl RunnerHandle {
 
     pub async fn decide(&self, who: &str, req: DecideRequest) -> Result<Approval, RunnerError> {
         let who = who.to_string();
-        self.ask(|reply| Command::Decide { who, req, reply }).await
+        self.ask_urgent(|reply| Command::Decide { who, req, reply })
+            .await
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
@@ -69,7 +88,8 @@ impl RunnerHandle {
 
     pub async fn escalate(&self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
         let who = who.to_string();
-        self.ask(|reply| Command::Escalate { who, id, reply }).await
+        self.ask_urgent(|reply| Command::Escalate { who, id, reply })
+            .await
     }
 
     pub async fn grants(&self) -> Result<Vec<crate::domain::Grant>, RunnerError> {
@@ -218,7 +238,6 @@ impl RunnerHandle {
             .await
     }
 
-    /// Withdraw `who`'s own pending approval: its status becomes `cancelled`.
     /// An MCP client's `tools/call` through the gateway: the approval, pending or decided
     /// at once (by the server's `approval` mode, a policy, or a grant of this session).
     pub async fn submit_mcp_call(&self, who: &str, call: McpCall) -> Result<Approval, RunnerError> {
@@ -248,9 +267,10 @@ impl RunnerHandle {
         self.mcp.clone()
     }
 
+    /// Withdraw `who`'s own pending approval: its status becomes `cancelled`.
     pub async fn cancel_approval(&self, who: &str, id: Uuid) -> Result<Approval, RunnerError> {
         let who = who.to_string();
-        self.ask(|reply| Command::CancelApproval { who, id, reply })
+        self.ask_urgent(|reply| Command::CancelApproval { who, id, reply })
             .await
     }
 }

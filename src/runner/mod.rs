@@ -412,6 +412,8 @@ pub use state::start;
 #[cfg(test)]
 mod pending_tests;
 #[cfg(test)]
+mod priority_tests;
+#[cfg(test)]
 mod test_clock;
 #[cfg(test)]
 mod tests;

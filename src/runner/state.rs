@@ -112,11 +112,13 @@ pub fn start(
     runner.load()?;
     let mcp_servers = runner.cfg.agents.as_ref().and_then(|a| a.mcp.clone());
     let (tx, rx) = mpsc::channel(4096);
+    let (urgent, urgent_rx) = mpsc::channel(1024);
     let metrics = runner.metrics.clone();
-    let task = tokio::spawn(runner.run(rx, internal_rx));
+    let task = tokio::spawn(runner.run(rx, urgent_rx, internal_rx));
     Ok((
         RunnerHandle {
             tx,
+            urgent,
             events,
             fatal: fatal_rx,
             mcp: mcp_servers,
@@ -130,9 +132,12 @@ impl Runner {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Command>,
+        mut urgent: mpsc::Receiver<Command>,
         mut internal: mpsc::UnboundedReceiver<runs::Internal>,
     ) {
         let mut buf = Vec::with_capacity(256);
+        let mut urgent_buf = Vec::with_capacity(64);
+        let mut urgent_open = true;
         let mut stop = None;
         self.resume_runs();
         let syncer = self.ledger.store.syncer();
@@ -181,6 +186,17 @@ impl Runner {
                         self.finish_flush(f.batch, f.started, done);
                     }
                 }
+                // Decisions before queued submissions (see `RunnerHandle::urgent`).
+                n = urgent.recv_many(&mut urgent_buf, 64), if urgent_open => {
+                    if n == 0 {
+                        urgent_open = false;
+                        continue;
+                    }
+                    self.fire_deadlines();
+                    for cmd in urgent_buf.drain(..) {
+                        self.handle_urgent(cmd);
+                    }
+                }
                 n = rx.recv_many(&mut buf, 256) => {
                     if n == 0 {
                         break;
@@ -196,6 +212,15 @@ impl Runner {
                             continue;
                         }
                         self.handle(cmd);
+                        // A decision that arrived meanwhile does not wait for the rest of
+                        // this drain (up to 256 submissions), and its commit starts now.
+                        let mut took = false;
+                        while let Ok(cmd) = urgent.try_recv() {
+                            took |= self.handle_urgent(cmd);
+                        }
+                        if took && self.ledger.failed.is_none() {
+                            self.ledger.commit.maybe_start(&syncer, false);
+                        }
                     }
                     if stop.is_some() && self.runs.tools_running == 0 {
                         break;
@@ -262,6 +287,18 @@ impl Runner {
         if let Some(reply) = stop {
             let _ = reply.send(());
         }
+    }
+
+    /// A command from the urgent channel; its batch commits without waiting for a slot when
+    /// it wrote something. Returns whether it did.
+    fn handle_urgent(&mut self, cmd: Command) -> bool {
+        let before = self.ledger.seq;
+        self.handle(cmd);
+        let wrote = self.ledger.seq != before && self.ledger.commit.open.writes > 0;
+        if wrote {
+            self.ledger.commit.open.urgent = true;
+        }
+        wrote
     }
 
     fn handle(&mut self, cmd: Command) {
