@@ -21,8 +21,8 @@ pub(in crate::runner) const HELD: usize = 4096;
 pub(super) struct Entry {
     pub queue: Arc<str>,
     pub requested_by: Arc<str>,
-    /// The run that asked, as written in the approval.
-    pub run_id: Option<Arc<str>>,
+    /// The run that asked, as written in the approval (each its own: not shared).
+    pub run_id: Option<Box<str>>,
     /// When the clock next acts on it (its escalation, else its expiry).
     pub deadline: Option<Timestamp>,
     held: Option<Box<Approval>>,
@@ -49,7 +49,8 @@ pub(super) struct PendingBook {
     held: usize,
     /// At most this many approvals held; `None`: all of them (a shared store).
     cap: Option<usize>,
-    /// Queue and identity names, shared by every entry that carries them.
+    /// Queue and identity names (a few, from the config), shared by every entry that
+    /// carries them.
     names: HashSet<Arc<str>>,
 }
 
@@ -96,7 +97,7 @@ impl PendingBook {
         let entry = Entry {
             queue: self.name(&a.queue),
             requested_by: self.name(&a.requested_by),
-            run_id: a.run_id.as_deref().map(|r| self.name(r)),
+            run_id: a.run_id.as_deref().map(Box::from),
             deadline: a.next_deadline(),
             held: Some(Box::new(a)),
             write: self.writes,
@@ -115,8 +116,8 @@ impl PendingBook {
         let entry = Entry {
             queue: self.name(&s.queue),
             requested_by: self.name(&s.requested_by),
-            run_id: s.run_id.as_deref().map(|r| self.name(r)),
             deadline: s.next_deadline(),
+            run_id: s.run_id.map(String::into_boxed_str),
             held: None,
             write: u64::MAX,
         };
