@@ -327,3 +327,50 @@ fn commit_cost() {
         ms(t_blobs)
     );
 }
+
+/// What a start reads: the pending approvals' summaries (each record checked) and the
+/// records that settled approvals, found by their pointers.
+#[test]
+fn a_start_reads_checked_summaries_and_settled_records_by_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let mut a = approval("primary");
+    a.run_id = Some("run-1".into());
+    a.expires_at = Some(domain::now() + chrono::Duration::minutes(5));
+    let mut b = approval("backup");
+    let writes = [(1, a.clone()), (2, b.clone())];
+    b.status = ApprovalStatus::Denied;
+    for (seq, ap) in writes.iter().chain([(3, b.clone())].iter()) {
+        s.write_approval(ApprovalWrite {
+            approval: ap,
+            audit: &record(*seq, ap),
+            idempotency: None,
+            grant: None,
+        })
+        .unwrap();
+    }
+    let mut summaries = Vec::new();
+    s.pending_summaries(&mut |p| summaries.push(p)).unwrap();
+    assert_eq!(summaries.len(), 1);
+    let p = &summaries[0];
+    assert_eq!(
+        (
+            p.id,
+            p.queue.as_str(),
+            p.run_id.as_deref(),
+            p.next_deadline()
+        ),
+        (a.id, "primary", Some("run-1"), a.expires_at)
+    );
+    let settled: Vec<u64> = s.settled_rev().unwrap().map(|r| r.unwrap().seq).collect();
+    assert_eq!(settled, vec![3]);
+
+    // A damaged pending record stops the start.
+    let k = key(P_AUDIT, &1u64.to_be_bytes());
+    let mut raw = s.db.get(&k).unwrap().unwrap().to_vec();
+    let n = raw.len();
+    raw[n - 3] ^= 0x01;
+    s.db.insert(&k, raw).unwrap();
+    let err = s.pending_summaries(&mut |_| {}).err().unwrap();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
