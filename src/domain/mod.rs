@@ -3,6 +3,7 @@
 pub mod canonical;
 pub mod mcp;
 pub mod message;
+pub mod pending;
 pub mod run;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 pub use canonical::{arguments_sha256, canonical_json};
 pub use mcp::{McpServerState, McpServerStatus};
 pub use message::{Message, ToolCall, ToolOutput};
+pub use pending::PendingSummary;
 pub use run::{CallState, Run, RunCall, RunStatus, RunSummary};
 
 /// Wall-clock instant, serialised as RFC 3339 with milliseconds.
@@ -247,41 +249,6 @@ impl Approval {
     }
 
     /// The next instant the clock acts on this approval: its escalation, else its expiry.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.escalates_at.or(self.expires_at)
-    }
-}
-
-/// What a start needs of a pending approval without building it whole: what the runner
-/// indexes and schedules it by. Read from the stored approval (unknown fields are skipped).
-#[derive(Clone, Debug, Deserialize)]
-pub struct PendingSummary {
-    pub id: Uuid,
-    #[serde(default)]
-    pub run_id: Option<String>,
-    pub requested_by: String,
-    pub queue: String,
-    pub status: ApprovalStatus,
-    #[serde(default)]
-    pub expires_at: Option<Timestamp>,
-    #[serde(default)]
-    pub escalates_at: Option<Timestamp>,
-}
-
-impl PendingSummary {
-    pub fn of(a: &Approval) -> PendingSummary {
-        PendingSummary {
-            id: a.id,
-            run_id: a.run_id.clone(),
-            requested_by: a.requested_by.clone(),
-            queue: a.queue.clone(),
-            status: a.status,
-            expires_at: a.expires_at,
-            escalates_at: a.escalates_at,
-        }
-    }
-
-    /// As [`Approval::next_deadline`].
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.escalates_at.or(self.expires_at)
     }
