@@ -5,6 +5,7 @@ mod deadlines;
 mod follow;
 mod gate;
 mod gateway;
+mod gauges;
 mod grants;
 mod list;
 mod load;
@@ -12,6 +13,7 @@ mod pending;
 #[cfg(test)]
 pub(super) use pending::HELD;
 mod quorum;
+mod record;
 mod reply;
 mod resume;
 mod runs;
@@ -490,187 +492,6 @@ impl Runner {
                 self.reply(reply, Ok(m));
             }
         }
-    }
-
-    /// Set the gauges that describe the runner's state (asked for at each scrape). Queue
-    /// labels are configured queues or `other`, so submitters cannot mint series.
-    fn refresh_gauges(&self) {
-        use crate::metrics::{Queue, Status};
-        let mut by_queue: BTreeMap<String, i64> = BTreeMap::new();
-        for t in &self.cfg.tiers {
-            by_queue.insert(t.queue.clone(), 0);
-        }
-        for q in &self.cfg.rule_queues {
-            by_queue.insert(q.clone(), 0);
-        }
-        if self.cfg.tiers.is_empty() {
-            by_queue.insert("default".into(), 0);
-        }
-        for (_, a) in self.approvals.pending.iter() {
-            let label = if self.cfg.knows_queue(&a.queue) {
-                a.queue.to_string()
-            } else {
-                "other".to_string()
-            };
-            *by_queue.entry(label).or_default() += 1;
-        }
-        for (queue, n) in by_queue {
-            self.metrics.pending.get_or_create(&Queue { queue }).set(n);
-        }
-        for status in ["running", "pending_approval"] {
-            let n = self
-                .runs
-                .active
-                .values()
-                .filter(|r| r.status.as_str() == status)
-                .count();
-            self.metrics
-                .runs
-                .get_or_create(&Status { status })
-                .set(n as i64);
-        }
-        self.metrics.audit_seq.set(self.ledger.seq as i64);
-        self.metrics
-            .approval_waiters
-            .set(self.approvals.waiters.open() as i64);
-    }
-
-    /// Append an audit record (and the approval change it describes) to the store.
-    pub(super) fn record(
-        &mut self,
-        kind: AuditKind,
-        actor: &str,
-        approval: Option<&Approval>,
-        details: Value,
-        idempotency: Option<(&str, &str)>,
-    ) -> Result<(), RunnerError> {
-        self.record_with_grant(kind, actor, approval, details, idempotency, None)
-    }
-
-    pub(super) fn record_with_grant(
-        &mut self,
-        kind: AuditKind,
-        actor: &str,
-        approval: Option<&Approval>,
-        mut details: Value,
-        idempotency: Option<(&str, &str)>,
-        grant: Option<&Grant>,
-    ) -> Result<(), RunnerError> {
-        if let (Some(g), Value::Object(m)) = (grant, &mut details) {
-            m.insert(
-                "grant".into(),
-                serde_json::to_value(g).unwrap_or(Value::Null),
-            );
-        }
-        // The audit record is the write-ahead record: it carries what `Store::redo_last`
-        // needs to finish the change after a crash, the idempotency key included.
-        if let (Some((_, k)), Value::Object(m)) = (idempotency, &mut details) {
-            m.insert("idempotency_key".into(), Value::String(k.to_string()));
-        }
-        if let (Some(a), Value::Object(m)) = (approval, &mut details) {
-            m.insert(
-                "approval".into(),
-                serde_json::to_value(a).unwrap_or(Value::Null),
-            );
-        }
-        let (rec, text) = self.ledger.seal_text(
-            self.now(),
-            kind,
-            actor,
-            approval.map(|a| a.id),
-            approval.and_then(|a| a.run_id.clone()),
-            details,
-        );
-        let written = match approval {
-            Some(a) => self.ledger.store.write_approval_text(
-                ApprovalWrite {
-                    approval: a,
-                    audit: &rec,
-                    idempotency,
-                    grant,
-                },
-                text.as_deref(),
-            ),
-            None => match (kind, grant) {
-                (AuditKind::GrantRevoked, Some(g)) => self.ledger.store.revoke_grant(&rec, g),
-                _ => self.ledger.store.write_audit(&rec),
-            },
-        };
-        if let Err(e) = written {
-            return Err(self.store_failed(e));
-        }
-        self.ledger
-            .appended(&rec, approval.and_then(|a| Event::for_approval(&rec, a)));
-        if let Some(a) = approval {
-            self.wake_waiters(a);
-        }
-        Ok(())
-    }
-
-    /// A write failed: nothing more can be promised, so the runner stops accepting work.
-    pub(super) fn store_failed(&mut self, e: StoreError) -> RunnerError {
-        RunnerError::Unavailable(self.ledger.fail(e))
-    }
-
-    /// A decision attempt by an authenticated identity was refused: always audited, so a
-    /// reviewer probing what it may not do leaves a trace (DESIGN §9).
-    pub(super) fn refused(
-        &mut self,
-        who: &str,
-        approval_id: Option<Uuid>,
-        code: &str,
-        message: &str,
-    ) {
-        let details = json!({"code": code, "message": message, "approval_id": approval_id});
-        let audited = self
-            .record(AuditKind::DecisionRefused, who, None, details, None)
-            .is_ok();
-        self.metrics.refusal(if audited {
-            "decision_audited"
-        } else {
-            "decision_not_audited"
-        });
-    }
-
-    /// Requests without a valid token: anyone can send a flood of them, so they are counted
-    /// and written as one `requests.refused` record per minute instead of one each.
-    fn count_unauthenticated(&mut self, n: u64) {
-        let now = self.now();
-        self.approvals.unauthenticated.get_or_insert((now, 0)).1 += n;
-        self.flush_unauthenticated(false);
-    }
-
-    /// When the unauthenticated count's minute is over (or `force`), write its record.
-    fn flush_unauthenticated(&mut self, force: bool) {
-        let now = self.now();
-        let Some((since, count)) = self.approvals.unauthenticated else {
-            return;
-        };
-        if !force && now < since + UNAUTHENTICATED_WINDOW {
-            return;
-        }
-        self.approvals.unauthenticated = None;
-        let details = json!({
-            "code": "unauthorized",
-            "count": count,
-            "from": since,
-            "to": now,
-            "message": format!("{count} requests without a valid token were refused"),
-        });
-        let _ = self.record(
-            AuditKind::RequestsRefused,
-            "(no valid token)",
-            None,
-            details,
-            None,
-        );
-    }
-
-    /// When the open unauthenticated count is due to be written.
-    fn unauthenticated_due(&self) -> Option<Timestamp> {
-        self.approvals
-            .unauthenticated
-            .map(|(since, _)| since + UNAUTHENTICATED_WINDOW)
     }
 }
 
