@@ -175,7 +175,7 @@ impl Runner {
                 // A flood of decisions must not starve submissions: after an urgent batch
                 // the queued submissions get their turn.
                 n = urgent.recv_many(&mut urgent_buf, 64),
-                    if urgent_open && !(rx_owed && !rx.is_empty()) => {
+                    if urgent_open && (!rx_owed || rx.is_empty()) => {
                     rx_owed = true;
                     if n == 0 {
                         urgent_open = false;
