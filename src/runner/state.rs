@@ -140,6 +140,7 @@ impl Runner {
         let mut buf = Vec::with_capacity(256);
         let mut urgent_buf = Vec::with_capacity(64);
         let mut urgent_open = true;
+        let mut rx_owed = false;
         let mut stop = None;
         self.resume_runs();
         let syncer = self.ledger.store.syncer();
@@ -189,7 +190,11 @@ impl Runner {
                     }
                 }
                 // Decisions before queued submissions (see `RunnerHandle::urgent`).
-                n = urgent.recv_many(&mut urgent_buf, 64), if urgent_open => {
+                // A flood of decisions must not starve submissions: after an urgent batch
+                // the queued submissions get their turn.
+                n = urgent.recv_many(&mut urgent_buf, 64),
+                    if urgent_open && (!rx_owed || rx.is_empty()) => {
+                    rx_owed = true;
                     if n == 0 {
                         urgent_open = false;
                         continue;
@@ -203,6 +208,7 @@ impl Runner {
                     if n == 0 {
                         break;
                     }
+                    rx_owed = false;
                     // What fell due before these commands arrived happens first (a decision
                     // racing the expiry it came after finds the approval expired); with an
                     // injected clock this is also how moved time takes effect.
@@ -217,7 +223,9 @@ impl Runner {
                         // A decision that arrived meanwhile does not wait for the rest of
                         // this drain (up to 256 submissions), and its commit starts now.
                         let mut took = false;
-                        while let Ok(cmd) = urgent.try_recv() {
+                        // Bounded, so a flood of decisions cannot hold this drain forever.
+                        for _ in 0..8 {
+                            let Ok(cmd) = urgent.try_recv() else { break };
                             took |= self.handle_urgent(cmd);
                         }
                         if took && self.ledger.failed.is_none() {
