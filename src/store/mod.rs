@@ -341,7 +341,7 @@ impl Store {
     /// commit (sled). The runner then holds only the newest pending approvals whole. A shared
     /// store's read is a round trip, so there it holds them all.
     pub fn reads_back_locally(&self) -> bool {
-        matches!(self.backend, Backend::Sled(_))
+        !self.shared()
     }
 
     /// Approvals no longer pending, in id (creation) order after `after`.

@@ -200,8 +200,8 @@ impl Runner {
                 continue;
             }
             let current = match self.pending_approval(id) {
-                Ok(Some(a)) if a.next_deadline() == Some(at) => a,
-                Ok(_) => continue,
+                Ok(Some(a)) => a,
+                Ok(None) => continue,
                 Err(e) => {
                     // Back on the schedule, tried again at the next tick.
                     tracing::error!("cannot read approval {id} to act on its deadline: {e}");
