@@ -1,6 +1,8 @@
 //! RFC 8785 (JCS) canonical JSON: sorted keys (by UTF-16 code units), no whitespace,
 //! ECMAScript number formatting. Used for `arguments_sha256` and the audit hash chain.
 
+pub mod direct;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt::Write;

@@ -337,6 +337,25 @@ impl AuditKind {
     }
 }
 
+/// An audit record's details with the approval added, as one object (see
+/// [`AuditRecord::seal_text_with`]).
+struct WithApproval<'a> {
+    details: &'a Map<String, Value>,
+    approval: &'a Approval,
+}
+
+impl Serialize for WithApproval<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.details.len() + 1))?;
+        for (k, v) in self.details {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("approval", self.approval)?;
+        m.end()
+    }
+}
+
 /// One link of the tamper-evident audit chain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -384,7 +403,17 @@ impl AuditRecord {
     /// RFC 8785 form of the record minus `hash`, written field by field in sorted key order
     /// (cheaper than cloning the record into a `Value`; a test checks both agree).
     fn canonical_without_hash(&self) -> String {
-        use canonical::{write_string, write_value};
+        self.canonical_with(|o| {
+            canonical::write_value(o, &self.details);
+            true
+        })
+        .0
+    }
+
+    /// [`AuditRecord::canonical_without_hash`] with the details written by `details`, which
+    /// says whether what it wrote reads back exactly.
+    fn canonical_with(&self, details: impl FnOnce(&mut String) -> bool) -> (String, bool) {
+        use canonical::write_string;
         let mut o = String::with_capacity(256);
         o.push_str("{\"actor\":");
         write_string(&mut o, &self.actor);
@@ -399,7 +428,7 @@ impl AuditRecord {
             &self.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         );
         o.push_str(",\"details\":");
-        write_value(&mut o, &self.details);
+        let exact = details(&mut o);
         o.push_str(",\"kind\":");
         write_string(&mut o, self.kind.as_str());
         o.push_str(",\"prev_hash\":");
@@ -410,7 +439,35 @@ impl AuditRecord {
             None => o.push_str("null"),
         }
         o.push_str(&format!(",\"seq\":{}}}", self.seq));
-        o
+        (o, exact)
+    }
+
+    /// [`AuditRecord::seal_text`] for a record whose details are its `details` object plus
+    /// `"approval": approval`, written without turning the approval into a `Value` (see
+    /// [`canonical::direct`]). The text and hash are the ones `seal_text` gives once the
+    /// approval is in `details`; `details` itself is left without it. `None` (and no hash)
+    /// when the text cannot be the stored record or cannot be written directly: the caller
+    /// then puts the approval into `details` and calls `seal_text`.
+    pub fn seal_text_with(&mut self, approval: &Approval) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let Value::Object(details) = &self.details else {
+            return None;
+        };
+        if details.contains_key("approval") {
+            return None;
+        }
+        let with = WithApproval { details, approval };
+        let (mut text, exact) =
+            self.canonical_with(|o| canonical::direct::write(o, &with).unwrap_or(false));
+        if !exact || !text.ends_with('}') {
+            return None;
+        }
+        self.hash = hex::encode(Sha256::digest(text.as_bytes()));
+        text.pop();
+        text.push_str(",\"hash\":\"");
+        text.push_str(&self.hash);
+        text.push_str("\"}");
+        Some(text)
     }
 
     /// The approval snapshot carried by approval kinds.
@@ -483,87 +540,4 @@ impl Event {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn record(actor: &str) -> AuditRecord {
-        AuditRecord {
-            seq: 7,
-            at: now(),
-            kind: AuditKind::ApprovalDecided,
-            actor: actor.into(),
-            approval_id: Some(Uuid::now_v7()),
-            run_id: None,
-            details: json!({"z": 1, "a": {"y": [1, 2.5, "x"]}}),
-            prev_hash: GENESIS_HASH.into(),
-            hash: String::new(),
-        }
-    }
-
-    #[test]
-    fn fast_canonical_form_equals_generic_one() {
-        for actor in ["alice", "x\",\"details\":null,\"", "\u{1b}[2J\u{202e}"] {
-            let r = record(actor);
-            let mut v = serde_json::to_value(&r).unwrap();
-            v.as_object_mut().unwrap().remove("hash");
-            assert_eq!(
-                r.canonical_without_hash(),
-                canonical_json(&v),
-                "actor {actor:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn sealed_text_reads_back_as_the_record() {
-        let escapes = json!({"s": "\u{1b}\"\\\u{2028}é", "n": [-3, 9007199254740992_u64, 75.5, 1e21, -2.5e-7]});
-        for (actor, details) in [
-            ("alice", json!({"z": 1, "a": {"y": [1, 2.5, "x"]}})),
-            ("x\"y", escapes),
-        ] {
-            let mut r = record(actor);
-            r.details = details;
-            let text = r.seal_text().expect("these numbers read back exactly");
-            assert_eq!(r.hash, r.compute_hash());
-            let back: AuditRecord = serde_json::from_str(&text).unwrap();
-            assert_eq!(
-                serde_json::to_value(&back).unwrap(),
-                serde_json::to_value(&r).unwrap()
-            );
-            assert_eq!(back.compute_hash(), r.hash);
-        }
-    }
-
-    #[test]
-    fn sealed_text_is_refused_when_a_number_would_change() {
-        for details in [
-            json!({"f": 2.0}),
-            json!({"big": 9007199254740993_u64}),
-            json!([-0.0]),
-        ] {
-            let mut r = record("alice");
-            r.details = details.clone();
-            assert_eq!(r.seal_text(), None, "{details}");
-            assert_eq!(r.hash, r.compute_hash());
-        }
-    }
-
-    #[test]
-    fn hash_covers_every_field() {
-        let r = record("alice");
-        let h = r.compute_hash();
-        let mut changed = r.clone();
-        changed.actor = "mallory".into();
-        assert_ne!(changed.compute_hash(), h);
-        let mut changed = r.clone();
-        changed.details = json!({"z": 2, "a": {"y": [1, 2.5, "x"]}});
-        assert_ne!(changed.compute_hash(), h);
-        let mut changed = r.clone();
-        changed.prev_hash = "1".repeat(64);
-        assert_ne!(changed.compute_hash(), h);
-        let mut changed = r;
-        changed.seq = 8;
-        assert_ne!(changed.compute_hash(), h);
-    }
-}
+mod audit_tests;

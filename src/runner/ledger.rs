@@ -86,6 +86,44 @@ impl Ledger {
         (rec, text)
     }
 
+    /// [`Ledger::seal_text`] for a record about `approval`, whose details then carry it. On
+    /// a store that keeps the sealed text (sled), the approval is written into that text
+    /// directly and left out of the returned record's `details` (the text is what is
+    /// stored); otherwise, or when the text cannot be written so, it is put into `details`.
+    pub fn seal_approval(
+        &self,
+        at: Timestamp,
+        kind: AuditKind,
+        actor: &str,
+        approval: &crate::domain::Approval,
+        details: Value,
+    ) -> (AuditRecord, Option<String>) {
+        let mut rec = AuditRecord {
+            seq: self.seq + 1,
+            at,
+            kind,
+            actor: actor.to_string(),
+            approval_id: Some(approval.id),
+            run_id: approval.run_id.clone(),
+            details,
+            prev_hash: self.last_hash.clone(),
+            hash: String::new(),
+        };
+        if !self.store.shared()
+            && let Some(text) = rec.seal_text_with(approval)
+        {
+            return (rec, Some(text));
+        }
+        if let Value::Object(m) = &mut rec.details {
+            m.insert(
+                "approval".into(),
+                serde_json::to_value(approval).unwrap_or(Value::Null),
+            );
+        }
+        let text = rec.seal_text();
+        (rec, text)
+    }
+
     /// `rec` was written to the store: it is the new head, durable at the next commit.
     pub fn appended(&mut self, rec: &AuditRecord, event: Option<Event>) {
         self.seq = rec.seq;

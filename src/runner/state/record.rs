@@ -36,20 +36,11 @@ impl Runner {
         if let (Some((_, k)), Value::Object(m)) = (idempotency, &mut details) {
             m.insert("idempotency_key".into(), Value::String(k.to_string()));
         }
-        if let (Some(a), Value::Object(m)) = (approval, &mut details) {
-            m.insert(
-                "approval".into(),
-                serde_json::to_value(a).unwrap_or(Value::Null),
-            );
-        }
-        let (rec, text) = self.ledger.seal_text(
-            self.now(),
-            kind,
-            actor,
-            approval.map(|a| a.id),
-            approval.and_then(|a| a.run_id.clone()),
-            details,
-        );
+        let now = self.now();
+        let (rec, text) = match approval {
+            Some(a) => self.ledger.seal_approval(now, kind, actor, a, details),
+            None => self.ledger.seal_text(now, kind, actor, None, None, details),
+        };
         let written = match approval {
             Some(a) => self.ledger.store.write_approval_text(
                 ApprovalWrite {
