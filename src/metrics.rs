@@ -72,6 +72,7 @@ pub struct Inner {
     pub commits: Counter,
     pub committed_writes: Counter,
     pub commit_seconds: Counter<f64, AtomicU64>,
+    pub runner_busy_seconds: Counter<f64, AtomicU64>,
     pub submit_seconds: Histogram,
     pub decision_seconds: Histogram,
     pub audit_seq: Gauge,
@@ -149,6 +150,12 @@ impl Metrics {
             "gatehouse_commit_seconds",
             "Time spent in group commits",
             commit_seconds.clone(),
+        );
+        let runner_busy_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "gatehouse_runner_busy_seconds",
+            "Time the runner spent handling commands and commits: it makes every change, one at a time, so near one second per second it is what limits the daemon",
+            runner_busy_seconds.clone(),
         );
         let submit_seconds = Histogram::new(SUBMIT_BOUNDS);
         registry.register(
@@ -275,6 +282,7 @@ impl Metrics {
             commits,
             committed_writes,
             commit_seconds,
+            runner_busy_seconds,
             submit_seconds,
             decision_seconds,
             audit_seq,

@@ -107,6 +107,15 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
 
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escaping at all: one branch-free pass (which the compiler turns
+    // into vector compares) finds that, and the string is copied whole.
+    if !s.as_bytes().iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    }) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Copy runs that need no escaping in one go. Every character that needs it is ASCII, and
     // no byte of a multi-byte UTF-8 character is ASCII, so a byte scan finds them all.
     let mut start = 0;

@@ -6,6 +6,7 @@
 //! (one flush + fsync) that covers it. While one commit is in flight new writes keep being
 //! applied and share the next one, so concurrent requests share fsyncs.
 
+mod busy;
 mod commit;
 mod handle;
 mod ledger;

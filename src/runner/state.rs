@@ -116,7 +116,11 @@ pub fn start(
     let (tx, rx) = mpsc::channel(4096);
     let (urgent, urgent_rx) = mpsc::channel(1024);
     let metrics = runner.metrics.clone();
-    let task = tokio::spawn(runner.run(rx, urgent_rx, internal_rx));
+    let busy = metrics.runner_busy_seconds.clone();
+    let task = tokio::spawn(super::busy::Timed::new(
+        runner.run(rx, urgent_rx, internal_rx),
+        busy,
+    ));
     Ok((
         RunnerHandle {
             tx,

@@ -1,6 +1,7 @@
 //! `gatehouse bench …`: measurements of a running daemon (submit) and of the console (render).
 
 mod load;
+mod scrape;
 mod submit;
 
 mod fill;

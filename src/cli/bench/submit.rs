@@ -108,8 +108,23 @@ pub async fn run(b: SubmitBench) -> Result<(), Failure> {
         ))),
         _ => None,
     };
+    // The daemons' own counters around the load: the runner's busy time and the commits.
+    let before = super::scrape::read(&targets).await;
     let (mut t, elapsed) = load::closed_loop(&targets, b.concurrency, b.duration, answered).await;
     println!("gatehouse: {} durable submissions", t.summary(elapsed));
+    match (before, super::scrape::read(&targets).await) {
+        (Ok(before), Ok(after)) => println!(
+            "runner:    {}",
+            super::scrape::summary(
+                before,
+                after,
+                elapsed.as_secs_f64(),
+                t.lat.len() as u64,
+                targets.len()
+            )
+        ),
+        (Err(e), _) | (_, Err(e)) => println!("runner:    /metrics not read ({e})"),
+    }
     let rate = t.rate(elapsed);
     if let Some(c) = ceiling_rate.filter(|c| *c > 0.0) {
         println!("ratio:     {:.1}% of the ceiling", rate / c * 100.0);
