@@ -10,6 +10,7 @@ pub struct Counters {
     pub runner_busy_seconds: f64,
     pub commits: f64,
     pub committed_writes: f64,
+    pub commit_seconds: f64,
 }
 
 /// Read every daemon's counters; `Err` says which could not be read and why.
@@ -35,6 +36,7 @@ pub async fn read(targets: &[Arc<Target>]) -> Result<Counters, String> {
         sum.runner_busy_seconds += c.runner_busy_seconds;
         sum.commits += c.commits;
         sum.committed_writes += c.committed_writes;
+        sum.commit_seconds += c.commit_seconds;
     }
     Ok(sum)
 }
@@ -50,6 +52,7 @@ fn parse(text: &str) -> Option<Counters> {
         runner_busy_seconds: value("gatehouse_runner_busy_seconds_total")?,
         commits: value("gatehouse_commits_total")?,
         committed_writes: value("gatehouse_committed_writes_total")?,
+        commit_seconds: value("gatehouse_commit_seconds_total")?,
     })
 }
 
@@ -66,7 +69,7 @@ pub fn summary(
     let writes = after.committed_writes - before.committed_writes;
     let per = |x: f64, n: f64| if n > 0.0 { x / n } else { 0.0 };
     format!(
-        "busy {:.1}% of the run{}, {:.1} µs per submission; {:.0} commits, {:.1} writes each",
+        "busy {:.1}% of the run{}, {:.1} µs per submission; {:.0} commits, {:.1} writes and {:.2} ms each",
         per(busy, elapsed * daemons as f64) * 100.0,
         if daemons > 1 {
             " (mean of the daemons)"
@@ -76,6 +79,7 @@ pub fn summary(
         per(busy, answered as f64) * 1e6,
         commits,
         per(writes, commits),
+        per(after.commit_seconds - before.commit_seconds, commits) * 1e3,
     )
 }
 
@@ -94,7 +98,8 @@ mod tests {
             Counters {
                 runner_busy_seconds: 2.25,
                 commits: 120.0,
-                committed_writes: 1500.0
+                committed_writes: 1500.0,
+                commit_seconds: 0.5,
             }
         );
         assert_eq!(parse("gatehouse_commits_total 1\n"), None);
