@@ -190,7 +190,15 @@ impl Runner {
                     }
                 } => {
                     if let Some(f) = self.ledger.commit.in_flight.pop_front() {
+                        let urgent = f.batch.urgent;
                         self.finish_flush(f.batch, f.started, done);
+                        // A decision's reply just woke its request's task (into this worker's
+                        // next slot): let it answer now rather than after the runner has
+                        // handled everything queued meanwhile. Interleaved runs of `bench
+                        // submit --decide-rate 200`: decision p99 5.4-5.5 ms against 5.2-7.8.
+                        if urgent {
+                            tokio::task::yield_now().await;
+                        }
                     }
                 }
                 // Decisions before queued submissions (see `RunnerHandle::urgent`).
