@@ -71,7 +71,22 @@ impl Ledger {
         run_id: Option<String>,
         details: Value,
     ) -> (AuditRecord, Option<String>) {
-        let mut rec = AuditRecord {
+        let mut rec = self.next(at, kind, actor, approval_id, run_id, details);
+        let text = rec.seal_text();
+        (rec, text)
+    }
+
+    /// The record that follows the head, not yet hashed.
+    fn next(
+        &self,
+        at: Timestamp,
+        kind: AuditKind,
+        actor: &str,
+        approval_id: Option<Uuid>,
+        run_id: Option<String>,
+        details: Value,
+    ) -> AuditRecord {
+        AuditRecord {
             seq: self.seq + 1,
             at,
             kind,
@@ -81,9 +96,7 @@ impl Ledger {
             details,
             prev_hash: self.last_hash.clone(),
             hash: String::new(),
-        };
-        let text = rec.seal_text();
-        (rec, text)
+        }
     }
 
     /// [`Ledger::seal_text`] for a record about `approval`, whose details then carry it. On
@@ -98,17 +111,14 @@ impl Ledger {
         approval: &crate::domain::Approval,
         details: Value,
     ) -> (AuditRecord, Option<String>) {
-        let mut rec = AuditRecord {
-            seq: self.seq + 1,
+        let mut rec = self.next(
             at,
             kind,
-            actor: actor.to_string(),
-            approval_id: Some(approval.id),
-            run_id: approval.run_id.clone(),
+            actor,
+            Some(approval.id),
+            approval.run_id.clone(),
             details,
-            prev_hash: self.last_hash.clone(),
-            hash: String::new(),
-        };
+        );
         if !self.store.shared()
             && let Some(text) = rec.seal_text_with(approval)
         {
