@@ -473,8 +473,10 @@ pub async fn recent(
     Caller(who): Caller,
 ) -> Result<Json<Value>, ApiError> {
     require(&state, &who, Role::Reviewer, "list recent decisions")?;
-    let snap = state.inner.runner.snapshot().await?;
-    Ok(Json(json!({"approvals": snap.recent, "next": null})))
+    // Not a snapshot: that reads every pending approval, which over many is a stall of
+    // the runner per request.
+    let recent = state.inner.runner.recent().await?;
+    Ok(Json(json!({"approvals": recent, "next": null})))
 }
 
 /// Move a pending approval to the next escalation tier now.

@@ -81,6 +81,11 @@ impl RunnerHandle {
         self.ask(|reply| Command::Snapshot { reply }).await
     }
 
+    /// The most recent decisions, oldest first (see [`Command::Recent`]).
+    pub async fn recent(&self) -> Result<Vec<Approval>, RunnerError> {
+        self.ask(|reply| Command::Recent { reply }).await
+    }
+
     /// The metrics, with the gauges about the runner's state set as of now.
     pub async fn metrics(&self) -> Result<crate::metrics::Metrics, RunnerError> {
         self.ask(|reply| Command::Metrics { reply }).await

@@ -322,6 +322,11 @@ pub enum Command {
     Snapshot {
         reply: Reply<Snapshot>,
     },
+    /// The decided approvals kept for history panes (no pending ones: with many pending a
+    /// snapshot reads them all from the store).
+    Recent {
+        reply: Reply<Vec<Approval>>,
+    },
     /// A decision attempt refused before it reached the runner (e.g. missing role): audit it.
     RecordRefusal {
         who: String,

@@ -153,6 +153,10 @@ fn approvals_not_held_are_read_back_whole_by_every_path() {
         let now_pending = all_pending(&h, None).await;
         assert_eq!(now_pending.len(), N - 2);
         assert_eq!(snapshot.pending, now_pending);
+        // History panes ask for the decisions alone, without reading the pending ones.
+        let recent = h.recent().await.expect("the recent decisions");
+        assert_eq!(recent, snapshot.recent);
+        assert!(recent.iter().any(|a| a.id == cancelled.id));
 
         // The clock escalates every one still in the first tier, held or not.
         clock.at(t0, 600_000);

@@ -334,6 +334,7 @@ impl Runner {
                 Command::List { reply, .. } => drop(reply.send(Err(err))),
                 Command::Audit { reply, .. } => drop(reply.send(Err(err))),
                 Command::Snapshot { reply } => drop(reply.send(Err(err))),
+                Command::Recent { reply } => drop(reply.send(Err(err))),
                 Command::Metrics { reply } => drop(reply.send(Err(err))),
                 Command::Position { reply } => drop(reply.send(Err(err))),
                 Command::Grants { reply } => drop(reply.send(Err(err))),
@@ -411,6 +412,10 @@ impl Runner {
                     seq: 0,
                 };
                 self.reply_published(reply, move |seq| Snapshot { seq, ..snapshot });
+            }
+            Command::Recent { reply } => {
+                let recent = self.approvals.recent.iter().cloned().collect();
+                self.reply(reply, Ok(recent));
             }
             Command::StartRun {
                 who,
