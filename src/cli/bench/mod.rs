@@ -42,6 +42,10 @@ pub enum Action {
         /// Environment variable holding a reviewer token (for --decide-rate).
         #[arg(long, default_value = "GATEHOUSE_REVIEWER_TOKEN")]
         reviewer_token_env: String,
+        /// Measure this many times, the ceiling and gatehouse in turn, and report the median
+        /// share of the ceiling: on a shared machine one pair moves with its load.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
     },
     /// Time to render one console frame with many pending approvals (virtualised list).
     Render {
@@ -102,6 +106,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
             token_env,
             decide_rate,
             reviewer_token_env,
+            rounds,
         } => {
             submit::run(submit::SubmitBench {
                 connect,
@@ -111,6 +116,7 @@ pub async fn run(action: Action) -> Result<(), Failure> {
                 token_env,
                 decide_rate,
                 reviewer_token_env,
+                rounds,
             })
             .await
         }

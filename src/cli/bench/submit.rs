@@ -18,6 +18,15 @@ pub struct SubmitBench {
     pub token_env: String,
     pub decide_rate: u32,
     pub reviewer_token_env: String,
+    /// Ceiling and gatehouse measured in turn this many times (the median share is reported).
+    pub rounds: u32,
+}
+
+/// What one round measured, for the summary over rounds.
+struct Round {
+    share: Option<f64>,
+    p99_ms: f64,
+    decision_p99_ms: Option<f64>,
 }
 
 /// How many connections the decisions are spread over: enough that one slow answer does not
@@ -35,6 +44,9 @@ pub async fn run(b: SubmitBench) -> Result<(), Failure> {
     }
     if b.decide_rate > 100_000 {
         return Err(Failure::usage("--decide-rate must be at most 100000"));
+    }
+    if b.rounds == 0 || b.rounds > 20 {
+        return Err(Failure::usage("--rounds must be from 1 to 20"));
     }
     let token = env_token(&b.token_env, "an agent")?;
     let targets = b
@@ -61,6 +73,25 @@ pub async fn run(b: SubmitBench) -> Result<(), Failure> {
     for target in &targets {
         probe(target).await?;
     }
+    let mut rounds = Vec::new();
+    for n in 1..=b.rounds {
+        if b.rounds > 1 {
+            println!("round {n} of {}", b.rounds);
+        }
+        rounds.push(round(&b, &targets, reviewer.clone()).await?);
+    }
+    if b.rounds > 1 {
+        println!("over {} rounds: {}", b.rounds, over_rounds(&rounds));
+    }
+    Ok(())
+}
+
+/// One measurement: the ceiling (when given), then gatehouse with its decisions.
+async fn round(
+    b: &SubmitBench,
+    targets: &[Arc<Target>],
+    reviewer: Option<Arc<Target>>,
+) -> Result<Round, Failure> {
     let ceiling_rate = match &b.ceiling {
         Some(url) => {
             let ceiling = Arc::new(Target::parse("--ceiling", url, "/v1/approvals", None)?);
@@ -109,10 +140,10 @@ pub async fn run(b: SubmitBench) -> Result<(), Failure> {
         _ => None,
     };
     // The daemons' own counters around the load: the runner's busy time and the commits.
-    let before = super::scrape::read(&targets).await;
-    let (mut t, elapsed) = load::closed_loop(&targets, b.concurrency, b.duration, answered).await;
+    let before = super::scrape::read(targets).await;
+    let (mut t, elapsed) = load::closed_loop(targets, b.concurrency, b.duration, answered).await;
     println!("gatehouse: {} durable submissions", t.summary(elapsed));
-    match (before, super::scrape::read(&targets).await) {
+    match (before, super::scrape::read(targets).await) {
         (Ok(before), Ok(after)) => println!(
             "runner:    {}",
             super::scrape::summary(
@@ -126,16 +157,55 @@ pub async fn run(b: SubmitBench) -> Result<(), Failure> {
         (Err(e), _) | (_, Err(e)) => println!("runner:    /metrics not read ({e})"),
     }
     let rate = t.rate(elapsed);
-    if let Some(c) = ceiling_rate.filter(|c| *c > 0.0) {
-        println!("ratio:     {:.1}% of the ceiling", rate / c * 100.0);
+    let share = ceiling_rate.filter(|c| *c > 0.0).map(|c| rate / c * 100.0);
+    if let Some(share) = share {
+        println!("ratio:     {share:.1}% of the ceiling");
     }
+    let p99_ms = t.quantile_ms(0.99);
+    let mut decision_p99_ms = None;
     if let Some(d) = deciding {
         let (mut t, elapsed) = d
             .await
             .map_err(|e| Failure::runtime(format!("the decision load failed: {e}")))?;
         println!("decisions: {}", t.summary(elapsed));
+        decision_p99_ms = Some(t.quantile_ms(0.99));
     }
-    Ok(())
+    Ok(Round {
+        share,
+        p99_ms,
+        decision_p99_ms,
+    })
+}
+
+/// The median share of the ceiling and its range, and the worst p99s, over the rounds.
+fn over_rounds(rounds: &[Round]) -> String {
+    let mut parts = Vec::new();
+    let mut shares: Vec<f64> = rounds.iter().filter_map(|r| r.share).collect();
+    shares.sort_by(f64::total_cmp);
+    if let (Some(lo), Some(hi)) = (shares.first(), shares.last()) {
+        let mid = shares.len() / 2;
+        let median = if shares.len() % 2 == 1 {
+            shares[mid]
+        } else {
+            (shares[mid - 1] + shares[mid]) / 2.0
+        };
+        parts.push(format!(
+            "median {median:.1}% of the ceiling ({lo:.1}–{hi:.1}%)"
+        ));
+    }
+    let worst = |f: &dyn Fn(&Round) -> Option<f64>| {
+        rounds
+            .iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    };
+    if let Some(p) = worst(&|r| Some(r.p99_ms)) {
+        parts.push(format!("worst p99 {p:.2} ms"));
+    }
+    if let Some(p) = worst(&|r| r.decision_p99_ms) {
+        parts.push(format!("worst decision p99 {p:.2} ms"));
+    }
+    parts.join(", ")
 }
 
 fn env_token(var: &str, whose: &str) -> Result<String, Failure> {
