@@ -36,10 +36,18 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
             if ev_tx.send(first).await.is_err() {
                 return;
             }
+            // The newest event forwarded (or covered by the snapshot).
+            let mut last = seq;
             loop {
                 match live.recv().await {
-                    Ok(e) if e.seq <= seq => {}
+                    Ok(e) if e.seq <= last => {}
                     Ok(e) => {
+                        // Anything between the last one forwarded and this one was missed
+                        // while the console fell behind: read it back from the audit log.
+                        if e.seq > last + 1 && !catch_up(&runner, &ev_tx, &mut last, e.seq).await {
+                            break;
+                        }
+                        last = e.seq;
                         if ev_tx
                             .send(FrontendEvent::Change(Box::new(e)))
                             .await
@@ -48,8 +56,10 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
                             return;
                         }
                     }
-                    // The console fell behind the live stream: start again from a snapshot.
-                    Err(RecvError::Lagged(_)) => break,
+                    // The console fell behind the live stream: the next event received says
+                    // how far, and the gap is read back from the audit log in pages (not a
+                    // new snapshot, which reads every pending approval on the runner).
+                    Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -86,6 +96,35 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
         commands: cmd_tx,
         reviewer,
     }
+}
+
+/// Forward the events of the audit records after `last` and before `until` (missed while the
+/// console fell behind), advancing `last`. `false` when the log could not be read: the caller
+/// starts again from a snapshot.
+async fn catch_up(
+    runner: &RunnerHandle,
+    tx: &mpsc::Sender<FrontendEvent>,
+    last: &mut u64,
+    until: u64,
+) -> bool {
+    const PAGE: usize = 1000;
+    while *last + 1 < until {
+        let Ok(records) = runner.audit(*last, PAGE).await else {
+            return false;
+        };
+        let Some(newest) = records.last().map(|r| r.seq) else {
+            return false;
+        };
+        for r in records.iter().filter(|r| r.seq < until) {
+            if let Some(e) = crate::domain::Event::from_record(r)
+                && tx.send(FrontendEvent::Change(Box::new(e))).await.is_err()
+            {
+                return false;
+            }
+        }
+        *last = newest.min(until - 1);
+    }
+    true
 }
 
 /// Bursts of MCP state changes (a restart is several) within this long are sent as one.
@@ -152,3 +191,7 @@ async fn decide(runner: &RunnerHandle, who: &str, r: DecisionRequest) -> Decisio
         Err(RunnerError::Unavailable(message)) => DecisionOutcome::NotSent { message },
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;

@@ -1,0 +1,77 @@
+//! The in-process link when its console falls far behind the runner's events.
+
+use super::*;
+use crate::policy::PolicySet;
+use crate::runner::{RunnerConfig, SubmitRequest};
+use crate::store::Store;
+
+/// More submissions than the event feed and the link's queue hold together, made while the
+/// console reads nothing: once it reads, every one arrives as a change, in order, and no
+/// second snapshot is taken (over many pending approvals that would hold the runner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_that_falls_behind_catches_up_from_the_audit_log() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path()).expect("a store");
+    let (runner, task) =
+        crate::runner::start(store, PolicySet::empty(), RunnerConfig::default()).expect("a runner");
+    let mut link = link(runner.clone(), "alice".into());
+    // The snapshot comes first (after the connection and servers notes).
+    let first_seq = loop {
+        match link.events.recv().await.expect("an event") {
+            FrontendEvent::Snapshot { seq, .. } => break seq,
+            _ => continue,
+        }
+    };
+    // 8,192 events in the feed and 4,096 in the link's queue: this is more than both.
+    const N: usize = 14_000;
+    let mut submitters = Vec::new();
+    for w in 0..8 {
+        let runner = runner.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..N / 8 {
+                let mut arguments = serde_json::Map::new();
+                arguments.insert("n".into(), (w * N + n).into());
+                let s = runner
+                    .submit(
+                        "bot",
+                        SubmitRequest {
+                            tool: "lag_probe".into(),
+                            arguments,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("submitted");
+                ids.push(s.approval.id);
+            }
+            ids
+        }));
+    }
+    let mut submitted = std::collections::BTreeSet::new();
+    for s in submitters {
+        submitted.extend(s.await.expect("a submitter"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = first_seq;
+    while seen.len() < submitted.len() {
+        // Bounded: a change that never comes fails here instead of hanging the suite.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(60), link.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} changes arrived", seen.len(), submitted.len()));
+        match next.expect("an event") {
+            FrontendEvent::Change(e) => {
+                assert!(e.seq > last, "changes in order: {} after {last}", e.seq);
+                last = e.seq;
+                if let crate::domain::Subject::Approval(a) = &e.subject {
+                    assert!(seen.insert(a.id), "{} arrived twice", a.id);
+                }
+            }
+            FrontendEvent::Snapshot { .. } => panic!("a second snapshot"),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, submitted);
+    runner.shutdown().await;
+    task.await.expect("the runner stopped");
+}
