@@ -36,15 +36,19 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
             if ev_tx.send(first).await.is_err() {
                 return;
             }
-            // The newest event forwarded (or covered by the snapshot).
+            // The newest event forwarded (or covered by the snapshot), and whether the feed
+            // dropped events since (records that are not events leave gaps in seq too).
             let mut last = seq;
+            let mut lagged = false;
             loop {
                 match live.recv().await {
                     Ok(e) if e.seq <= last => {}
                     Ok(e) => {
                         // Anything between the last one forwarded and this one was missed
                         // while the console fell behind: read it back from the audit log.
-                        if e.seq > last + 1 && !catch_up(&runner, &ev_tx, &mut last, e.seq).await {
+                        if std::mem::take(&mut lagged)
+                            && !catch_up(&runner, &ev_tx, &mut last, e.seq).await
+                        {
                             break;
                         }
                         last = e.seq;
@@ -59,7 +63,7 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
                     // The console fell behind the live stream: the next event received says
                     // how far, and the gap is read back from the audit log in pages (not a
                     // new snapshot, which reads every pending approval on the runner).
-                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Lagged(_)) => lagged = true,
                     Err(RecvError::Closed) => return,
                 }
             }
