@@ -22,13 +22,18 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
         loop {
             // Subscribe before the snapshot: the snapshot's reply comes only after every event
             // up to its seq was published, so events after it are exactly the ones to forward.
+            // The pending list is paged after it, so it may already show some of those
+            // events; each carries the whole approval and applies over the list as it stands.
             let mut live = runner.subscribe();
             let Ok(snap) = runner.snapshot().await else {
                 return;
             };
+            let Ok(pending) = pending(&runner).await else {
+                return;
+            };
             let seq = snap.seq;
             let first = FrontendEvent::Snapshot {
-                pending: snap.pending,
+                pending,
                 recent: snap.recent,
                 runs: snap.runs,
                 seq,
@@ -99,6 +104,28 @@ pub fn link(runner: RunnerHandle, reviewer: String) -> FrontendLink {
         events: ev_rx,
         commands: cmd_tx,
         reviewer,
+    }
+}
+
+/// Every pending approval, a page at a time: the runner serves other commands between pages.
+async fn pending(runner: &RunnerHandle) -> Result<Vec<crate::domain::Approval>, RunnerError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = runner
+            .list(crate::runner::ListQuery {
+                status: Some(crate::domain::ApprovalStatus::Pending),
+                queue: None,
+                requested_by: None,
+                limit: 1000,
+                after,
+            })
+            .await?;
+        out.extend(page.approvals);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
     }
 }
 

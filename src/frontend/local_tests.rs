@@ -7,17 +7,18 @@ use crate::store::Store;
 
 /// More submissions than the event feed and the link's queue hold together, made while the
 /// console reads nothing: once it reads, every one arrives as a change, in order, and no
-/// second snapshot is taken (over many pending approvals that would hold the runner).
+/// second snapshot is taken (over many pending approvals that would hold the runner). Then a
+/// new console starts from all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_that_falls_behind_catches_up_from_the_audit_log() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let store = Store::open(dir.path()).expect("a store");
     let (runner, task) =
         crate::runner::start(store, PolicySet::empty(), RunnerConfig::default()).expect("a runner");
-    let mut link = link(runner.clone(), "alice".into());
+    let mut first = link(runner.clone(), "alice".into());
     // The snapshot comes first (after the connection and servers notes).
     let first_seq = loop {
-        match link.events.recv().await.expect("an event") {
+        match first.events.recv().await.expect("an event") {
             FrontendEvent::Snapshot { seq, .. } => break seq,
             _ => continue,
         }
@@ -56,7 +57,7 @@ async fn a_console_that_falls_behind_catches_up_from_the_audit_log() {
     let mut last = first_seq;
     while seen.len() < submitted.len() {
         // Bounded: a change that never comes fails here instead of hanging the suite.
-        let next = tokio::time::timeout(std::time::Duration::from_secs(60), link.events.recv())
+        let next = tokio::time::timeout(std::time::Duration::from_secs(60), first.events.recv())
             .await
             .unwrap_or_else(|_| panic!("{} of {} changes arrived", seen.len(), submitted.len()));
         match next.expect("an event") {
@@ -72,6 +73,23 @@ async fn a_console_that_falls_behind_catches_up_from_the_audit_log() {
         }
     }
     assert_eq!(seen, submitted);
+
+    // A console opened now starts from every pending approval, whole: most are no longer
+    // held in memory and are read back from the store, a page at a time.
+    let mut second = link(runner.clone(), "bob".into());
+    let pending = loop {
+        match second.events.recv().await.expect("an event") {
+            FrontendEvent::Snapshot { pending, .. } => break pending,
+            _ => continue,
+        }
+    };
+    assert_eq!(pending.len(), submitted.len());
+    let ids: std::collections::BTreeSet<_> = pending.iter().map(|a| a.id).collect();
+    assert_eq!(ids, submitted);
+    for a in pending.iter().take(50).chain(pending.iter().rev().take(50)) {
+        let stored = runner.get(a.id).await.expect("a read").expect("known");
+        assert_eq!(&stored, a, "the snapshot's copy of {} is whole", a.id);
+    }
     runner.shutdown().await;
     task.await.expect("the runner stopped");
 }

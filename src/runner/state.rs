@@ -395,12 +395,7 @@ impl Runner {
                 self.reply(reply, r);
             }
             Command::Snapshot { reply } => {
-                let pending = match self.pending_all() {
-                    Ok(p) => p,
-                    Err(e) => return self.reply(reply, Err(e)),
-                };
                 let snapshot = Snapshot {
-                    pending,
                     recent: self.approvals.recent.iter().cloned().collect(),
                     runs: self
                         .runs

@@ -29,18 +29,6 @@ impl Runner {
         }
     }
 
-    /// Every pending approval, whole, in id order (a snapshot for a new console).
-    pub(super) fn pending_all(&self) -> Result<Vec<Approval>, RunnerError> {
-        let mut out = Vec::with_capacity(self.approvals.pending.len());
-        for (id, entry) in self.approvals.pending.iter() {
-            match entry.held() {
-                Some(a) => out.push(a.clone()),
-                None => out.extend(self.pending_approval(*id)?),
-            }
-        }
-        Ok(out)
-    }
-
     pub(super) fn get(&self, id: Uuid) -> Result<Option<Approval>, RunnerError> {
         self.find(id)
     }
