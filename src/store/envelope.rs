@@ -2,7 +2,8 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the approval index has a sled tree of its own (see `sled_store::upgrade`).
+pub const SCHEMA_VERSION: u32 = 2;
 const MAGIC: u8 = b'G';
 const HEADER: usize = 6;
 

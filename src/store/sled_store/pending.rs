@@ -54,7 +54,7 @@ impl SledStore {
     /// Every approval in the pending index, verified.
     pub fn pending(&self) -> Result<Vec<Approval>> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix([P_PENDING, b'/']) {
+        for item in self.index.scan_prefix([P_PENDING, b'/']) {
             let (k, pointer) = self.sled(item)?;
             let id = Uuid::from_slice(&k[2..])
                 .map_err(|_| self.corrupt(format!("bad pending key {}", show_key(&k))))?;
@@ -78,7 +78,7 @@ impl SledStore {
         // what is read and not yet handed over small (a start's peak memory).
         const CHUNK: usize = 16_384;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let mut scan = self.db.scan_prefix([P_PENDING, b'/']);
+        let mut scan = self.index.scan_prefix([P_PENDING, b'/']);
         loop {
             let mut pointers = Vec::with_capacity(CHUNK);
             for item in scan.by_ref().take(CHUNK) {
@@ -147,7 +147,7 @@ impl SledStore {
         &self,
     ) -> Result<impl Iterator<Item = Result<crate::domain::AuditRecord>> + '_> {
         let mut seqs = Vec::new();
-        for item in self.db.scan_prefix([P_APPROVAL, b'/']) {
+        for item in self.index.scan_prefix([P_APPROVAL, b'/']) {
             let (k, pointer) = self.sled(item)?;
             seqs.push(self.pointer_seq(&k, &pointer)?);
         }
