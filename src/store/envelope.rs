@@ -2,18 +2,26 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// 2: the approval index has a sled tree of its own (see `sled_store::upgrade`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 2: the approval index has a sled tree of its own; 3: a pending approval's index entry
+/// carries what a start indexes it by (see `sled_store::upgrade`).
+pub const SCHEMA_VERSION: u32 = 3;
 const MAGIC: u8 = b'G';
 const HEADER: usize = 6;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![MAGIC, SCHEMA_VERSION as u8, 0, 0, 0, 0];
-    // Serialising our own types into a Vec cannot fail.
-    serde_json::to_writer(&mut out, value).unwrap_or_default();
-    let crc = crc32fast::hash(&out[HEADER..]);
-    out[2..HEADER].copy_from_slice(&crc.to_le_bytes());
+    let mut out = Vec::new();
+    encode_into(&mut out, value);
     out
+}
+
+/// [`encode`], appended to `out`.
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
+    out.extend_from_slice(&[MAGIC, SCHEMA_VERSION as u8, 0, 0, 0, 0]);
+    // Serialising our own types into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, value).unwrap_or_default();
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start + 2..start + HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A body already serialised as JSON.

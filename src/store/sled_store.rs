@@ -5,7 +5,8 @@
 //! - `GATEHOUSE`      — marker with the schema version, written only after the store is initialised.
 //! - `store/`         — the sled database: the default tree holds audit records, runs,
 //!   grants, idempotency keys and metadata under prefixed keys; the `index` tree holds the
-//!   approval index (a pointer from each approval to its newest audit record).
+//!   approval index (a pointer from each approval to its newest audit record; a pending
+//!   approval's also carries its summary, which is all a start reads of it).
 //!
 //! Every value is an envelope `[b'G', schema version, crc32 (LE, 4 bytes), JSON body]`.
 //! Durability: sled 0.34's `flush()` ends in `sync_file_range`, which neither syncs file
@@ -23,11 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+mod files;
 mod keys;
 mod pending;
 mod sync;
 mod upgrade;
 
+use files::{check_marker, open_sled, write_marker};
 use keys::{grant_key, idempotency_key, key, show_key};
 pub use sync::SledSyncer;
 
@@ -55,7 +58,7 @@ pub struct SledStore {
     /// Audit records, runs, grants, idempotency keys and the metadata.
     db: sled::Db,
     /// The approval index: a pointer from each approval's id to its newest audit record,
-    /// pending (`p/`) or settled (`a/`).
+    /// pending (`p/`, with the approval's summary) or settled (`a/`).
     index: sled::Tree,
     dir: PathBuf,
     syncer: SledSyncer,
@@ -347,9 +350,8 @@ impl SledStore {
         let id = approval.id;
         let pointer = seq.to_be_bytes();
         if approval.is_pending() {
-            let r = self
-                .index
-                .insert(key(P_PENDING, id.as_bytes()), pointer.as_slice());
+            let entry = pending::entry(seq, &pending::SummaryRef::of(approval));
+            let r = self.index.insert(key(P_PENDING, id.as_bytes()), entry);
             self.sled(r)?;
         } else {
             let r = self
@@ -535,75 +537,6 @@ impl SledStore {
 /// Whether `dir` holds an initialised gatehouse data directory (its marker).
 pub fn is_data_dir(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
-}
-
-fn check_marker(dir: &Path, text: &str) -> Result<u32> {
-    let mut lines = text.lines();
-    if lines.next() != Some("gatehouse data directory") {
-        return Err(StoreError::Foreign {
-            dir: dir.to_path_buf(),
-            why: format!("{MARKER} marker is not gatehouse's"),
-        });
-    }
-    let found: u32 = lines
-        .find_map(|l| l.strip_prefix("schema = "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            what: format!("{MARKER} marker has no readable schema version"),
-        })?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema {
-            dir: dir.to_path_buf(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(found)
-}
-
-fn write_marker(dir: &Path) -> io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{MARKER}.tmp"));
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "gatehouse data directory\nschema = {SCHEMA_VERSION}")?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(MARKER))?;
-    File::open(dir)?.sync_all()
-}
-
-/// sled's page cache (its default is 1 GiB). The runner keeps what it serves often in memory
-/// (the newest pending approvals, recent decisions), so the cache mostly holds pages read
-/// once at start: 32 MiB keeps a start over 200,000 pending approvals near 150 MB resident
-/// (64 MiB: 11 MB more, and no faster).
-const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// sled 0.34 can panic on some corrupt files; a panic here must become an error, not a crash.
-fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
-    let path = path.to_path_buf();
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(move || {
-        sled::Config::new()
-            .path(&path)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-    });
-    std::panic::set_hook(prev);
-    match r {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(format!("sled cannot open it: {e}")),
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("sled failed while reading it: {msg}"))
-        }
-    }
 }
 
 #[cfg(test)]

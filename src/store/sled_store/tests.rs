@@ -109,14 +109,15 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
     );
 }
 
-/// A data directory of schema 1 (the approval index beside the records in the default tree),
-/// made from a schema 2 one by moving the index back and writing the old version.
+/// A data directory of schema 1 (the approval index beside the records in the default tree,
+/// a pending entry only its record's seq), made from a current one by moving the index back,
+/// cutting the summaries off and writing the old version.
 fn downgrade_to_schema_1(dir: &Path) {
     let db = open_sled(&dir.join(SLED_DIR)).unwrap();
     let index = db.open_tree(INDEX_TREE).unwrap();
     for item in index.iter() {
         let (k, v) = item.unwrap();
-        db.insert(&k, v).unwrap();
+        db.insert(&k, &v[..8]).unwrap();
         index.remove(&k).unwrap();
     }
     db.insert(META_SCHEMA, b"1").unwrap();
@@ -178,6 +179,16 @@ fn a_schema_1_directory_is_upgraded_and_reads_the_same() {
         );
         assert_eq!(approval_keys(&s.db), 0, "nothing of the index left behind");
         assert_eq!(approval_keys(&s.index), 2);
+        let mut summaries = Vec::new();
+        s.pending_summaries(&mut |p| summaries.push(p)).unwrap();
+        assert_eq!(
+            summaries
+                .iter()
+                .map(|p| (p.id, p.queue.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(b.id, "backup")],
+            "the pending entry carries its summary"
+        );
     };
     {
         let s = SledStore::open(dir.path()).unwrap();
@@ -462,14 +473,30 @@ fn a_start_reads_checked_summaries_and_settled_records_by_pointer() {
     let settled: Vec<u64> = s.settled_rev().unwrap().map(|r| r.unwrap().seq).collect();
     assert_eq!(settled, vec![3]);
 
-    // A damaged pending record stops the start.
+    // A start reads the index entries, not the records.
     let k = key(P_AUDIT, &1u64.to_be_bytes());
-    let mut raw = s.db.get(&k).unwrap().unwrap().to_vec();
+    let record = s.db.remove(&k).unwrap().unwrap();
+    let mut again = Vec::new();
+    s.pending_summaries(&mut |p| again.push(p.id)).unwrap();
+    assert_eq!(again, vec![a.id]);
+    s.db.insert(&k, record).unwrap();
+
+    // A damaged entry stops the start, and so does one that names another approval.
+    let pk = key(P_PENDING, a.id.as_bytes());
+    let good = s.index.get(&pk).unwrap().unwrap().to_vec();
+    let mut raw = good.clone();
     let n = raw.len();
     raw[n - 3] ^= 0x01;
-    s.db.insert(&k, raw).unwrap();
+    s.index.insert(&pk, raw).unwrap();
     let err = s.pending_summaries(&mut |_| {}).err().unwrap();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    let other = pending::entry(1, &pending::SummaryRef::of(&b));
+    s.index.insert(&pk, other).unwrap();
+    let err = s.pending_summaries(&mut |_| {}).err().unwrap();
+    assert!(err.to_string().contains("is of approval"), "{err}");
+    s.index.insert(&pk, &good[..8]).unwrap();
+    let err = s.pending_summaries(&mut |_| {}).err().unwrap();
+    assert!(err.to_string().contains("no summary"), "{err}");
 }
 
 /// What sled itself costs per submission, without flushes: the store's write (record and

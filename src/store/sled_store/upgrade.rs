@@ -1,19 +1,24 @@
 //! Bringing a data directory written by an older build up to this build's schema.
 //!
-//! Schema 1 kept the approval index (`p/`, `a/` pointers) in the default tree beside the
-//! audit records; schema 2 keeps it in a tree of its own. An upgrade moves each pointer
-//! (insert into the index tree, then remove from the default tree: sled recovers a prefix of
-//! its writes, so a pointer is never lost between the two), makes that durable, and only then
-//! records the new version in the metadata, then in the marker. An upgrade cut short is
-//! simply run again at the next start: moving a pointer twice changes nothing.
+//! - Schema 1 kept the approval index (`p/`, `a/` pointers) in the default tree beside the
+//!   audit records; from schema 2 it has a tree of its own. Each pointer is moved: inserted
+//!   into the index tree, then removed from the default tree (sled recovers a prefix of its
+//!   writes, so a pointer is never lost between the two).
+//! - Up to schema 2 a pending approval's entry was the seq of its record alone; from schema 3
+//!   it carries the approval's summary, read once here from that record.
+//!
+//! The result is made durable, and only then is the new version recorded in the metadata,
+//! then in the marker. An upgrade cut short is simply run again at the next start: moving or
+//! rewriting an entry twice changes nothing.
 
+use super::pending::{SummaryRef, entry};
 use super::{INDEX_TREE, META_SCHEMA, P_APPROVAL, P_PENDING, Result, SledStore, StoreError};
 use crate::store::SCHEMA_VERSION;
 
 impl SledStore {
     pub(super) fn upgrade(&self) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut moved = 0usize;
+        let (mut moved, mut summarised) = (0usize, 0usize);
         for prefix in [P_PENDING, P_APPROVAL] {
             for item in self.db.scan_prefix([prefix, b'/']) {
                 let (k, v) = self.sled(item)?;
@@ -24,6 +29,19 @@ impl SledStore {
                 moved += 1;
             }
         }
+        for item in self.index.scan_prefix([P_PENDING, b'/']) {
+            let (k, v) = self.sled(item)?;
+            if v.len() != 8 {
+                continue;
+            }
+            let summary = self.summary_from_record(&k, &v)?;
+            let seq = self.pointer_seq(&k, &v)?;
+            let r = self
+                .index
+                .insert(&k, entry(seq, &SummaryRef::from_summary(&summary)));
+            self.sled(r)?;
+            summarised += 1;
+        }
         self.sync_sled()?;
         let r = self
             .db
@@ -33,8 +51,9 @@ impl SledStore {
         tracing::info!(
             dir = %self.dir.display(),
             moved,
+            summarised,
             ms = started.elapsed().as_millis() as u64,
-            "upgraded the store to schema {SCHEMA_VERSION}: the approval index moved to the {INDEX_TREE} tree"
+            "upgraded the store to schema {SCHEMA_VERSION}: the approval index in the {INDEX_TREE} tree, pending entries with their summaries"
         );
         Ok(())
     }
