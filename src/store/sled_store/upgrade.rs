@@ -19,28 +19,35 @@ impl SledStore {
     pub(super) fn upgrade(&self) -> Result<()> {
         let started = std::time::Instant::now();
         let (mut moved, mut summarised) = (0usize, 0usize);
+        // Each entry is written once, as it ends up: a pending one with its summary.
+        let summarised_entry = |k: &[u8], v: &[u8]| -> Result<Vec<u8>> {
+            let summary = self.summary_from_record(k, v)?;
+            let seq = self.pointer_seq(k, v)?;
+            Ok(entry(seq, &SummaryRef::from_summary(&summary)))
+        };
         for prefix in [P_PENDING, P_APPROVAL] {
             for item in self.db.scan_prefix([prefix, b'/']) {
                 let (k, v) = self.sled(item)?;
-                let r = self.index.insert(&k, v);
+                let r = if prefix == P_PENDING && v.len() == 8 {
+                    summarised += 1;
+                    self.index.insert(&k, summarised_entry(&k, &v)?)
+                } else {
+                    self.index.insert(&k, v)
+                };
                 self.sled(r)?;
                 let r = self.db.remove(&k);
                 self.sled(r)?;
                 moved += 1;
             }
         }
+        // Schema 2 had the index in its tree already, without the summaries.
         for item in self.index.scan_prefix([P_PENDING, b'/']) {
             let (k, v) = self.sled(item)?;
-            if v.len() != 8 {
-                continue;
+            if v.len() == 8 {
+                let r = self.index.insert(&k, summarised_entry(&k, &v)?);
+                self.sled(r)?;
+                summarised += 1;
             }
-            let summary = self.summary_from_record(&k, &v)?;
-            let seq = self.pointer_seq(&k, &v)?;
-            let r = self
-                .index
-                .insert(&k, entry(seq, &SummaryRef::from_summary(&summary)));
-            self.sled(r)?;
-            summarised += 1;
         }
         self.sync_sled()?;
         let r = self
