@@ -56,6 +56,17 @@ fn record(seq: u64, a: &Approval) -> AuditRecord {
     r
 }
 
+/// Write `a` as it stands with its record `seq`.
+fn write(s: &SledStore, seq: u64, a: &Approval) {
+    s.write_approval(ApprovalWrite {
+        approval: a,
+        audit: &record(seq, a),
+        idempotency: None,
+        grant: None,
+    })
+    .unwrap();
+}
+
 #[test]
 fn writes_survive_reopen_and_pending_index_follows_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,21 +81,9 @@ fn writes_survive_reopen_and_pending_index_follows_status() {
             grant: None,
         })
         .unwrap();
-        s.write_approval(ApprovalWrite {
-            approval: &b,
-            audit: &record(2, &b),
-            idempotency: None,
-            grant: None,
-        })
-        .unwrap();
+        write(&s, 2, &b);
         a.status = ApprovalStatus::Approved;
-        s.write_approval(ApprovalWrite {
-            approval: &a,
-            audit: &record(3, &a),
-            idempotency: None,
-            grant: None,
-        })
-        .unwrap();
+        write(&s, 3, &a);
         s.syncer().sync().unwrap();
     }
     let s = SledStore::open(dir.path()).unwrap();
@@ -139,23 +138,10 @@ fn a_schema_1_directory_is_upgraded_and_reads_the_same() {
     let b = approval("backup");
     {
         let s = SledStore::open(dir.path()).unwrap();
-        for (seq, x) in [(1, &a), (2, &b)] {
-            s.write_approval(ApprovalWrite {
-                approval: x,
-                audit: &record(seq, x),
-                idempotency: None,
-                grant: None,
-            })
-            .unwrap();
-        }
+        write(&s, 1, &a);
+        write(&s, 2, &b);
         a.status = ApprovalStatus::Approved;
-        s.write_approval(ApprovalWrite {
-            approval: &a,
-            audit: &record(3, &a),
-            idempotency: None,
-            grant: None,
-        })
-        .unwrap();
+        write(&s, 3, &a);
         s.syncer().sync().unwrap();
     }
     downgrade_to_schema_1(dir.path());
