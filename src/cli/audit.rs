@@ -51,7 +51,7 @@ fn open_store(local: &CommonArgs, in_use_hint: &str) -> Result<Store, Failure> {
     }
     let local = super::existing_data(local)?;
     let dir = super::data_dir(local.data.as_ref())?;
-    Store::open(&dir).map_err(|e| match e {
+    Store::open_audit_log(&dir).map_err(|e| match e {
         StoreError::InUse { .. } => Failure::runtime(format!("{e}{in_use_hint}")),
         e => Failure::runtime(e.to_string()),
     })

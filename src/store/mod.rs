@@ -172,6 +172,14 @@ impl Store {
         })
     }
 
+    /// Open the sled data directory to read its audit log alone, changing nothing (an older
+    /// schema is not upgraded: see [`SledStore::open_audit_log`]).
+    pub fn open_audit_log(dir: &Path) -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Sled(SledStore::open_audit_log(dir)?),
+        })
+    }
+
     /// Open the store the config names: sled in `dir`, or the PostgreSQL database whose URL
     /// is in the environment variable `url_env`.
     pub fn open_configured(cfg: &StoreConfig, dir: &Path) -> Result<Store> {

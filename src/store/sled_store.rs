@@ -68,6 +68,17 @@ pub struct SledStore {
 impl SledStore {
     /// Open (or initialise) the data directory. Never resets anything silently.
     pub fn open(dir: &Path) -> Result<SledStore> {
+        SledStore::open_with(dir, true)
+    }
+
+    /// [`SledStore::open`] for reading the audit log alone (`gatehouse audit`): a directory
+    /// of an older schema is left as it is (the records are the same in every schema; only
+    /// the approval index moved), so reading it does not lock older builds out.
+    pub fn open_audit_log(dir: &Path) -> Result<SledStore> {
+        SledStore::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, upgrade: bool) -> Result<SledStore> {
         let io_err = |source| StoreError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -174,11 +185,20 @@ impl SledStore {
             synced_blobs: Arc::new(Mutex::new(HashSet::new())),
             blob_dir_mtime: Arc::new(Mutex::new(None)),
         };
-        let index = db.open_tree(INDEX_TREE).map_err(|e| StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            what: format!("sled cannot open its {INDEX_TREE} tree: {e}"),
-        })?;
-        let store = SledStore {
+        let index_tree = |db: &sled::Db| {
+            db.open_tree(INDEX_TREE).map_err(|e| StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                what: format!("sled cannot open its {INDEX_TREE} tree: {e}"),
+            })
+        };
+        // Schema 1 kept the approval index in the default tree: a store left at it (see
+        // `open_audit_log`) reads it there.
+        let index = if fresh || upgrade {
+            index_tree(&db)?
+        } else {
+            (*db).clone()
+        };
+        let mut store = SledStore {
             index,
             db,
             dir: dir.to_path_buf(),
@@ -196,7 +216,7 @@ impl SledStore {
                 .and_then(|d| d.sync_all())
                 .map_err(io_err)?;
             write_marker(dir).map_err(io_err)?;
-        } else {
+        } else if upgrade {
             if store.check_meta()? < SCHEMA_VERSION {
                 store.upgrade()?;
             }
@@ -205,6 +225,8 @@ impl SledStore {
             if marked < SCHEMA_VERSION {
                 write_marker(dir).map_err(io_err)?;
             }
+        } else if store.check_meta()? >= 2 {
+            store.index = index_tree(&store.db)?;
         }
         // The blobs that exist at open were synced by whoever wrote them (or are unacknowledged).
         if let Ok(rd) = fs::read_dir(&store.syncer.blob_dir) {

@@ -153,6 +153,25 @@ fn a_schema_1_directory_is_upgraded_and_reads_the_same() {
             "schema 1: the index in the default tree"
         );
     }
+    // Reading the audit log (`gatehouse audit`) leaves an older directory as it is.
+    {
+        let s = SledStore::open_audit_log(dir.path()).unwrap();
+        let seqs: Vec<u64> = s
+            .audit_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(
+            s.pending().unwrap().len(),
+            1,
+            "read where schema 1 keeps it"
+        );
+        assert_eq!(s.check_meta().unwrap(), 1);
+    }
+    let marker = fs::read_to_string(dir.path().join(MARKER)).unwrap();
+    assert!(marker.contains("schema = 1"), "{marker}");
     let check = |s: &SledStore| {
         let pending = s.pending().unwrap();
         assert_eq!(pending.len(), 1);
