@@ -185,7 +185,9 @@ fn hash_covers_every_field() {
     assert_ne!(changed.compute_hash(), h);
 }
 
-/// What writing the approval straight into the record saves:
+/// Benchmark, not a check (ignored: it prints the figure the README quotes and asserts
+/// nothing timed; `approval_written_directly_seals_as_through_a_value` and its neighbours are the checks):
+/// what writing the approval straight into the record saves.
 /// `cargo test --release --lib domain::audit_tests::approval_seal_cost -- --ignored --nocapture`
 #[test]
 #[ignore]

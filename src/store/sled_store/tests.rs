@@ -504,7 +504,8 @@ fn a_start_reads_checked_summaries_and_settled_records_by_pointer() {
     assert!(err.to_string().contains("no summary"), "{err}");
 }
 
-/// What sled itself costs per submission, without flushes: the store's write (record and
+/// Benchmark, not a check (ignored: it prints the figures the README quotes and asserts
+/// nothing timed). What sled itself costs per submission, without flushes: the store's write (record and
 /// pending pointer) against the record alone, the pointer alone and a small record
 /// (`cargo test --release --lib store::sled_store::tests::insert_cost -- --ignored --nocapture`).
 #[test]
