@@ -67,8 +67,8 @@ pub(super) fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
         }));
     });
     // sled's own lock on its files outlives a dropped `Db` for a moment (its IO threads let
-    // go of them last), so a store closed and opened again in one process can find it still
-    // held. The data directory's lock is ours already, so nobody else holds sled's: wait for
+    // go of them last, and a child forked by another thread shares the open file until its
+    // `exec`), so a store closed and opened again in one process can find it still held. The data directory's lock is ours already, so nobody else holds sled's: wait for
     // it a little, then report it.
     let started = std::time::Instant::now();
     let r = loop {
