@@ -4,7 +4,7 @@
 //! integer outside ±(2^53−1) or a key given twice in one object (DESIGN §9 "Exact arguments").
 
 use super::{ApiError, ApiState};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
@@ -18,48 +18,60 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
-        let limit = state.inner.max_body_bytes;
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("request body is larger than the limit of {limit} bytes"),
-            )
-        };
-        if let Some(len) = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > limit as u64
-        {
-            return Err(too_large());
-        }
-        let body: Body = req.into_body();
-        let limited = http_body_util::Limited::new(body, limit);
-        let collected = tokio::time::timeout(state.inner.body_timeout, limited.collect()).await;
-        let bytes = match collected {
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "the request body was not received in time",
-                ));
-            }
-            Ok(Err(e)) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return Err(too_large());
-                }
-                return Err(ApiError::bad_request(
-                    "bad_body",
-                    format!("could not read the request body: {e}"),
-                ));
-            }
-            Ok(Ok(c)) => c.to_bytes(),
-        };
+        let bytes = read(req, state).await?;
         parse(&bytes).map(JsonBody)
+    }
+}
+
+/// The declared `Content-Length`, when there is a readable one.
+pub fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A request's whole body: 413 over the limit (declared or as it arrives), 408 when it does
+/// not arrive within the body timeout, 400 when the client breaks it off.
+pub async fn read(req: Request, state: &ApiState) -> Result<Bytes, ApiError> {
+    let limit = state.inner.max_body_bytes;
+    if declared_length(&req).is_some_and(|len| len > limit as u64) {
+        return Err(too_large(limit));
+    }
+    read_body(req.into_body(), state).await
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// [`read`] for a body whose declared length was already checked.
+pub async fn read_body(body: Body, state: &ApiState) -> Result<Bytes, ApiError> {
+    let limit = state.inner.max_body_bytes;
+    let limited = http_body_util::Limited::new(body, limit);
+    let collected = tokio::time::timeout(state.inner.body_timeout, limited.collect()).await;
+    match collected {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body was not received in time",
+        )),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(too_large(limit));
+            }
+            Err(ApiError::bad_request(
+                "bad_body",
+                format!("could not read the request body: {e}"),
+            ))
+        }
+        Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! unknown `Host` names (DNS rebinding), foreign `Origin`s and cross-site fetches (CSRF),
 //! and POSTs that are not JSON (simple cross-origin form posts).
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, body};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -10,6 +10,26 @@ use axum::response::{IntoResponse, Response};
 
 pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let post = req.method() == Method::POST;
+    // A POST body within the limit is read whole before anything can refuse the request. A
+    // server that answers (401, 403, 415, …) and closes with the body still arriving makes
+    // the client's kernel see a reset: the client fails writing the body, or loses the answer
+    // it was sent, instead of reading why it was refused. Over the limit, or without a
+    // length, the handler reads it as before (and a 413 closes).
+    let limit = state.inner.max_body_bytes as u64;
+    let req = if post && body::declared_length(&req).is_some_and(|n| n > 0 && n <= limit) {
+        let (parts, body) = req.into_parts();
+        match body::read_body(body, &state).await {
+            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Err(e) => {
+                if e.status != StatusCode::REQUEST_TIMEOUT {
+                    state.inner.metrics.refusal("bad_request");
+                }
+                return close(e.into_response());
+            }
+        }
+    } else {
+        req
+    };
     let mut resp = match check(&state, &req) {
         Ok(()) => {
             let resp = next.run(req).await;
@@ -33,11 +53,16 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
     // A refused POST may leave its body unread, and the server then drops the connection:
     // say so, or a keep-alive client sends its next request into a closing socket.
     if post && (resp.status().is_client_error() || resp.status().is_server_error()) {
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
+        resp = close(resp);
     }
+    resp
+}
+
+fn close(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
     resp
 }
 
