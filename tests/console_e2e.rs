@@ -56,7 +56,12 @@ fn decide_on_screen(c: &mut Console, base: &str) {
     c.wait_for("the third approval", |s| s.contains("ORD-8"));
     settle();
     c.send("\x1b[200~aAd\r\x1b[201~");
-    std::thread::sleep(Duration::from_millis(800));
+    keys_handled(c);
+    assert!(
+        !c.text().contains("sending"),
+        "a paste decided:\n{}",
+        c.text()
+    );
     let (_, v) = http(
         "GET",
         &format!("{base}/v1/approvals/{id}"),
@@ -64,6 +69,7 @@ fn decide_on_screen(c: &mut Console, base: &str) {
         None,
     );
     assert_eq!(v["status"], "pending", "a paste decided: {v}");
+    let pasted = id;
 
     // `A` approves and grants the tool for the rest of the run
     let (code, v) = http(
@@ -117,6 +123,14 @@ fn decide_on_screen(c: &mut Console, base: &str) {
         !text.contains('\u{202e}'),
         "raw bidi override reached the screen"
     );
+    // By now a decision the paste had sent would long have been applied.
+    let (_, v) = http(
+        "GET",
+        &format!("{base}/v1/approvals/{pasted}"),
+        "alice-token-1234",
+        None,
+    );
+    assert_eq!(v["status"], "pending", "a paste decided: {v}");
 }
 
 #[test]
@@ -371,7 +385,7 @@ fn demo_runs_view_and_transcript_show_what_led_to_the_request() {
     // decide keys do nothing while the transcript is open
     std::thread::sleep(Duration::from_millis(1300));
     c.send("a");
-    std::thread::sleep(Duration::from_millis(300));
+    keys_handled(&mut c);
     assert!(!c.text().contains("sending approve"), "{}", c.text());
     c.send("\x1b");
     c.wait_for("the dashboard after Esc", |s| {

@@ -210,6 +210,18 @@ pub fn api_from_log(log: &Path) -> String {
     }
 }
 
+/// Wait until the console has handled every key sent so far: keys are read in order, so
+/// once help (opened by a key sent now) is on screen, the keys before it were handled.
+/// Help closes again, leaving the console as it was.
+pub fn keys_handled(c: &mut Console) {
+    c.send("?");
+    c.wait_for("help, after the keys sent before it", |s| {
+        s.contains("Help · Esc closes")
+    });
+    c.send("\x1b");
+    c.wait_for("help closed", |s| !s.contains("Help · Esc closes"));
+}
+
 /// Wait until the decide guard for an approval that just appeared has passed.
 pub fn settle() {
     std::thread::sleep(Duration::from_millis(1300));
