@@ -9,5 +9,14 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // A `command` tool's guard is this binary started again (see `tools::guard`): it must not
+    // parse a command line, start a runtime or touch a terminal.
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == gatehouse::tools::guard::GUARD_ARG)
+    {
+        gatehouse::tools::guard::run(args.collect());
+    }
     gatehouse::cli::main()
 }

@@ -3,8 +3,9 @@
 //!
 //! The program runs in a process group of its own, so a timeout (or the call being dropped,
 //! as when gatehouse stops) kills everything it started, not just the first process. And it
-//! dies with gatehouse (DESIGN §9): on Linux it asks the kernel for SIGKILL when its parent
-//! dies (`PR_SET_PDEATHSIG`), so after a `kill -9` nothing keeps running behind an
+//! dies with gatehouse (DESIGN §9), everything it started too: it runs under a guard
+//! ([`super::guard`]) that the kernel signals when gatehouse dies (`PR_SET_PDEATHSIG`) and
+//! that then kills the whole group, so after a `kill -9` nothing keeps running behind an
 //! `outcome_unknown` approval.
 //!
 //! The kernel's "parent" there is the *thread* that forked, not the process: a program
@@ -42,7 +43,7 @@ pub(super) async fn run(
         k.to_str()
             .is_some_and(|k| INHERITED_ENV.contains(&k) || k.starts_with("LC_"))
     });
-    let mut command = Command::new(program);
+    let mut command = super::guard::guarded(program);
     command
         .args(args)
         .env_clear()
@@ -113,6 +114,12 @@ pub(super) async fn run(
                     "the output of {program:?} exceeds {} MiB (the program was killed)",
                     MAX_OUTPUT_BYTES / (1024 * 1024)
                 )),
+                Some(_) if status.code() == Some(super::guard::START_FAILED_STATUS) => {
+                    match not_started(&err) {
+                        Some(why) => ToolOutput::unavailable(why),
+                        None => ToolOutput::Error(failure(program, status, &err)),
+                    }
+                }
                 Some(_) if !status.success() => ToolOutput::Error(failure(program, status, &err)),
                 Some(out) => ToolOutput::Ok(String::from_utf8_lossy(&out).into_owned()),
             }
@@ -184,6 +191,14 @@ pub(crate) async fn on_lifeline<T: Send + 'static>(
     });
     lifeline.as_ref()?.send(job).ok()?;
     rx.await.ok()
+}
+
+/// The guard's word that the program could not be started (`cannot start "x": …`).
+fn not_started(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().last()?;
+    line.strip_prefix(super::guard::START_FAILED)
+        .map(|why| why.trim().to_string())
 }
 
 fn failure(program: &str, status: ExitStatus, stderr: &[u8]) -> String {

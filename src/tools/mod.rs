@@ -6,6 +6,8 @@
 
 pub mod builtin;
 pub(crate) mod command;
+#[cfg(unix)]
+pub mod guard;
 mod http;
 pub mod mcp;
 #[cfg(test)]

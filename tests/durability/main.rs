@@ -546,13 +546,15 @@ fn alive(pid: i32) -> bool {
 }
 
 /// DESIGN §9 "Tools die with gatehouse": after kill -9 of the daemon, a `command` tool of an
-/// agent run that was still working never finishes, so nothing runs behind the
-/// `outcome_unknown` the reviewer is shown.
+/// agent run that was still working never finishes, and neither does anything it started (a
+/// background job of the tool's shell), so nothing runs behind the `outcome_unknown` the
+/// reviewer is shown.
 #[tokio::test]
 async fn a_running_command_tool_dies_with_the_daemon() {
     use common::model_server::{ModelServer, Reply, call};
     let ws = Workspace::new();
     let pid_file = ws.dir.path().join("tool.pid");
+    let job_pid_file = ws.dir.path().join("job.pid");
     let marker = ws.dir.path().join("tool.finished");
     let model = ModelServer::scripted(vec![
         Reply::tools(
@@ -561,9 +563,11 @@ async fn a_running_command_tool_dies_with_the_daemon() {
         ),
         Reply::text("Refunded."),
     ]);
-    // The shell itself writes the marker after its work (8 s), so once it is killed the marker
-    // can never appear; left alone, it appears and the shell exits, failing the test below.
-    let script = r#"echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; sleep 8; echo done > "$2""#;
+    // The shell starts a background job (30 s, then the marker), writes its own pid and the
+    // job's, and writes the marker itself after its work (8 s). Once both are killed the marker
+    // can never appear; left alone, it appears, failing the test below. Only the shell is
+    // gatehouse's child: the job outlives a kill of the shell alone.
+    let script = r#"(sleep 30; echo done > "$2") & echo $! > "$3.tmp" && mv "$3.tmp" "$3"; echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; sleep 8; echo done > "$2""#;
     let argv = [
         "/bin/sh",
         "-c",
@@ -571,6 +575,7 @@ async fn a_running_command_tool_dies_with_the_daemon() {
         "sh",
         pid_file.to_str().unwrap(),
         marker.to_str().unwrap(),
+        job_pid_file.to_str().unwrap(),
     ];
     let argv: Vec<String> = argv.iter().map(|a| toml_str(a)).collect();
     ws.write_config(&format!(
@@ -626,14 +631,25 @@ timeout = "60s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // Written before the tool's own pid file.
+    let job: i32 = std::fs::read_to_string(&job_pid_file)
+        .expect("the job's pid file")
+        .trim()
+        .parse()
+        .expect("the job's pid");
     assert!(alive(pid), "the tool (pid {pid}) should be running");
+    assert!(alive(job), "the tool's job (pid {job}) should be running");
 
     d.kill();
 
-    // Long before the tool's own 8 s are up, the kernel has killed it.
+    // Long before the tool's own 8 s (and its job's 30 s) are up, both are killed.
     assert!(
         waiting::process_exits_within(pid, Duration::from_secs(15)).await,
         "the tool (pid {pid}) outlived the daemon"
+    );
+    assert!(
+        waiting::process_exits_within(job, Duration::from_secs(15)).await,
+        "the tool's background job (pid {job}) outlived the daemon"
     );
     assert!(
         !marker.exists(),
