@@ -570,3 +570,30 @@ fn audit_export_and_verify_catch_tampering() {
     let f = gatehouse(&["audit", "verify", "--data", data.to_str().unwrap()], None);
     assert!(ok(&f).contains("ok, 6 records"), "{f:?}");
 }
+
+/// Output read by a pipe that closes early (`| head`) ends the command quietly, as it does any
+/// Unix tool: by SIGPIPE, not a panic (exit 101) with a backtrace. The pipe's reading end is
+/// closed before the command starts, so its first line already finds no reader.
+#[test]
+fn printing_into_a_closed_pipe_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = command()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("BOT_TOKEN", "bot-token")
+        .args(["config", "check", "--config"])
+        .arg(fixtures().join("valid_offline.toml"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

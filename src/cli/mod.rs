@@ -157,6 +157,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if prints_for_a_pipe(&cli.command) {
+        stop_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Config {
             action: ConfigAction::Check { config },
@@ -193,6 +196,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy { action } => runtime()?.block_on(policy::run(action)),
         Command::Mcp(args) => runtime()?.block_on(mcp::mcp(args)),
         Command::Store { action } => runtime()?.block_on(store::run(action)),
+    }
+}
+
+/// Commands whose output is read by scripts and pagers (`| head`, `| less` quit early).
+/// Not the daemon, the consoles, the hook (it must answer its host, or cancel) or the MCP
+/// server (it answers on its own standard output); `audit export` reports a closed pipe itself.
+fn prints_for_a_pipe(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Config { .. }
+            | Command::Approvals { .. }
+            | Command::Run(_)
+            | Command::Runs { .. }
+            | Command::Policy { .. }
+            | Command::Store { .. }
+            | Command::Bench { .. }
+    )
+}
+
+/// Rust ignores SIGPIPE, so printing to a pipe whose reader has gone fails, and `println!`
+/// panics on that failure. A command that prints for a pipe ends as other Unix tools do
+/// instead: quietly, by SIGPIPE. Sockets are unaffected (they are written with
+/// `MSG_NOSIGNAL`).
+fn stop_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring the default action of one signal; no handler, no pointers.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
