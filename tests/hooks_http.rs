@@ -122,7 +122,7 @@ async fn http_hook_cancels_when_the_caller_goes_away() {
 }
 
 #[tokio::test]
-async fn http_hook_fails_closed_on_input_it_cannot_read_and_refuses_bad_tokens() {
+async fn http_hook_denies_everything_it_cannot_answer_even_a_bad_token() {
     let ws = Workspace::new();
     let d = ws.start();
     let api = d.api();
@@ -143,22 +143,66 @@ async fn http_hook_fails_closed_on_input_it_cannot_read_and_refuses_bad_tokens()
         "{r:?}"
     );
     assert!(api.list_all("all").await.is_empty());
-    assert_eq!(
-        api.post(None, HOOK, &pre_tool_use("t", "ls")).await.status,
-        401
-    );
-    assert_eq!(
-        api.post(Some("nope"), HOOK, &pre_tool_use("t", "ls"))
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        api.post(Some(ALICE), HOOK, &pre_tool_use("t", "ls"))
-            .await
-            .status,
-        403
-    );
+    // A misconfigured hook (no token, a wrong one, a reviewer's) must not stop gating: a 401
+    // or 403 would be "no decision" to Claude Code, and the tool would run. So would a 400 for
+    // a body that is not JSON, or a 422 for a bad `?wait=`.
+    let bad_body = api
+        .post_raw(
+            Some(BOT),
+            HOOK,
+            Some("application/json"),
+            b"{not json".to_vec(),
+        )
+        .await;
+    let bad_wait = api
+        .post(
+            Some(BOT),
+            &format!("{HOOK}?wait=soon"),
+            &pre_tool_use("t", "ls"),
+        )
+        .await;
+    for (what, r, says) in [
+        (
+            "no token",
+            api.post(None, HOOK, &pre_tool_use("t", "ls")).await,
+            "bearer token",
+        ),
+        (
+            "a wrong token",
+            api.post(Some("nope"), HOOK, &pre_tool_use("t", "ls")).await,
+            "bearer token",
+        ),
+        (
+            "a reviewer's token",
+            api.post(Some(ALICE), HOOK, &pre_tool_use("t", "ls")).await,
+            "agent role",
+        ),
+        ("a body that is not JSON", bad_body, "malformed JSON"),
+        ("a bad wait", bad_wait, "wait"),
+    ] {
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        assert_eq!(
+            r.body["hookSpecificOutput"]["permissionDecision"], "deny",
+            "{what}: {r:?}"
+        );
+        let reason = r.body["hookSpecificOutput"]["permissionDecisionReason"]
+            .as_str()
+            .unwrap_or("");
+        assert!(reason.contains(says), "{what}: {reason}");
+    }
+    assert!(api.list_all("all").await.is_empty());
+    // Each is still counted as refused.
+    let metrics = api.get(Some(ALICE), "/metrics").await;
+    let text = metrics.body.as_str().unwrap_or("").to_string();
+    for reason in ["unauthorized", "forbidden", "bad_request"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("gatehouse_refused_total")
+                    && l.contains(&format!("reason=\"{reason}\""))
+                    && !l.ends_with(" 0")),
+            "no {reason} refusal counted:\n{text}"
+        );
+    }
 }
 
 #[tokio::test]
