@@ -62,7 +62,8 @@ pub fn approval(
         escalates_at: None,
         status: ApprovalStatus::Pending,
         decision: None,
-        editable: false,
+        // As the runner makes them: a gatehouse run's approvals take edits (it runs the tool).
+        editable: run_id.is_some(),
         outcome_unknown: false,
         approvals_needed: None,
         approved_by: Vec::new(),

@@ -280,9 +280,11 @@ impl ConsoleState {
         a.run_id.as_deref().and_then(|r| Uuid::parse_str(r).ok())
     }
 
-    /// Whether `e` is offered for this approval (the executor honours edits).
+    /// Whether `e` is offered for this approval: its submitter said it honours edits (a
+    /// gatehouse run always does). The runner refuses an edit of any other, so offering it for
+    /// a `run_id` alone (an external client's own run) only led to a refusal.
     pub fn editable(a: &Approval) -> bool {
-        a.editable || a.run_id.is_some()
+        a.editable
     }
 
     /// The approval whose detail is on screen and may be decided: the dashboard's selection

@@ -263,6 +263,47 @@ fn edit_only_when_offered_and_valid() {
     assert!(matches!(st.top(), Some(Layer::Edit(_))));
 }
 
+/// A `run_id` alone (an external client's own run) does not make an approval editable: the
+/// runner would refuse the edit, so the console does not open it; the submitter's
+/// `editable: true` does.
+#[test]
+fn a_run_id_alone_does_not_offer_edits() {
+    for editable in [false, true] {
+        let t0 = Instant::now();
+        let mut a = approval(
+            78,
+            "wire_money",
+            "primary",
+            Some("billing-bot"),
+            None,
+            Some("run-42"),
+            json!({"amount": 10}),
+            Some("pay"),
+            30,
+            Some(600),
+        );
+        a.editable = editable;
+        let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
+        st.now = fixed_now();
+        st.apply(
+            FrontendEvent::Snapshot {
+                pending: vec![a],
+                recent: Vec::new(),
+                runs: Vec::new(),
+                seq: 1,
+            },
+            t0,
+        );
+        st.mark_drawn(t0);
+        st.handle_key(&ch('e'), later(t0, 1400));
+        assert_eq!(
+            matches!(st.top(), Some(Layer::Edit(_))),
+            editable,
+            "editable: {editable}"
+        );
+    }
+}
+
 #[test]
 fn edit_prompt_shows_non_ascii_escaped() {
     let a = approval(
