@@ -188,8 +188,10 @@ fn only_reviewers_of_this_tier_or_earlier_and_admins_decide() {
         let a = h.submit("bot", req("t", json!({}))).await.unwrap().approval;
         for who in ["bob", "carol"] {
             match h.decide(who, decision(a.id)).await {
-                Err(RunnerError::Forbidden { code, .. }) => {
-                    assert_eq!(code, "not_a_reviewer_of_queue", "{who}")
+                Err(RunnerError::Forbidden { code, message }) => {
+                    assert_eq!(code, "not_a_reviewer_of_queue", "{who}");
+                    // The tier as the approval and the console number it.
+                    assert!(message.contains(&format!("(tier {})", a.tier)), "{message}");
                 }
                 other => panic!("{who}: {other:?}"),
             }

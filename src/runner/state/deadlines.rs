@@ -180,7 +180,7 @@ impl Runner {
         let msg = format!(
             "{who} is not a reviewer of queue {} (tier {}); it may be decided by {} or an admin",
             a.queue,
-            a.tier + 1,
+            a.tier,
             named.join(", ")
         );
         self.refused(who, Some(a.id), "not_a_reviewer_of_queue", &msg);
