@@ -58,7 +58,7 @@ impl Entry {
             .name
             .as_deref()
             .map(|s| sanitize(s).0.into_owned())
-            .unwrap_or_else(|| "default".into());
+            .unwrap_or_else(|| "no policy".into());
         let escaped = approval_has_escapes(&approval);
         let summary = sanitize(&args_summary(&approval.arguments)).0.into_owned();
         let quorum = approval

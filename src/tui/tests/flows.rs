@@ -405,3 +405,43 @@ fn paste_never_decides() {
     assert_eq!(p.input.value(), "dup  licate");
     assert_eq!(st.inflight_count(), 0);
 }
+
+/// An approval no policy covers says so in its row, as its detail does ("no policy"), not
+/// "default", which reads like a policy's name.
+#[test]
+fn a_call_no_policy_covers_says_so_in_its_row() {
+    let t0 = Instant::now();
+    let mut a = approval(
+        79,
+        "Bash",
+        "primary",
+        Some("claude-code"),
+        None,
+        None,
+        json!({"command": "ls"}),
+        None,
+        5,
+        Some(600),
+    );
+    a.policy.name = None;
+    a.policy.rule = None;
+    a.policy.reason = "no policy covers tool \"Bash\"".into();
+    let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
+    st.now = fixed_now();
+    st.apply(
+        FrontendEvent::Snapshot {
+            pending: vec![a],
+            recent: Vec::new(),
+            runs: Vec::new(),
+            seq: 1,
+        },
+        t0,
+    );
+    let text = super::screen_text(&st, 120, 35);
+    let row = text
+        .lines()
+        .find(|l| l.contains("Bash") && l.contains("claude-code"))
+        .unwrap_or_else(|| panic!("no row for the call:\n{text}"));
+    assert!(row.contains("no policy"), "{row}");
+    assert!(!row.contains("default"), "{row}");
+}
