@@ -165,8 +165,13 @@ fn unreadable_file_is_a_problem() {
     let path = dir().join("does_not_exist.toml");
     let err = gatehouse::preflight::load(&path).expect_err("a missing file cannot load");
     assert_eq!(err.problems.len(), 1);
-    assert_eq!(err.problems[0].key, "file");
+    assert_eq!(err.problems[0].key, "");
     assert!(err.problems[0].message.starts_with("cannot read"));
+    // The file as a whole: no line 0, no key.
+    assert_eq!(
+        err.to_string(),
+        format!("{}: {}", path.display(), err.problems[0].message)
+    );
 }
 
 #[test]

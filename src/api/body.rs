@@ -105,7 +105,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Err(syntax) => {
                 ApiError::bad_request("malformed_json", format!("malformed JSON: {syntax}"))
             }
+            Ok(_) if !text.trim_start().starts_with('{') => {
+                // serde's "invalid length 0, expected struct SubmitBody" names our type, not
+                // the problem.
+                let kind = serde_json::from_str::<serde_json::Value>(text)
+                    .map(|v| crate::text::json_type(&v))
+                    .unwrap_or("something else");
+                ApiError::unprocessable(format!(
+                    "the request body must be a JSON object, not {kind}"
+                ))
+            }
             Ok(_) => {
+                // A path through deep nesting can be thousands of characters long.
+                let path = crate::text::clip(&path, 200);
                 let what = match inner.classify() {
                     serde_json::error::Category::Data => strip_position(&inner.to_string()),
                     _ => format!("wrong type ({})", strip_position(&inner.to_string())),

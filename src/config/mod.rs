@@ -35,14 +35,15 @@ impl std::fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file.display(),
-                p.line,
-                p.key,
-                p.message
-            )?;
+            // A problem with the file as a whole (it cannot be read) has no line and no key.
+            write!(f, "{}", self.file.display())?;
+            if p.line > 0 {
+                write!(f, ":{}", p.line)?;
+            }
+            if !p.key.is_empty() {
+                write!(f, ": {}", p.key)?;
+            }
+            write!(f, ": {}", p.message)?;
         }
         Ok(())
     }
@@ -515,8 +516,8 @@ impl Config {
             file: path.to_path_buf(),
             problems: vec![ConfigProblem {
                 line: 0,
-                key: "file".into(),
-                message: format!("cannot read: {e}"),
+                key: String::new(),
+                message: format!("cannot read it: {e}"),
             }],
         })?;
         parse(&text).map_err(|problems| ConfigError {

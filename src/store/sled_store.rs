@@ -85,6 +85,12 @@ impl SledStore {
         };
         // Before the first file is made: everything in the directory is private from birth.
         perms::private_umask();
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::Foreign {
+                dir: dir.to_path_buf(),
+                why: "it is a file, not a directory".into(),
+            });
+        }
         fs::create_dir_all(dir).map_err(io_err)?;
         let lock_path = dir.join(LOCK);
         let lock_was_there = lock_path.exists();

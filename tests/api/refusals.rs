@@ -257,8 +257,10 @@ async fn malformed_requests_are_refused_and_change_nothing() {
             json!({"tool": "x", "arguments": {}, "reasoning": 5}),
             "reasoning",
         ),
-        (json!(["tool", "x"]), ""),
-        (json!("x"), ""),
+        (json!(["tool", "x"]), "must be a JSON object, not an array"),
+        (json!([]), "must be a JSON object, not an array"),
+        (json!("x"), "must be a JSON object, not a string"),
+        (json!(null), "must be a JSON object, not null"),
     ] {
         let r = api.submit(BOT, &body).await;
         assert_eq!(r.expect_error(422), "invalid_request", "{body}: {r:?}");
@@ -268,6 +270,18 @@ async fn malformed_requests_are_refused_and_change_nothing() {
             r.message()
         );
     }
+    // A path through deep nesting is clipped, not thousands of characters long.
+    let deep = format!(
+        r#"{{"tool": "x", "arguments": {{"a": {}1{}}}}}"#,
+        "[".repeat(2000),
+        "]".repeat(2000)
+    );
+    let r = api
+        .post_raw(Some(BOT), "/v1/approvals", json_ct, deep.into_bytes())
+        .await;
+    r.expect_error(422);
+    assert!(r.message().starts_with("arguments.a"), "{}", r.message());
+    assert!(r.message().len() < 400, "{} bytes", r.message().len());
     for (body, field) in [
         (json!({}), "decision"),
         (json!({"decision": "maybe"}), "decision"),

@@ -163,4 +163,13 @@ fn foreign_directory_is_refused_and_left_alone() {
         !ws.data().join("gatehouse.lock").exists(),
         "a refused foreign directory is left as it was found"
     );
+
+    // A file given as the data directory is refused as such, and left as it is.
+    let ws = Workspace::new();
+    std::fs::write(ws.data(), "my precious notes\n").unwrap();
+    assert_refused(&ws, "it is a file, not a directory");
+    assert_eq!(
+        std::fs::read_to_string(ws.data()).unwrap(),
+        "my precious notes\n"
+    );
 }
