@@ -283,18 +283,7 @@ fn a_run_id_alone_does_not_offer_edits() {
             Some(600),
         );
         a.editable = editable;
-        let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
-        st.now = fixed_now();
-        st.apply(
-            FrontendEvent::Snapshot {
-                pending: vec![a],
-                recent: Vec::new(),
-                runs: Vec::new(),
-                seq: 1,
-            },
-            t0,
-        );
-        st.mark_drawn(t0);
+        let mut st = super::state_with(vec![a], t0);
         st.handle_key(&ch('e'), later(t0, 1400));
         assert_eq!(
             matches!(st.top(), Some(Layer::Edit(_))),
@@ -426,17 +415,7 @@ fn a_call_no_policy_covers_says_so_in_its_row() {
     a.policy.name = None;
     a.policy.rule = None;
     a.policy.reason = "no policy covers tool \"Bash\"".into();
-    let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
-    st.now = fixed_now();
-    st.apply(
-        FrontendEvent::Snapshot {
-            pending: vec![a],
-            recent: Vec::new(),
-            runs: Vec::new(),
-            seq: 1,
-        },
-        t0,
-    );
+    let st = super::state_with(vec![a], t0);
     let text = super::screen_text(&st, 120, 35);
     let row = text
         .lines()

@@ -54,6 +54,23 @@ pub(super) fn scene_state(t0: Instant) -> ConsoleState {
     st
 }
 
+/// A console whose only pending approvals are `pending`, drawn at `t0`.
+pub(super) fn state_with(pending: Vec<crate::domain::Approval>, t0: Instant) -> ConsoleState {
+    let mut st = ConsoleState::new("gatehouse", "alice", Keymap::default());
+    st.now = fixed_now();
+    st.apply(
+        FrontendEvent::Snapshot {
+            pending,
+            recent: Vec::new(),
+            runs: Vec::new(),
+            seq: 1,
+        },
+        t0,
+    );
+    st.mark_drawn(t0);
+    st
+}
+
 pub(super) fn later(t0: Instant, ms: u64) -> Instant {
     t0 + Duration::from_millis(ms)
 }
