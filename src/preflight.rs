@@ -15,8 +15,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     Config::load_with(path, parse)
 }
 
+/// [`load`] without the checks of this machine (token variables set, tools' programs present):
+/// for a config that is only read here, not run (`policy replay` of a candidate written for
+/// another box).
+pub fn load_portable(path: &Path) -> Result<Config, ConfigError> {
+    Config::load_with(path, |text| parse_with(text, false))
+}
+
 /// Parse and check config text.
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    parse_with(text, true)
+}
+
+fn parse_with(text: &str, this_machine: bool) -> Result<Config, Vec<ConfigProblem>> {
     let parsed = shape::parse_config(text)?;
     let mut problems = crate::config::check::check(&parsed, text);
     let mut add = |p: ConfigProblem| {
@@ -34,8 +45,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
     for p in key_problems(&parsed.config, text) {
         add(p);
     }
-    for p in machine_problems(&parsed, text) {
-        add(p);
+    if this_machine {
+        for p in machine_problems(&parsed, text) {
+            add(p);
+        }
     }
     problems.sort_by_key(|p| p.line);
     if problems.is_empty() {

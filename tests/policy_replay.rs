@@ -160,4 +160,42 @@ fn replay_refuses_a_bad_config_and_a_live_data_dir() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("--connect"), "{out:?}");
     drop(d);
+
+    // A candidate written for another machine: its token variable is not set here and its
+    // tool's program is not installed. Replay reads only its policies, so it runs.
+    let elsewhere = ws.dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        format!(
+            r#"{}
+[[identities]]
+name = "ops-bot"
+roles = ["agent"]
+token_env = "GATEHOUSE_REPLAY_TEST_UNSET_TOKEN"
+
+[[tools]]
+name = "restart"
+description = "Restart a service."
+parameters = {{ type = "object" }}
+kind = "command"
+command = ["/nonexistent/restart-service"]
+"#,
+            config_text()
+        ),
+    )
+    .unwrap();
+    let out = replay(
+        &["--data", ws.data().to_str().expect("utf-8 path")],
+        &elsewhere,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    // `config check` still checks this machine.
+    let mut c = command();
+    c.args(["config", "check", "--config"]).arg(&elsewhere);
+    let out = run(c);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("GATEHOUSE_REPLAY_TEST_UNSET_TOKEN"),
+        "{out:?}"
+    );
 }

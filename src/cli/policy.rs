@@ -43,7 +43,9 @@ pub async fn run(action: Action) -> Result<(), Failure> {
         since,
         json,
     } = action;
-    let cfg = crate::preflight::load(&config).map_err(|e| {
+    // Only the policies (and queues, tiers) are used: a candidate written for another machine
+    // need not find its token variables or tools' programs here.
+    let cfg = crate::preflight::load_portable(&config).map_err(|e| {
         Failure::usage(format!(
             "{} problem(s) in the config:\n{e}",
             e.problems.len()
