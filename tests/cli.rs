@@ -278,10 +278,11 @@ fn approvals_against_a_running_daemon() {
         let url = format!("http://{}", s.local_addr().unwrap());
         (s, url)
     });
+    // In words a person can act on, not reqwest's "error sending request for url".
     fails(
         &gatehouse(&["approvals", "list", "--connect", &closed], Some(ALICE)),
         1,
-        "cannot reach",
+        &format!("cannot reach {closed}: connection refused"),
     );
 
     // What the CLI did is what the daemon holds.

@@ -47,15 +47,16 @@ impl Remote {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp: Response = req
-            .send()
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot reach {}: {e}", self.base)))?;
+        let resp: Response = req.send().await.map_err(|e| {
+            // "connection refused", not reqwest's "error sending request for url (…)".
+            let why = crate::frontend::remote::root_cause(&e);
+            Failure::runtime(format!("cannot reach {}: {why}", self.base))
+        })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| Failure::runtime(format!("reading the answer from {}: {e}", self.base)))?;
+        let text = resp.text().await.map_err(|e| {
+            let why = crate::frontend::remote::root_cause(&e);
+            Failure::runtime(format!("reading the answer from {}: {why}", self.base))
+        })?;
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, v))
     }
