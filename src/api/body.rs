@@ -14,11 +14,20 @@ mod exact;
 
 pub struct JsonBody<T>(pub T);
 
+/// A body the guard has already read whole (see `guard::guard`), so a handler parses it
+/// without reading it again. The request's body holds the same bytes for handlers that read
+/// it themselves (the MCP gateway).
+#[derive(Clone)]
+pub struct ReadBody(pub Bytes);
+
 impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
-        let bytes = read(req, state).await?;
+        let bytes = match req.extensions().get::<ReadBody>() {
+            Some(ReadBody(read)) => read.clone(),
+            None => read(req, state).await?,
+        };
         parse(&bytes).map(JsonBody)
     }
 }

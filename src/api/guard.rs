@@ -19,7 +19,11 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
     let req = if post && body::declared_length(&req).is_some_and(|n| n > 0 && n <= limit) {
         let (parts, body) = req.into_parts();
         match body::read_body(body, &state).await {
-            Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Ok(bytes) => {
+                let mut req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+                req.extensions_mut().insert(body::ReadBody(bytes));
+                req
+            }
             Err(e) => {
                 if e.status != StatusCode::REQUEST_TIMEOUT {
                     state.inner.metrics.refusal("bad_request");
