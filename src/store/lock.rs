@@ -1,6 +1,6 @@
 //! One process per data directory: an exclusive lock on `gatehouse.lock`, holding our PID.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// told apart: ours (a second open in this process, refused) or a dropped one that a child
 /// still holds for a moment. A lock belongs to the open file, and a child forked by another
 /// thread shares our open files until its `exec` closes them.
-static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// How long a lock under our own PID that this process no longer holds is waited for: a
 /// fork's window before `exec` is far shorter.
@@ -28,7 +28,7 @@ pub enum LockError {
     Io(io::Error),
 }
 
-fn held() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+fn held() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -57,7 +57,7 @@ impl DirLock {
                     let _ = file.read_to_string(&mut pid);
                     let pid = pid.trim().to_string();
                     let ours = pid == std::process::id().to_string();
-                    let still_ours = held().as_ref().is_some_and(|h| h.contains(&key));
+                    let still_ours = held().contains(&key);
                     if ours && !still_ours && started.elapsed() < FORK_WINDOW {
                         waiting();
                         std::thread::sleep(Duration::from_millis(5));
@@ -76,16 +76,14 @@ impl DirLock {
         file.rewind().map_err(LockError::Io)?;
         write!(file, "{}", std::process::id()).map_err(LockError::Io)?;
         file.flush().map_err(LockError::Io)?;
-        held().get_or_insert_with(HashSet::new).insert(key.clone());
+        held().insert(key.clone());
         Ok(DirLock { _file: file, key })
     }
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        if let Some(h) = held().as_mut() {
-            h.remove(&self.key);
-        }
+        held().remove(&self.key);
     }
 }
 
